@@ -1,0 +1,113 @@
+"""graphflow: durable workflows from plain Python functions, with state in your own database.
+
+```python
+import graphflow as gf
+
+@gf.function
+async def greet(name: str) -> str:
+    return f"Hello, {name}!"
+
+@gf.workflow
+async def hello(wf: gf.Workflow, data: dict) -> str:
+    return await wf.do("Greet", greet, {"name": data["name"]})
+
+print(gf.run("hello", {"name": "Ada"}))
+```
+"""
+
+from __future__ import annotations as _annotations
+
+from ._types import JSON as JSON
+from .durations import parse_duration as parse_duration
+from .engine import Engine as Engine
+from .engine import run as run
+from .errors import BranchError as BranchError
+from .errors import DefinitionError as DefinitionError
+from .errors import DuplicateStepError as DuplicateStepError
+from .errors import DurationError as DurationError
+from .errors import ErrorInfo as ErrorInfo
+from .errors import GraphDefinitionError as GraphDefinitionError
+from .errors import GraphflowError as GraphflowError
+from .errors import InputValidationError as InputValidationError
+from .errors import InvalidStateError as InvalidStateError
+from .errors import LeaseLostError as LeaseLostError
+from .errors import NonDeterminismError as NonDeterminismError
+from .errors import NonRetryableError as NonRetryableError
+from .errors import NotFoundError as NotFoundError
+from .errors import RegistrationError as RegistrationError
+from .errors import RunConflictError as RunConflictError
+from .errors import RunError as RunError
+from .errors import RunFailed as RunFailed
+from .errors import RunNotFoundError as RunNotFoundError
+from .errors import SchemaVersionError as SchemaVersionError
+from .errors import StepFailed as StepFailed
+from .errors import StepTimeout as StepTimeout
+from .errors import StoreError as StoreError
+from .errors import SuspendTimeout as SuspendTimeout
+from .errors import UnknownFunctionError as UnknownFunctionError
+from .errors import UnknownWorkflowError as UnknownWorkflowError
+from .functions import DEFAULT_REGISTRY as DEFAULT_REGISTRY
+from .functions import Function as Function
+from .functions import Registry as Registry
+from .functions import function as function
+from .runtime.clock import Clock as Clock
+from .runtime.context import StepInfo as StepInfo
+from .runtime.context import branch as branch
+from .runtime.context import current_step as current_step
+from .runtime.status import RunStatus as RunStatus
+from .runtime.status import StepStatus as StepStatus
+from .runtime.workflow import Workflow as Workflow
+from .runtime.workflow import workflow as workflow
+from .store.base import Store as Store
+from .store.base import open_store as open_store
+
+__version__ = "0.1.0"
+
+__all__ = (
+    # engine
+    "Engine",
+    "run",
+    "RunStatus",
+    "StepStatus",
+    "Store",
+    "open_store",
+    "Clock",
+    # definitions
+    "function",
+    "Function",
+    "workflow",
+    "Workflow",
+    "Registry",
+    "DEFAULT_REGISTRY",
+    "current_step",
+    "StepInfo",
+    "branch",
+    "parse_duration",
+    "JSON",
+    # errors
+    "GraphflowError",
+    "DefinitionError",
+    "RegistrationError",
+    "GraphDefinitionError",
+    "DurationError",
+    "InputValidationError",
+    "NotFoundError",
+    "UnknownWorkflowError",
+    "UnknownFunctionError",
+    "RunNotFoundError",
+    "RunError",
+    "RunConflictError",
+    "InvalidStateError",
+    "RunFailed",
+    "DuplicateStepError",
+    "NonDeterminismError",
+    "BranchError",
+    "StepFailed",
+    "SuspendTimeout",
+    "StepTimeout",
+    "StoreError",
+    "SchemaVersionError",
+    "LeaseLostError",
+    "NonRetryableError",
+    "ErrorInfo",
+)

@@ -1,0 +1,460 @@
+"""The ``Engine``: the public facade. Lifecycle, recovery, and start/run/status/wait/list.
+
+An engine opened with ``async with`` owns a task group holding every run it executes, a claim loop
+(recovery of abandoned runs, wake-ups of sleepers, runs started by clients) and a lease renewer.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ._types import JSON, TERMINAL_RUN_STATES
+from .durations import Duration, to_seconds
+from .errors import (
+    GraphflowError,
+    InvalidStateError,
+    RunConflictError,
+    RunFailed,
+    RunNotFoundError,
+    StoreError,
+)
+from .functions import DEFAULT_REGISTRY, Registry, WorkflowDefinition
+from .runtime.clock import Clock, SystemClock
+from .runtime.execution import RunExecution, RunHost, error_info
+from .runtime.runner import UNSET, execute_run
+from .runtime.status import RunStatus, StepStatus, run_status, step_status
+from .store.base import ClaimQuery, Fence, OwnerRecord, RunRecord, Store, open_store
+
+__all__ = ("Engine", "run")
+
+
+@dataclass(eq=False)
+class _Held:
+    """A run this engine is executing."""
+
+    execution: RunExecution
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Engine:
+    """Runs workflows durably on a store.
+
+    Args:
+        store: a URL (``sqlite:///path.db``, ``postgresql://...``, ``memory://``) or a ``Store``;
+            default ``$GRAPHFLOW_STORE`` or ``sqlite:///graphflow.db``.
+        registry: where workflows and functions are looked up (default: the decorators' one).
+        worker: ``False`` makes a client that starts and inspects runs but executes nothing.
+        max_runs: runs held at once; max_jobs: RPC jobs executing at once.
+        lease: how long a run stays owned without renewal before other engines take it over.
+        max_recoveries: a run recovered more often than this fails instead of crash-looping.
+        clock: the time source (``graphflow.testing.VirtualClock`` in tests).
+        poll_interval: how often to look for work made by other processes.
+    """
+
+    def __init__(
+        self,
+        store: str | Store | None = None,
+        *,
+        registry: Registry | None = None,
+        worker: bool = True,
+        max_runs: int = 100,
+        max_jobs: int = 64,
+        lease: Duration | None = None,
+        max_recoveries: int = 10,
+        clock: Clock | None = None,
+        poll_interval: Duration = 0.5,
+    ) -> None:
+        if max_runs < 1 or max_jobs < 1:
+            raise GraphflowError(
+                f"Engine(max_runs={max_runs}, max_jobs={max_jobs}): both must be at least 1"
+            )
+        self.store: Store = open_store(store) if store is None or isinstance(store, str) else store
+        self.registry = registry or DEFAULT_REGISTRY
+        self.worker = worker
+        self.max_runs = max_runs
+        self.lease = to_seconds(lease or os.environ.get("GRAPHFLOW_LEASE") or 15.0)
+        self.max_recoveries = max_recoveries
+        self.clock: Clock = clock or SystemClock()
+        self.poll_interval = to_seconds(poll_interval)
+        self.owner_id = uuid.uuid4().hex
+        self.host = socket.gethostname()
+        self._host = RunHost(
+            store=self.store,
+            registry=self.registry,
+            clock=self.clock,
+            owner_id=self.owner_id,
+            job_limiter=anyio.CapacityLimiter(max_jobs),
+        )
+        self._held: dict[str, _Held] = {}
+        self._changed: dict[str, anyio.Event] = {}
+        self._wake_claimer = anyio.Event()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._open = False
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the engine is between ``__aenter__`` and ``__aexit__``."""
+        return self._open
+
+    async def __aenter__(self) -> Engine:
+        await self.store.open()
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._open = True
+        self._host.closing = False
+        if self.worker:
+            await self.store.register_owner(
+                OwnerRecord(
+                    owner_id=self.owner_id,
+                    host=self.host,
+                    pid=os.getpid(),
+                    started_at=self.clock.time(),
+                )
+            )
+            await self._claim()
+            self._tg.start_soon(self._claim_loop)
+            self._tg.start_soon(self._lease_loop)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        await self.aclose()
+        return None
+
+    async def aclose(self, grace: float = 5.0) -> None:
+        """Stop claiming, let in-flight steps persist (``grace`` seconds), release every run."""
+        if not self._open or self._tg is None:
+            return
+        self._open = False
+        self._host.closing = True
+        with anyio.move_on_after(grace, shield=True):
+            while self._host.in_flight:
+                await anyio.sleep(0.01)
+        self._tg.cancel_scope.cancel()
+        try:
+            await self._tg.__aexit__(None, None, None)
+        finally:
+            self._tg = None
+            with anyio.CancelScope(shield=True):
+                try:
+                    if self.worker:
+                        await self.store.remove_owner(self.owner_id)
+                finally:
+                    await self.store.aclose()
+            for event in self._changed.values():
+                event.set()
+
+    def _require_open(self) -> anyio.abc.TaskGroup:
+        if self._tg is None:
+            raise GraphflowError(
+                "the engine is not open: use `async with gf.Engine(...) as engine:` (or"
+                " `await engine.__aenter__()`) before starting or inspecting runs"
+            )
+        return self._tg
+
+    # --- starting -------------------------------------------------------------------------------
+
+    def _definition(self, workflow: str | WorkflowDefinition) -> WorkflowDefinition:
+        name = workflow.name if isinstance(workflow, WorkflowDefinition) else workflow
+        return self.registry.get_workflow(name)
+
+    async def start(
+        self,
+        workflow: str | WorkflowDefinition,
+        data: JSON = None,
+        *,
+        run_id: str | None = None,
+        parent: tuple[str, str] | None = None,
+    ) -> str:
+        """Start a run and return its id once it is stored.
+
+        With an explicit ``run_id`` this is idempotent: the same id and input return the existing
+        run. ``parent`` is ``(parent_run_id, step_name)`` for child runs.
+
+        Raises:
+            UnknownWorkflowError: no workflow has that name here.
+            InputValidationError: ``data`` does not match the workflow's input type (nothing is
+                written).
+            RunConflictError: ``run_id`` exists with another workflow or input.
+        """
+        tg = self._require_open()
+        definition = self._definition(workflow)
+        validated = definition.validate_input(data, run_id=run_id)
+        input_json = definition.dump_input(data)
+        now = self.clock.time()
+        owned = self.worker and len(self._held) < self.max_runs
+        record = RunRecord(
+            run_id=run_id or str(uuid.uuid4()),
+            workflow=definition.name,
+            state="running" if owned else "pending",
+            input=input_json,
+            parent_run_id=parent[0] if parent else None,
+            parent_step=parent[1] if parent else None,
+            graph_hash=getattr(definition, "hash", None),
+            created_at=now,
+            started_at=now if owned else None,
+            updated_at=now,
+            owner_id=self.owner_id if owned else None,
+            lease_epoch=1 if owned else 0,
+            lease_expires_at=(await self.store.now()) + self.lease if owned else None,
+        )
+        stored, created = await self.store.create_run(record)
+        if not created:
+            self._check_same(stored, definition.name, input_json)
+            return stored.run_id
+        if owned:
+            fence = Fence(run_id=record.run_id, owner_id=self.owner_id, epoch=1)
+            self._hold(tg, record, fence, [], validated)
+        else:
+            self._wake_claimer.set()
+        return record.run_id
+
+    @staticmethod
+    def _check_same(stored: RunRecord, workflow: str, input_json: str) -> None:
+        if stored.workflow != workflow:
+            raise RunConflictError(
+                run_id=stored.run_id, workflow=workflow, reason=f"workflow {stored.workflow!r}"
+            )
+        if json.loads(stored.input) != json.loads(input_json):
+            raise RunConflictError(
+                run_id=stored.run_id, workflow=workflow, reason="a different input"
+            )
+
+    def _hold(
+        self,
+        tg: anyio.abc.TaskGroup,
+        run: RunRecord,
+        fence: Fence,
+        history: list[Any] | None,
+        data: Any = UNSET,
+    ) -> None:
+        execution = RunExecution(self._host, run, fence, history or [])
+        held = _Held(execution)
+        self._held[run.run_id] = held
+        tg.start_soon(self._execute, held, history is None, data)
+
+    async def _execute(self, held: _Held, load_history: bool, data: Any) -> None:
+        execution = held.execution
+        run_id = execution.run_id
+        try:
+            with held.scope:
+                if load_history:
+                    steps = await self.store.load_steps(run_id)
+                    execution.history = {step.name: step for step in steps}
+                definition = self.registry.get_workflow(execution.workflow)
+                await execute_run(self._host, definition, execution, data)
+        finally:
+            self._held.pop(run_id, None)
+            self._notify(run_id)
+            self._wake_claimer.set()
+
+    def _notify(self, run_id: str) -> None:
+        event = self._changed.pop(run_id, None)
+        if event is not None:
+            event.set()
+
+    # --- claiming and leases --------------------------------------------------------------------
+
+    async def _dead_owners(self) -> list[str]:
+        owners = await self.store.owners_on_host(self.host)
+        return [
+            o.owner_id
+            for o in owners
+            if o.owner_id != self.owner_id and o.pid != os.getpid() and not _pid_alive(o.pid)
+        ]
+
+    async def _claim(self, run_id: str | None = None) -> int:
+        tg = self._tg
+        free = self.max_runs - len(self._held)
+        if tg is None or free <= 0 or not self._open:
+            return 0
+        query = ClaimQuery(
+            owner_id=self.owner_id,
+            workflows=self.registry.workflow_names,
+            dead_owners=await self._dead_owners(),
+            limit=free,
+            lease=self.lease,
+            run_id=run_id,
+        )
+        claimed = await self.store.claim_runs(query, self.clock.time())
+        for run in claimed:
+            fence = Fence(run_id=run.run_id, owner_id=self.owner_id, epoch=run.lease_epoch)
+            if run.recoveries > self.max_recoveries:
+                await self._give_up(run, fence)
+            else:
+                self._hold(tg, run, fence, None)
+        return len(claimed)
+
+    async def _give_up(self, run: RunRecord, fence: Fence) -> None:
+        error = GraphflowError(
+            f"run {run.run_id!r} of workflow {run.workflow!r} was recovered {run.recoveries} times"
+            f" (max_recoveries={self.max_recoveries}): its process keeps dying. Fix the crash and"
+            " start a new run"
+        )
+        await self.store.finish_run(
+            fence,
+            state="failed",
+            output=None,
+            error=error_info(error).model_dump_json(),
+            at=self.clock.time(),
+        )
+        self._notify(run.run_id)
+
+    async def _claim_loop(self) -> None:
+        while True:
+            with anyio.move_on_after(self.poll_interval):
+                await self._wake_claimer.wait()
+            self._wake_claimer = anyio.Event()
+            try:
+                await self._claim()
+            except StoreError:
+                await anyio.sleep(self.poll_interval)
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.lease / 3)
+            try:
+                owned = await self.store.renew_leases(self.owner_id, self.lease)
+            except StoreError:
+                continue
+            for run_id in set(self._held) - owned:
+                held = self._held.get(run_id)
+                if held is not None:
+                    held.scope.cancel()
+
+    # --- inspecting -----------------------------------------------------------------------------
+
+    async def _get_run(self, run_id: str) -> RunRecord:
+        self._require_open()
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(run_id=run_id)
+        return run
+
+    async def status(self, run_id: str) -> RunStatus:
+        """The run's state, input, output or error and steps (live ones included).
+
+        Raises:
+            RunNotFoundError: no run has this id.
+        """
+        run = await self._get_run(run_id)
+        steps = await self.store.load_steps(run_id)
+        attempts = await self.store.load_attempts(run_id)
+        status = run_status(run, steps, attempts)
+        held = self._held.get(run_id)
+        if held is None or not held.execution.live:
+            return status
+        live: dict[str, StepStatus] = {
+            name: step_status(step) for name, step in held.execution.live.items()
+        }
+        merged = [live.pop(step.name, step) for step in status.steps]
+        merged.extend(sorted(live.values(), key=lambda s: s.name))
+        return status.model_copy(update={"steps": merged})
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        state: str | None = None,
+        limit: int = 100,
+    ) -> list[RunStatus]:
+        """Runs (without steps), newest first."""
+        self._require_open()
+        runs = await self.store.list_runs(workflow=workflow, state=state, limit=limit)
+        return [run_status(run) for run in runs]
+
+    async def wait(self, run_id: str, timeout: float | None = None) -> RunStatus:
+        """Wait until the run is completed, failed or cancelled and return its status.
+
+        Raises:
+            TimeoutError: ``timeout`` seconds passed first.
+            RunNotFoundError: no run has this id.
+        """
+        with anyio.fail_after(timeout):
+            delay = 0.005
+            while True:
+                event = self._changed.setdefault(run_id, anyio.Event())
+                run = await self._get_run(run_id)
+                if run.state in TERMINAL_RUN_STATES:
+                    return await self.status(run_id)
+                with anyio.move_on_after(delay if run_id not in self._held else 3600):
+                    await event.wait()
+                delay = min(delay * 2, self.poll_interval)
+
+    async def run(
+        self,
+        workflow: str | WorkflowDefinition,
+        data: JSON = None,
+        *,
+        run_id: str | None = None,
+        timeout: float | None = None,
+    ) -> JSON:
+        """Start a run, wait for it, and return its stored JSON output.
+
+        Raises:
+            RunFailed: the run ended failed or cancelled.
+        """
+        run_id = await self.start(workflow, data, run_id=run_id)
+        status = await self.wait(run_id, timeout=timeout)
+        if status.state != "completed":
+            raise RunFailed(
+                run_id=run_id, workflow=status.workflow, state=status.state, error=status.error
+            )
+        return status.output
+
+    def _require_state(self, run: RunRecord, operation: str, allowed: Sequence[str]) -> None:
+        if run.state not in allowed:
+            raise InvalidStateError(
+                run_id=run.run_id,
+                state=run.state,
+                operation=operation,
+                allowed=" or ".join(allowed),
+            )
+
+
+def run(
+    workflow: str | WorkflowDefinition,
+    data: JSON = None,
+    *,
+    store: str | Store | None = None,
+    **options: Any,
+) -> JSON:
+    """Run a workflow to completion from synchronous code and return its output.
+
+    Opens an engine on ``store`` for the duration of the call (``options`` go to ``Engine``).
+
+    Raises:
+        RunFailed: the run ended failed or cancelled.
+    """
+
+    async def main() -> JSON:
+        async with Engine(store=store, **options) as engine:
+            return await engine.run(workflow, data)
+
+    return anyio.run(main)

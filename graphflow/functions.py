@@ -1,0 +1,371 @@
+"""Typed functions and the registry: the unit of reuse.
+
+``@gf.function`` registers a plain (sync or async) function under a name. Its input and output types are
+compiled once into pydantic ``TypeAdapter``s so the engine can validate ``data`` into the call's arguments
+and store the result as JSON. The decorated object stays an ordinary callable.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import inspect
+import typing
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, ParamSpec, TypeVar, overload
+
+import anyio.to_thread
+import pydantic
+from pydantic import TypeAdapter
+from typing_extensions import is_typeddict
+
+from ._types import JSON
+from .durations import Duration, to_seconds
+from .errors import (
+    DefinitionError,
+    InputValidationError,
+    RegistrationError,
+    UnknownFunctionError,
+    UnknownWorkflowError,
+)
+
+__all__ = (
+    "DEFAULT_REGISTRY",
+    "Function",
+    "Registry",
+    "StepOptions",
+    "TypedIO",
+    "WorkflowDefinition",
+    "function",
+)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+_ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepOptions:
+    """Retry and timeout settings; ``None`` means "not set here"."""
+
+    retries: int | None = None
+    retry_delay: float | None = None
+    backoff: float | None = None
+    timeout: float | None = None
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        retries: int | None = None,
+        retry_delay: Duration | None = None,
+        backoff: float | None = None,
+        timeout: Duration | None = None,
+        where: str,
+    ) -> StepOptions:
+        """Validate user-given options (durations parsed, counts non-negative)."""
+        if retries is not None and (
+            isinstance(retries, bool) or not isinstance(retries, int) or retries < 0
+        ):
+            raise DefinitionError(f"{where}: retries must be an integer >= 0, got {retries!r}")
+        if backoff is not None and (
+            isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 1
+        ):
+            raise DefinitionError(f"{where}: backoff must be a number >= 1, got {backoff!r}")
+        return cls(
+            retries=retries,
+            retry_delay=None if retry_delay is None else to_seconds(retry_delay),
+            backoff=None if backoff is None else float(backoff),
+            timeout=None if timeout is None else to_seconds(timeout),
+        )
+
+    def over(self, base: StepOptions) -> StepOptions:
+        """These options where set, else ``base``'s."""
+        return StepOptions(
+            retries=base.retries if self.retries is None else self.retries,
+            retry_delay=base.retry_delay if self.retry_delay is None else self.retry_delay,
+            backoff=base.backoff if self.backoff is None else self.backoff,
+            timeout=base.timeout if self.timeout is None else self.timeout,
+        )
+
+
+def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+    try:
+        return typing.get_type_hints(fn, include_extras=True)
+    except (NameError, TypeError):
+        # Annotations naming classes local to a function cannot be resolved; treat them as Any.
+        hints: dict[str, Any] = {}
+        for key, value in getattr(fn, "__annotations__", {}).items():
+            hints[key] = Any if isinstance(value, str) else value
+        return hints
+
+
+def _is_structured(annotation: Any) -> bool:
+    return isinstance(annotation, type) and (
+        issubclass(annotation, pydantic.BaseModel)
+        or dataclasses.is_dataclass(annotation)
+        or is_typeddict(annotation)
+    )
+
+
+class TypedIO:
+    """The compiled input and output contract of a user callable."""
+
+    __slots__ = ("_mode", "_param", "_input_model", "_single_adapter", "output_adapter", "typed")
+
+    def __init__(self, fn: Callable[..., Any], *, skip_first: bool = False) -> None:
+        hints = _type_hints(fn)
+        params = [
+            p
+            for p in inspect.signature(fn).parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+        ]
+        if skip_first:
+            params = params[1:]
+        returns = hints.get("return", Any)
+        self.typed = "return" in hints
+        self.output_adapter: TypeAdapter[Any] = (
+            _ANY_ADAPTER if returns is Any else TypeAdapter(returns)
+        )
+        self._param = params[0].name if params else ""
+        self._single_adapter: TypeAdapter[Any] | None = None
+        self._input_model: type[pydantic.BaseModel] | None = None
+        if not params:
+            self._mode = "none"
+        elif len(params) == 1 and _is_structured(hints.get(params[0].name)):
+            self._mode = "single"
+            self._single_adapter = TypeAdapter(hints[params[0].name])
+        else:
+            self._mode = "kwargs"
+            fields: dict[str, Any] = {
+                p.name: (
+                    hints.get(p.name, Any),
+                    ... if p.default is inspect.Parameter.empty else p.default,
+                )
+                for p in params
+            }
+            self._input_model = pydantic.create_model(  # type: ignore[call-overload]
+                f"{getattr(fn, '__name__', 'fn')}_input",
+                __config__=pydantic.ConfigDict(arbitrary_types_allowed=True),
+                **fields,
+            )
+
+    def validate(self, data: JSON) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        """Turn ``data`` into call arguments; raises ``pydantic.ValidationError``."""
+        if self._mode == "none":
+            return (), {}
+        if self._mode == "single":
+            assert self._single_adapter is not None
+            return (self._single_adapter.validate_python({} if data is None else data),), {}
+        assert self._input_model is not None
+        model = self._input_model.model_validate({} if data is None else data)
+        return (), {name: getattr(model, name) for name in type(model).model_fields}
+
+    def validate_single(self, data: JSON) -> Any:
+        """Validate ``data`` as the one value a workflow receives (``f(wf, data)``)."""
+        if self._mode == "none":
+            return data
+        if self._mode == "single":
+            assert self._single_adapter is not None
+            return self._single_adapter.validate_python(data)
+        args, kwargs = self.validate(data)
+        return kwargs[self._param] if len(kwargs) == 1 and self._param in kwargs else kwargs
+
+    def dump_output(self, value: Any) -> bytes:
+        """Validate ``value`` against the return type and serialise it to JSON bytes."""
+        if self.output_adapter is not _ANY_ADAPTER:
+            value = self.output_adapter.validate_python(value)
+        return self.output_adapter.dump_json(value)
+
+    def load_output(self, raw: str | bytes) -> Any:
+        """Rehydrate stored JSON into the return type."""
+        return self.output_adapter.validate_json(raw)
+
+
+class Function(Generic[P, R]):
+    """A registered function: still the plain callable, plus its name, options and typed I/O."""
+
+    def __init__(self, fn: Callable[P, R], *, name: str, options: StepOptions) -> None:
+        self.fn = fn
+        self.name = name
+        self.options = options
+        self.is_async = inspect.iscoroutinefunction(fn)
+        self.io = TypedIO(fn)
+        self.identity = f"{fn.__module__}.{fn.__qualname__}"
+        functools.update_wrapper(self, fn)
+
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        return self.fn(*args, **kwargs)
+
+    def __repr__(self) -> str:
+        return f"<graphflow function {self.name!r}>"
+
+    def validate_input(
+        self, data: JSON, *, workflow: str | None = None, run_id: str | None = None,
+        step: str | None = None,
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:  # fmt: skip
+        """Validate ``data`` into call arguments or raise ``InputValidationError``."""
+        try:
+            return self.io.validate(data)
+        except pydantic.ValidationError as exc:
+            raise InputValidationError(
+                what=f"input for function {self.name!r}",
+                errors=_errors(exc),
+                workflow=workflow,
+                run_id=run_id,
+                step=step,
+            ) from exc
+
+    async def invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        """Call the function: async ones on the loop, sync ones in a worker thread."""
+        if self.is_async:
+            return await typing.cast(Callable[..., Awaitable[Any]], self.fn)(*args, **kwargs)
+        return await anyio.to_thread.run_sync(
+            functools.partial(self.fn, *args, **kwargs), abandon_on_cancel=True
+        )
+
+
+def _errors(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
+    return [
+        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
+        for e in exc.errors(include_url=False)
+    ]
+
+
+@dataclass(eq=False, kw_only=True)
+class WorkflowDefinition:
+    """A registered workflow: its name, input type and identity. Subclassed per kind."""
+
+    name: str
+    description: str | None
+    identity: str
+    input_adapter: TypeAdapter[Any] = field(default=_ANY_ADAPTER)
+
+    def validate_input(self, data: JSON, *, run_id: str | None = None) -> Any:
+        """Validate workflow input or raise ``InputValidationError``."""
+        try:
+            return self.input_adapter.validate_python(data)
+        except pydantic.ValidationError as exc:
+            raise InputValidationError(
+                what=f"input for workflow {self.name!r}",
+                errors=_errors(exc),
+                workflow=self.name,
+                run_id=run_id,
+            ) from exc
+
+    def dump_input(self, data: JSON) -> str:
+        """The raw JSON text of the input as stored (validation happens separately)."""
+        return _ANY_ADAPTER.dump_json(data).decode()
+
+
+class Registry:
+    """Functions and workflows by name, in one namespace."""
+
+    def __init__(self) -> None:
+        self._functions: dict[str, Function[..., Any]] = {}
+        self._workflows: dict[str, WorkflowDefinition] = {}
+
+    def _check_free(self, name: str, identity: str) -> None:
+        existing = self._functions.get(name) or self._workflows.get(name)
+        if existing is not None and existing.identity != identity:
+            raise RegistrationError(name=name, existing=existing.identity, new=identity)
+
+    def add_function(self, fn: Function[..., Any]) -> None:
+        """Register ``fn``; re-registering the same ``module.qualname`` replaces it."""
+        self._check_free(fn.name, fn.identity)
+        self._workflows.pop(fn.name, None)
+        self._functions[fn.name] = fn
+
+    def add_workflow(self, definition: WorkflowDefinition) -> None:
+        """Register a workflow; re-registering the same identity replaces it."""
+        self._check_free(definition.name, definition.identity)
+        self._functions.pop(definition.name, None)
+        self._workflows[definition.name] = definition
+
+    def find_function(self, name: str) -> Function[..., Any] | None:
+        """The function registered as ``name``, or ``None``."""
+        return self._functions.get(name)
+
+    def get_function(self, name: str) -> Function[..., Any]:
+        """The function registered as ``name``; raises ``UnknownFunctionError``."""
+        fn = self._functions.get(name)
+        if fn is None:
+            raise UnknownFunctionError(name=name)
+        return fn
+
+    def find_workflow(self, name: str) -> WorkflowDefinition | None:
+        """The workflow registered as ``name``, or ``None``."""
+        return self._workflows.get(name)
+
+    def get_workflow(self, name: str) -> WorkflowDefinition:
+        """The workflow registered as ``name``; raises ``UnknownWorkflowError``."""
+        definition = self._workflows.get(name)
+        if definition is None:
+            raise UnknownWorkflowError(name=name, known=list(self._workflows))
+        return definition
+
+    @property
+    def workflow_names(self) -> list[str]:
+        """Names of every registered workflow."""
+        return list(self._workflows)
+
+    @property
+    def function_names(self) -> list[str]:
+        """Names of every registered function."""
+        return list(self._functions)
+
+
+DEFAULT_REGISTRY = Registry()
+"""The registry that the decorators use unless given ``registry=``."""
+
+
+@overload
+def function(fn: Callable[P, R], /) -> Function[P, R]: ...
+@overload
+def function(
+    *,
+    name: str | None = None,
+    retries: int | None = None,
+    retry_delay: Duration | None = None,
+    backoff: float | None = None,
+    timeout: Duration | None = None,
+    registry: Registry | None = None,
+) -> Callable[[Callable[P, R]], Function[P, R]]: ...
+def function(
+    fn: Callable[P, R] | None = None,
+    /,
+    *,
+    name: str | None = None,
+    retries: int | None = None,
+    retry_delay: Duration | None = None,
+    backoff: float | None = None,
+    timeout: Duration | None = None,
+    registry: Registry | None = None,
+) -> Function[P, R] | Callable[[Callable[P, R]], Function[P, R]]:
+    """Register a plain function as a graphflow function (usable as a step, job or handler).
+
+    Used bare (``@gf.function``) or with options (``@gf.function(name=..., retries=2)``). The options
+    are the defaults of every step that runs it; ``wf.do(...)`` options override them.
+
+    Raises:
+        RegistrationError: the name is taken by another callable.
+    """
+
+    def register(target: Callable[P, R]) -> Function[P, R]:
+        if isinstance(target, Function):
+            target = target.fn
+        fn_name = name or target.__name__
+        options = StepOptions.build(
+            retries=retries,
+            retry_delay=retry_delay,
+            backoff=backoff,
+            timeout=timeout,
+            where=f"@gf.function {fn_name!r}",
+        )
+        registered = Function(target, name=fn_name, options=options)
+        (registry or DEFAULT_REGISTRY).add_function(registered)
+        return registered
+
+    return register if fn is None else register(fn)

@@ -1,0 +1,1 @@
+"""Execution: steps, the imperative DSL, the graph scheduler and timers, all through the store."""

@@ -1,0 +1,38 @@
+"""Time for the runtime: the ``Clock`` protocol and the system clock.
+
+Run timestamps, ``wf.now()``, retry delays and sleep wake-ups all read the engine's clock, so tests can
+swap in ``graphflow.testing.VirtualClock`` and skip days in milliseconds.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+import anyio
+
+__all__ = ("Clock", "SystemClock")
+
+
+class Clock(Protocol):
+    """A source of time that can also wait."""
+
+    def time(self) -> float:
+        """Seconds since the epoch."""
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Return once ``time() >= deadline``."""
+
+
+class SystemClock:
+    """The wall clock."""
+
+    def time(self) -> float:
+        """Seconds since the epoch."""
+        return time.time()
+
+    async def sleep_until(self, deadline: float) -> None:
+        """Sleep until the wall clock reaches ``deadline``."""
+        delay = deadline - time.time()
+        if delay > 0:
+            await anyio.sleep(delay)

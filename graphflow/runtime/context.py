@@ -1,0 +1,73 @@
+"""What a running step can ask about itself: ``gf.current_step()`` and ``gf.branch(key)``."""
+
+from __future__ import annotations
+
+import contextvars
+import uuid
+from dataclasses import dataclass, field
+
+from ..errors import GraphflowError
+
+__all__ = ("StepInfo", "branch", "current_step", "idempotency_key")
+
+_NAMESPACE = uuid.UUID("6f6e0b38-5d0e-4a44-9a38-1a2f2b9e7c11")
+
+
+def idempotency_key(run_id: str, step_name: str) -> str:
+    """A stable key for ``(run_id, step_name)``: the same on every attempt and after replay."""
+    return str(uuid.uuid5(_NAMESPACE, f"{run_id}\x00{step_name}"))
+
+
+@dataclass(slots=True, kw_only=True)
+class StepInfo:
+    """The step being executed: pass ``idempotency_key`` to external APIs."""
+
+    run_id: str
+    workflow: str
+    step_name: str
+    attempt: int
+    idempotency_key: str
+    selected_branch: str | None = field(default=None, repr=False)
+
+
+_CURRENT: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(
+    "graphflow_step", default=None
+)
+
+
+def current_step() -> StepInfo:
+    """The step this code runs in.
+
+    Raises:
+        GraphflowError: called outside a step executed by an engine.
+    """
+    info = _CURRENT.get()
+    if info is None:
+        raise GraphflowError(
+            "gf.current_step() was called outside a running step: call it inside a function that"
+            " an engine executes as a step"
+        )
+    return info
+
+
+def branch(key: str) -> None:
+    """Select the outgoing edge ``key`` of the graph node being executed."""
+    info = _CURRENT.get()
+    if info is None:
+        raise GraphflowError(
+            f"gf.branch({key!r}) was called outside a running graph node: call it inside the"
+            " node's function"
+        )
+    if not isinstance(key, str):
+        raise GraphflowError(f"gf.branch() takes a string key, got {key!r}")
+    info.selected_branch = key
+
+
+def enter_step(info: StepInfo) -> contextvars.Token[StepInfo | None]:
+    """Make ``info`` the current step."""
+    return _CURRENT.set(info)
+
+
+def exit_step(token: contextvars.Token[StepInfo | None]) -> None:
+    """Restore the step that was current before ``enter_step``."""
+    _CURRENT.reset(token)

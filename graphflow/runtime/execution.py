@@ -1,0 +1,299 @@
+"""One run in memory: its recorded history, the steps it issues, and how a step is executed.
+
+A step is *issued* (name checked for duplicates and against the recorded history), then either
+replayed from its record or executed: attempts with retries, backoff and timeout, and exactly one
+durable write when it finishes (plus one per failed attempt).
+"""
+
+from __future__ import annotations
+
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from typing import Any
+
+import anyio
+import pydantic
+import pydantic_core
+
+from ..errors import (
+    DuplicateStepError,
+    ErrorInfo,
+    GraphflowError,
+    InputValidationError,
+    NonDeterminismError,
+    NonRetryableError,
+    StepFailed,
+    StepTimeout,
+)
+from ..functions import Registry, StepOptions
+from ..store.base import AttemptRecord, Fence, RunRecord, StepRecord, Store
+from .clock import Clock
+from .context import StepInfo, enter_step, exit_step, idempotency_key
+
+__all__ = ("Closing", "RunExecution", "RunHost", "StepCall", "error_info")
+
+
+class Closing(BaseException):  # noqa: N818 - control flow, never shown to users
+    """Unwinds a run whose engine is closing or lost its lease: nothing more may be issued."""
+
+
+@dataclass(kw_only=True)
+class RunHost:
+    """What runs need from their engine."""
+
+    store: Store
+    registry: Registry
+    clock: Clock
+    owner_id: str
+    job_limiter: anyio.CapacityLimiter
+    closing: bool = False
+    in_flight: int = 0
+
+
+def error_info(exc: BaseException) -> ErrorInfo:
+    """The stored form of an exception."""
+    return ErrorInfo(
+        type=type(exc).__name__,
+        message=str(exc),
+        traceback="".join(traceback.format_exception(exc)),
+    )
+
+
+class _FinalFailure(Exception):
+    """An attempt failure that no retry can fix."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+@dataclass(kw_only=True)
+class StepCall:
+    """How to execute one step: what to call and how to (de)serialise its result."""
+
+    name: str
+    kind: str
+    function: str | None
+    call: Callable[[], Awaitable[Any]]
+    dump: Callable[[Any], bytes]
+    load: Callable[[str | bytes], Any]
+    options: StepOptions = field(default_factory=StepOptions)
+    input: str | None = None
+    on_error: Callable[[ErrorInfo], Awaitable[Any]] | None = None
+
+
+class RunExecution:
+    """The in-memory state of one run being executed by this engine."""
+
+    def __init__(
+        self, host: RunHost, run: RunRecord, fence: Fence, history: list[StepRecord]
+    ) -> None:
+        self.host = host
+        self.run = run
+        self.fence = fence
+        self.history = {step.name: step for step in history}
+        self.issued: set[str] = set()
+        self.seq = 0
+        self.frontier: dict[str, None] = {}
+        self.live: dict[str, StepRecord] = {}
+        self.fatal: GraphflowError | None = None
+        self.now_mark = run.started_at or run.created_at
+
+    @property
+    def run_id(self) -> str:
+        """The run's id."""
+        return self.run.run_id
+
+    @property
+    def workflow(self) -> str:
+        """The run's workflow name."""
+        return self.run.workflow
+
+    def now(self) -> datetime:
+        """The time this point of the workflow was first reached (deterministic on replay)."""
+        return datetime.fromtimestamp(self.now_mark, UTC)
+
+    def fail_run(self, error: GraphflowError) -> GraphflowError:
+        """Remember an error that fails the run even if the workflow catches it."""
+        if self.fatal is None:
+            self.fatal = error
+        return error
+
+    # --- issuing ------------------------------------------------------------------------------
+
+    def issue(self, name: str, kind: str, function: str | None) -> tuple[int, tuple[str, ...]]:
+        """Check and register a new step; return its sequence number and run-graph parents."""
+        if self.host.closing:
+            raise Closing
+        if name in self.issued:
+            raise self.fail_run(
+                DuplicateStepError(workflow=self.workflow, run_id=self.run_id, step=name)
+            )
+        self.issued.add(name)
+        # Deterministic code issues its steps in the same order on replay, so the issue count
+        # is the step's position in the run.
+        seq, self.seq = self.seq, self.seq + 1
+        recorded = self.history.get(name)
+        if recorded is not None:
+            self._check_deterministic(recorded, kind, function)
+            return recorded.seq, recorded.parents
+        return seq, tuple(self.frontier)
+
+    def _check_deterministic(self, recorded: StepRecord, kind: str, function: str | None) -> None:
+        if recorded.kind == kind and (kind == "inline" or recorded.function == function):
+            return
+        raise self.fail_run(
+            NonDeterminismError(
+                workflow=self.workflow,
+                run_id=self.run_id,
+                step=recorded.name,
+                recorded=_describe(recorded.kind, recorded.function),
+                new=_describe(kind, function),
+            )
+        )
+
+    def completed(self, name: str, parents: tuple[str, ...], finished_at: float | None) -> None:
+        """Advance the run-graph frontier and ``now()`` past a completed step."""
+        for parent in parents:
+            self.frontier.pop(parent, None)
+        self.frontier[name] = None
+        if finished_at is not None and finished_at > self.now_mark:
+            self.now_mark = finished_at
+
+    # --- executing ----------------------------------------------------------------------------
+
+    async def step(self, spec: StepCall) -> Any:
+        """Replay ``spec`` from its record, or execute it; return its rehydrated result."""
+        seq, parents = self.issue(spec.name, spec.kind, spec.function)
+        recorded = self.history.get(spec.name)
+        if recorded is not None and recorded.state == "completed":
+            self.completed(spec.name, parents, recorded.finished_at)
+            return spec.load(recorded.output or "null")
+        if recorded is not None and recorded.state == "failed" and recorded.error is not None:
+            await self._fail(spec, ErrorInfo.model_validate_json(recorded.error), None)
+        base = recorded or StepRecord(
+            run_id=self.run_id,
+            name=spec.name,
+            seq=seq,
+            kind=spec.kind,
+            function=spec.function,
+            state="running",
+            input=spec.input,
+            parents=parents,
+        )
+        raw, record = await self._attempts(spec, base)
+        self.completed(spec.name, parents, record.finished_at)
+        return spec.load(raw)
+
+    async def _attempts(self, spec: StepCall, base: StepRecord) -> tuple[bytes, StepRecord]:
+        host = self.host
+        options = spec.options
+        retries = options.retries or 0
+        attempt = base.attempts
+        first_started = base.started_at
+        key = idempotency_key(self.run_id, spec.name)
+        host.in_flight += 1
+        try:
+            while True:
+                attempt += 1
+                started = host.clock.time()
+                first_started = first_started or started
+                self.live[spec.name] = replace(base, attempts=attempt, started_at=first_started)
+                try:
+                    raw = await self._attempt(spec, attempt, key)
+                except Exception as exc:
+                    final = isinstance(exc, _FinalFailure) or attempt > retries
+                    cause = exc.cause if isinstance(exc, _FinalFailure) else exc
+                    info = error_info(cause)
+                    record = replace(
+                        base,
+                        state="failed" if final else "running",
+                        attempts=attempt,
+                        error=info.model_dump_json(),
+                        started_at=first_started,
+                        finished_at=host.clock.time() if final else None,
+                    )
+                    failed = AttemptRecord(
+                        run_id=self.run_id,
+                        step_name=spec.name,
+                        attempt=attempt,
+                        error=info.model_dump_json(),
+                        started_at=started,
+                        finished_at=host.clock.time(),
+                    )
+                    await host.store.record_step(self.fence, record, failed)
+                    if final:
+                        self.live.pop(spec.name, None)
+                        await self._fail(spec, info, cause)
+                    base = record
+                    await self._backoff(options, attempt)
+                    continue
+                record = replace(
+                    base,
+                    state="completed",
+                    attempts=attempt,
+                    output=raw.decode(),
+                    error=None,
+                    started_at=first_started,
+                    finished_at=host.clock.time(),
+                )
+                await host.store.record_step(self.fence, record)
+                self.live.pop(spec.name, None)
+                return raw, record
+        finally:
+            host.in_flight -= 1
+            self.live.pop(spec.name, None)
+
+    async def _attempt(self, spec: StepCall, attempt: int, key: str) -> bytes:
+        token = enter_step(
+            StepInfo(
+                run_id=self.run_id,
+                workflow=self.workflow,
+                step_name=spec.name,
+                attempt=attempt,
+                idempotency_key=key,
+            )
+        )
+        try:
+            timeout = spec.options.timeout
+            if timeout is None:
+                value = await spec.call()
+            else:
+                try:
+                    with anyio.fail_after(timeout):
+                        value = await spec.call()
+                except TimeoutError as exc:
+                    raise StepTimeout(
+                        workflow=self.workflow, run_id=self.run_id, step=spec.name, timeout=timeout
+                    ) from exc
+        except (NonRetryableError, InputValidationError) as exc:
+            raise _FinalFailure(exc) from exc
+        finally:
+            exit_step(token)
+        try:
+            return spec.dump(value)
+        except (pydantic_core.PydanticSerializationError, pydantic.ValidationError) as exc:
+            raise _FinalFailure(
+                NonRetryableError(
+                    f"the result of step {spec.name!r} in run {self.run_id!r} is not"
+                    f" JSON-serialisable or does not match its declared return type: {exc}."
+                    " Return JSON-compatible data or a pydantic model"
+                )
+            ) from exc
+
+    async def _backoff(self, options: StepOptions, attempt: int) -> None:
+        delay = (options.retry_delay or 0.0) * (options.backoff or 1.0) ** (attempt - 1)
+        if delay > 0:
+            await self.host.clock.sleep_until(self.host.clock.time() + delay)
+
+    async def _fail(self, spec: StepCall, info: ErrorInfo, cause: BaseException | None) -> None:
+        if spec.on_error is not None:
+            await spec.on_error(info)
+        error = StepFailed(workflow=self.workflow, run_id=self.run_id, step=spec.name, error=info)
+        raise error from cause
+
+
+def _describe(kind: str, function: str | None) -> str:
+    return f"{kind} step" + (f" of {function!r}" if function else "")

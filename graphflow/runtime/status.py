@@ -1,0 +1,122 @@
+"""``RunStatus`` and ``StepStatus``: the public, pydantic view of stored runs."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+from .._types import JSON
+from ..errors import ErrorInfo
+from ..store.base import AttemptRecord, RunRecord, StepRecord
+
+__all__ = ("RunStatus", "StepStatus", "load_error", "run_status", "step_status", "to_datetime")
+
+
+def to_datetime(seconds: float | None) -> datetime | None:
+    """An aware UTC datetime from epoch seconds."""
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC)
+
+
+def load_error(text: str | None) -> ErrorInfo | None:
+    """Decode a stored error."""
+    return None if text is None else ErrorInfo.model_validate_json(text)
+
+
+def _json(text: str | None) -> JSON:
+    return None if text is None else json.loads(text)
+
+
+class StepStatus(BaseModel):
+    """One step (or graph node) of a run."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    kind: str
+    function: str | None = None
+    state: str
+    attempts: int = 0
+    output: JSON = None
+    error: ErrorInfo | None = None
+    attempt_errors: list[ErrorInfo] = []
+    parents: list[str] = []
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    wake_at: datetime | None = None
+
+
+class RunStatus(BaseModel):
+    """A run: its state, input, output or error, timestamps and steps (in issue order)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    run_id: str
+    workflow: str
+    state: str
+    input: JSON = None
+    output: JSON = None
+    error: ErrorInfo | None = None
+    created_at: datetime
+    started_at: datetime | None = None
+    updated_at: datetime
+    finished_at: datetime | None = None
+    wake_at: datetime | None = None
+    suspend_reason: str | None = None
+    parent_run_id: str | None = None
+    steps: list[StepStatus] = []
+
+    @property
+    def done(self) -> bool:
+        """Whether the run is terminal (completed, failed or cancelled)."""
+        return self.state in ("completed", "failed", "cancelled")
+
+
+def step_status(step: StepRecord, attempt_errors: list[ErrorInfo] | None = None) -> StepStatus:
+    """The public view of a stored step."""
+    return StepStatus(
+        name=step.name,
+        kind=step.kind,
+        function=step.function,
+        state=step.state,
+        attempts=step.attempts,
+        output=_json(step.output),
+        error=load_error(step.error),
+        attempt_errors=attempt_errors or [],
+        parents=list(step.parents),
+        started_at=to_datetime(step.started_at),
+        finished_at=to_datetime(step.finished_at),
+        wake_at=to_datetime(step.wake_at),
+    )
+
+
+def run_status(
+    run: RunRecord,
+    steps: list[StepRecord] | None = None,
+    attempts: list[AttemptRecord] | None = None,
+) -> RunStatus:
+    """The public view of a stored run with its steps."""
+    errors: dict[str, list[ErrorInfo]] = {}
+    for attempt in attempts or ():
+        info = load_error(attempt.error)
+        if info is not None:
+            errors.setdefault(attempt.step_name, []).append(info)
+    values: dict[str, Any] = {
+        "run_id": run.run_id,
+        "workflow": run.workflow,
+        "state": run.state,
+        "input": _json(run.input),
+        "output": _json(run.output),
+        "error": load_error(run.error),
+        "created_at": to_datetime(run.created_at),
+        "started_at": to_datetime(run.started_at),
+        "updated_at": to_datetime(run.updated_at),
+        "finished_at": to_datetime(run.finished_at),
+        "wake_at": to_datetime(run.wake_at),
+        "suspend_reason": run.suspend_reason,
+        "parent_run_id": run.parent_run_id,
+        "steps": [step_status(s, errors.get(s.name)) for s in steps or ()],
+    }
+    return RunStatus(**values)

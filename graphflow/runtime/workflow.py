@@ -1,0 +1,353 @@
+"""The imperative DSL: ``@gf.workflow`` and the ``Workflow`` handle (``wf.do``, ``wf.now``...)."""
+
+from __future__ import annotations
+
+import inspect
+import typing
+import weakref
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, TypeVar, overload
+
+from pydantic import TypeAdapter
+
+from .._types import JSON
+from ..durations import Duration
+from ..errors import ErrorInfo, GraphflowError, UnknownFunctionError
+from ..functions import (
+    DEFAULT_REGISTRY,
+    Function,
+    Registry,
+    StepOptions,
+    TypedIO,
+    WorkflowDefinition,
+)
+from .execution import RunExecution, StepCall
+
+__all__ = ("DslWorkflow", "Workflow", "workflow")
+
+R = TypeVar("R")
+WorkflowFn = Callable[..., Awaitable[Any]]
+
+_NO_OPTIONS = StepOptions()
+_INLINE_IO: weakref.WeakKeyDictionary[Any, TypedIO] = weakref.WeakKeyDictionary()
+
+
+@dataclass(eq=False, kw_only=True)
+class DslWorkflow(WorkflowDefinition):
+    """An imperative workflow: ``async def f(wf, data)``."""
+
+    fn: WorkflowFn
+    io: TypedIO
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        return self.fn(*args, **kwargs)
+
+
+@overload
+def workflow(fn: WorkflowFn, /) -> DslWorkflow: ...
+@overload
+def workflow(
+    *, name: str | None = None, description: str | None = None, registry: Registry | None = None
+) -> Callable[[WorkflowFn], DslWorkflow]: ...
+def workflow(
+    fn: WorkflowFn | None = None,
+    /,
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    registry: Registry | None = None,
+) -> DslWorkflow | Callable[[WorkflowFn], DslWorkflow]:
+    """Register ``async def f(wf, data)`` as a durable workflow.
+
+    ``data`` is validated against its annotation when a run starts; the return value is stored as
+    the run's output (validated against the return annotation).
+
+    Raises:
+        RegistrationError: the name is taken by another callable.
+        GraphflowError: the function is not ``async``.
+    """
+
+    def register(target: WorkflowFn) -> DslWorkflow:
+        if not inspect.iscoroutinefunction(target):
+            raise GraphflowError(
+                f"workflow {getattr(target, '__name__', target)!r} must be an async function:"
+                " declare it as `async def f(wf, data)`"
+            )
+        io = TypedIO(target, skip_first=True)
+        hints = typing.get_type_hints(target) if _resolvable(target) else {}
+        params = list(inspect.signature(target).parameters)
+        data_type = hints.get(params[1], Any) if len(params) > 1 else Any
+        definition = DslWorkflow(
+            name=name or target.__name__,
+            description=description or inspect.getdoc(target),
+            identity=f"{target.__module__}.{target.__qualname__}",
+            input_adapter=TypeAdapter(data_type),
+            fn=target,
+            io=io,
+        )
+        (registry or DEFAULT_REGISTRY).add_workflow(definition)
+        return definition
+
+    return register if fn is None else register(fn)
+
+
+def _resolvable(fn: Callable[..., Any]) -> bool:
+    try:
+        typing.get_type_hints(fn)
+    except (NameError, TypeError):
+        return False
+    return True
+
+
+def _inline_io(fn: Callable[..., Any]) -> TypedIO | None:
+    if "return" not in getattr(fn, "__annotations__", {}):
+        return None
+    key = getattr(fn, "__code__", fn)
+    try:
+        io = _INLINE_IO.get(key)
+        if io is None:
+            io = _INLINE_IO[key] = TypedIO(fn)
+        return io
+    except TypeError:  # not weak-referenceable
+        return TypedIO(fn)
+
+
+_ANY = TypeAdapter[Any](Any)
+
+
+def _dump_any(value: Any) -> bytes:
+    return _ANY.dump_json(value)
+
+
+def _load_any(raw: str | bytes) -> Any:
+    return _ANY.validate_json(raw)
+
+
+class Workflow:
+    """The handle a workflow function receives: issues durable steps."""
+
+    __slots__ = ("_execution",)
+
+    def __init__(self, execution: RunExecution) -> None:
+        self._execution = execution
+
+    @property
+    def run_id(self) -> str:
+        """This run's id."""
+        return self._execution.run_id
+
+    @property
+    def workflow_name(self) -> str:
+        """This run's workflow name."""
+        return self._execution.workflow
+
+    def now(self) -> datetime:
+        """The time this point of the workflow was first reached: the same on replay."""
+        return self._execution.now()
+
+    @overload
+    async def do(
+        self,
+        name: str,
+        target: Function[..., Awaitable[R]],
+        data: JSON = None,
+        *,
+        retries: int | None = None,
+        retry_delay: Duration | None = None,
+        backoff: float | None = None,
+        timeout: Duration | None = None,
+        on_error: str | Function[..., Any] | None = None,
+    ) -> R: ...
+    @overload
+    async def do(
+        self,
+        name: str,
+        target: Function[..., R],
+        data: JSON = None,
+        *,
+        retries: int | None = None,
+        retry_delay: Duration | None = None,
+        backoff: float | None = None,
+        timeout: Duration | None = None,
+        on_error: str | Function[..., Any] | None = None,
+    ) -> R: ...
+    @overload
+    async def do(
+        self,
+        name: str,
+        target: str | WorkflowDefinition,
+        data: JSON = None,
+        *,
+        retries: int | None = None,
+        retry_delay: Duration | None = None,
+        backoff: float | None = None,
+        timeout: Duration | None = None,
+        on_error: str | Function[..., Any] | None = None,
+    ) -> Any: ...
+    @overload
+    async def do(
+        self,
+        name: str,
+        target: Callable[[], Awaitable[R]],
+        data: None = None,
+        *,
+        retries: int | None = None,
+        retry_delay: Duration | None = None,
+        backoff: float | None = None,
+        timeout: Duration | None = None,
+        on_error: str | Function[..., Any] | None = None,
+    ) -> R: ...
+    @overload
+    async def do(
+        self,
+        name: str,
+        target: Callable[[], R],
+        data: None = None,
+        *,
+        retries: int | None = None,
+        retry_delay: Duration | None = None,
+        backoff: float | None = None,
+        timeout: Duration | None = None,
+        on_error: str | Function[..., Any] | None = None,
+    ) -> R: ...
+    async def do(
+        self,
+        name: str,
+        target: Any,
+        data: JSON = None,
+        *,
+        retries: int | None = None,
+        retry_delay: Duration | None = None,
+        backoff: float | None = None,
+        timeout: Duration | None = None,
+        on_error: str | Function[..., Any] | None = None,
+    ) -> Any:
+        """Run a durable step named ``name`` and return its result.
+
+        ``target`` is a registered function (name or object: an RPC step run as a job), a
+        registered workflow (a child run), or any other callable taking no arguments (an inline
+        step). Completed steps are never executed again: replay returns the stored result.
+
+        Raises:
+            StepFailed: the step failed after its last attempt.
+            DuplicateStepError: ``name`` was already used in this run.
+            NonDeterminismError: the recorded step was a different call.
+        """
+        execution = self._execution
+        if not isinstance(name, str) or not name or name.endswith(":on_error"):
+            raise GraphflowError(
+                f"invalid step name {name!r} in run {execution.run_id!r}: give a non-empty string"
+                " not ending in ':on_error'"
+            )
+        options = (
+            _NO_OPTIONS
+            if retries is None and retry_delay is None and backoff is None and timeout is None
+            else StepOptions.build(
+                retries=retries,
+                retry_delay=retry_delay,
+                backoff=backoff,
+                timeout=timeout,
+                where=f"step {name!r}",
+            )
+        )
+        spec = self._spec(name, target, data, options)
+        if on_error is not None:
+            spec.on_error = self._compensation(name, on_error, data)
+        return await execution.step(spec)
+
+    def _spec(self, name: str, target: Any, data: JSON, options: StepOptions) -> StepCall:
+        execution = self._execution
+        registry = execution.host.registry
+        if isinstance(target, str):
+            fn = registry.find_function(target)
+            if fn is None:
+                child = registry.find_workflow(target)
+                if child is not None:
+                    return self._child_spec(name, child, data, options)
+                raise UnknownFunctionError(
+                    name=target, workflow=execution.workflow, run_id=execution.run_id, step=name
+                )
+            return self._rpc_spec(name, fn, data, options)
+        if isinstance(target, Function):
+            return self._rpc_spec(name, target, data, options)
+        if isinstance(target, WorkflowDefinition):
+            return self._child_spec(name, target, data, options)
+        if callable(target):
+            if data is not None:
+                raise GraphflowError(
+                    f"inline step {name!r} in run {execution.run_id!r} got data, but inline"
+                    " callables take no arguments: capture the values in a closure or register"
+                    " the function with @gf.function"
+                )
+            return self._inline_spec(name, target, options)
+        raise GraphflowError(
+            f"step {name!r} in run {execution.run_id!r}: target {target!r} is not a function"
+            " name, a registered function, a workflow or a callable"
+        )
+
+    def _rpc_spec(
+        self, name: str, fn: Function[..., Any], data: JSON, options: StepOptions
+    ) -> StepCall:
+        execution = self._execution
+        limiter = execution.host.job_limiter
+
+        async def call() -> Any:
+            args, kwargs = fn.validate_input(
+                data, workflow=execution.workflow, run_id=execution.run_id, step=name
+            )
+            async with limiter:
+                return await fn.invoke(args, kwargs)
+
+        return StepCall(
+            name=name,
+            kind="rpc",
+            function=fn.name,
+            call=call,
+            dump=fn.io.dump_output,
+            load=fn.io.load_output,
+            options=options.over(fn.options) if options is not _NO_OPTIONS else fn.options,
+        )
+
+    def _inline_spec(self, name: str, target: Callable[[], Any], options: StepOptions) -> StepCall:
+        async def call() -> Any:
+            result = target()
+            if inspect.isawaitable(result):
+                result = await result
+            return result
+
+        io = _inline_io(target)
+        return StepCall(
+            name=name,
+            kind="inline",
+            function=None,
+            call=call,
+            dump=io.dump_output if io else _dump_any,
+            load=io.load_output if io else _load_any,
+            options=options,
+        )
+
+    def _child_spec(
+        self, name: str, child: WorkflowDefinition, data: JSON, options: StepOptions
+    ) -> StepCall:
+        from .children import child_call
+
+        return child_call(self._execution, name, child, data, options)
+
+    def _compensation(
+        self, name: str, on_error: str | Function[..., Any], data: JSON
+    ) -> Callable[[ErrorInfo], Awaitable[Any]]:
+        async def compensate(error: ErrorInfo) -> Any:
+            payload = {
+                "error": {"type": error.type, "message": error.message},
+                "step": name,
+                "input": data,
+            }
+            target = on_error
+            if isinstance(target, str):
+                target = self._execution.host.registry.find_function(target) or target
+            spec = self._spec(f"{name}:on_error", target, payload, _NO_OPTIONS)
+            return await self._execution.step(spec)
+
+        return compensate

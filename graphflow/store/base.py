@@ -1,0 +1,226 @@
+"""The storage contract: records, the ``Store`` protocol and ``open_store(url)``.
+
+The store knows records, not workflows. Payloads (inputs, outputs, errors) are JSON text that the
+runtime encodes and decodes; timestamps are seconds since the epoch. Every write of a run's owner is
+*fenced* by the run's lease epoch, so an engine that lost a run can commit nothing more for it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+from ..errors import StoreError
+
+__all__ = (
+    "SCHEMA_VERSION",
+    "AttemptRecord",
+    "Durability",
+    "Fence",
+    "OwnerRecord",
+    "RunRecord",
+    "StepRecord",
+    "Store",
+    "default_store_url",
+    "open_store",
+)
+
+SCHEMA_VERSION = 1
+Durability = Literal["full", "normal"]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunRecord:
+    """One workflow run as stored."""
+
+    run_id: str
+    workflow: str
+    state: str
+    input: str
+    output: str | None = None
+    error: str | None = None
+    parent_run_id: str | None = None
+    parent_step: str | None = None
+    graph_hash: str | None = None
+    created_at: float
+    started_at: float | None = None
+    updated_at: float
+    finished_at: float | None = None
+    wake_at: float | None = None
+    suspend_reason: str | None = None
+    owner_id: str | None = None
+    lease_epoch: int = 0
+    lease_expires_at: float | None = None
+    recoveries: int = 0
+    cancel_requested: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StepRecord:
+    """One step (or graph node) of a run; keyed by ``(run_id, name)``."""
+
+    run_id: str
+    name: str
+    seq: int
+    kind: str
+    function: str | None
+    state: str
+    attempts: int = 0
+    input: str | None = None
+    output: str | None = None
+    error: str | None = None
+    parents: tuple[str, ...] = ()
+    started_at: float | None = None
+    finished_at: float | None = None
+    wake_at: float | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AttemptRecord:
+    """A failed attempt of a step (the successful one is the step itself)."""
+
+    run_id: str
+    step_name: str
+    attempt: int
+    error: str
+    started_at: float
+    finished_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OwnerRecord:
+    """An engine process that may own runs."""
+
+    owner_id: str
+    host: str
+    pid: int
+    started_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Fence:
+    """Proof of ownership that every owner write carries."""
+
+    run_id: str
+    owner_id: str
+    epoch: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClaimQuery:
+    """What a worker may claim: its workflows, dead owners to take from, and how many."""
+
+    owner_id: str
+    workflows: Sequence[str]
+    dead_owners: Sequence[str] = field(default_factory=tuple)
+    limit: int = 100
+    lease: float = 15.0
+    max_recoveries: int = 10
+    run_id: str | None = None
+
+
+class Store(Protocol):
+    """What the runtime needs from a database. One implementation serves SQLite and PostgreSQL."""
+
+    url: str
+
+    async def open(self) -> None:
+        """Connect and create or check the schema."""
+
+    async def aclose(self) -> None:
+        """Release connections."""
+
+    async def now(self) -> float:
+        """The store's clock (the database's on PostgreSQL), for leases."""
+
+    async def register_owner(self, owner: OwnerRecord) -> None:
+        """Record an engine process that may own runs."""
+
+    async def remove_owner(self, owner_id: str) -> None:
+        """Forget an engine process and release every run it still owns."""
+
+    async def owners_on_host(self, host: str) -> list[OwnerRecord]:
+        """Every registered owner on ``host`` (to detect dead processes)."""
+
+    async def renew_leases(self, owner_id: str, lease: float) -> set[str]:
+        """Extend the leases of every run ``owner_id`` holds; return those run ids."""
+
+    async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
+        """Insert ``run`` unless its id exists; return the stored run and whether it is new."""
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or ``None``."""
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        state: str | None = None,
+        parent_run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs, newest first."""
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        """Every step of a run in issue order, in one query."""
+
+    async def load_attempts(self, run_id: str) -> list[AttemptRecord]:
+        """Every failed attempt of a run."""
+
+    async def record_step(
+        self, fence: Fence, step: StepRecord, failed: AttemptRecord | None = None
+    ) -> None:
+        """Upsert a step (and a failed attempt) under the run's lease. Group-committed."""
+
+    async def finish_run(
+        self,
+        fence: Fence,
+        *,
+        state: str,
+        output: str | None,
+        error: str | None,
+        at: float,
+        wake_at: float | None = None,
+        suspend_reason: str | None = None,
+    ) -> None:
+        """Leave a run in ``state`` and release it (terminal, or parked: sleeping/suspended)."""
+
+    async def release_run(self, fence: Fence) -> None:
+        """Give a run back without changing its state (engine closing)."""
+
+    async def claim_runs(self, query: ClaimQuery, now: float) -> list[RunRecord]:
+        """Take ownership of runnable runs: new, abandoned (dead owner or expired lease), awake."""
+
+    async def update_run(self, run_id: str, *, expect: Sequence[str], **values: object) -> bool:
+        """Change a run's columns if its state is one of ``expect``; return whether it did."""
+
+    async def update_step(self, run_id: str, name: str, **values: object) -> None:
+        """Change a stored step's columns (resume data, cancellation)."""
+
+
+def default_store_url() -> str:
+    """``$GRAPHFLOW_STORE`` or ``sqlite:///graphflow.db``."""
+    return os.environ.get("GRAPHFLOW_STORE") or "sqlite:///graphflow.db"
+
+
+def open_store(url: str | None = None) -> Store:
+    """A store for ``url``: ``sqlite:///path``, ``postgresql://...`` or ``memory://``.
+
+    The returned store is not connected yet; the engine awaits ``open()``.
+
+    Raises:
+        StoreError: the URL's scheme is not supported.
+    """
+    url = url or default_store_url()
+    scheme = url.split(":", 1)[0].lower()
+    if scheme in {"sqlite", "memory", "postgresql", "postgres"} or scheme.startswith("postgresql+"):
+        from .sql import SqlStore
+
+        return SqlStore(url)
+    raise StoreError(
+        f"unsupported store URL {url!r}: use sqlite:///path.db, postgresql://user@host/db or"
+        " memory://"
+    )

@@ -1,0 +1,581 @@
+"""The SQL store: one implementation for SQLite (files and ``memory://``) and PostgreSQL.
+
+The schema is declared with sqlmodel (``tables``); statements are written once as SQLAlchemy
+``text()`` and compiled per dialect, then executed on the DBAPI connection, because the ORM and even
+Core's per-call overhead would dominate a 15 µs SQLite commit. Writes go through a group committer:
+concurrent writes share one transaction, and each caller is released only after that commit.
+
+SQLite statements run on the event loop: a WAL commit costs less than a hop to a worker thread.
+PostgreSQL statements run in worker threads (one per connection at a time).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import sqlite3
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
+from urllib.parse import parse_qs, urlsplit
+
+import anyio
+import anyio.to_thread
+from sqlalchemy import text
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine.interfaces import Dialect
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from ..errors import LeaseLostError, SchemaVersionError, StoreError
+from ._commit import GroupCommitter
+from .base import (
+    SCHEMA_VERSION,
+    AttemptRecord,
+    ClaimQuery,
+    Durability,
+    Fence,
+    OwnerRecord,
+    RunRecord,
+    StepRecord,
+)
+from .tables import METADATA
+
+__all__ = ("SqlStore",)
+
+T = TypeVar("T")
+
+_RUN_COLUMNS = tuple(f.name for f in dataclasses.fields(RunRecord))
+_STEP_COLUMNS = tuple(f.name for f in dataclasses.fields(StepRecord))
+_ATTEMPT_COLUMNS = tuple(f.name for f in dataclasses.fields(AttemptRecord))
+_RUN_SELECT = f"SELECT {', '.join(_RUN_COLUMNS)} FROM gf_runs"
+_UPDATABLE_RUN = frozenset(_RUN_COLUMNS) - {"run_id"}
+_UPDATABLE_STEP = frozenset(_STEP_COLUMNS) - {"run_id", "name"}
+
+
+def _run(row: Sequence[Any]) -> RunRecord:
+    values = dict(zip(_RUN_COLUMNS, row, strict=True))
+    values["cancel_requested"] = bool(values["cancel_requested"])
+    return RunRecord(**values)
+
+
+def _step(row: Sequence[Any]) -> StepRecord:
+    values = dict(zip(_STEP_COLUMNS, row, strict=True))
+    values["parents"] = tuple(json.loads(values["parents"] or "[]"))
+    return StepRecord(**values)
+
+
+def _step_params(step: StepRecord) -> dict[str, Any]:
+    params = dataclasses.asdict(step)
+    params["parents"] = json.dumps(list(step.parents))
+    return params
+
+
+class _Tx:
+    """The statements of one transaction, on a DBAPI cursor."""
+
+    def __init__(self, store: SqlStore, cursor: Any) -> None:
+        self.store = store
+        self.cursor = cursor
+        self.fenced: set[tuple[str, str, int]] = set()
+
+    def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
+        self.cursor.execute(self.store.sql(sql), params or {})
+        return int(self.cursor.rowcount)
+
+    def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+        self.cursor.execute(self.store.sql(sql), params or {})
+        return list(self.cursor.fetchall())
+
+    def check_fence(self, fence: Fence) -> None:
+        key = (fence.run_id, fence.owner_id, fence.epoch)
+        if key in self.fenced:
+            return
+        rows = self.query(
+            "SELECT 1 FROM gf_runs WHERE run_id = :run_id AND owner_id = :owner_id"
+            " AND lease_epoch = :epoch" + self.store.lock_share,
+            {"run_id": fence.run_id, "owner_id": fence.owner_id, "epoch": fence.epoch},
+        )
+        if not rows:
+            raise LeaseLostError(run_id=fence.run_id)
+        self.fenced.add(key)
+
+
+Op = Callable[[_Tx], Any]
+
+
+class SqlStore:
+    """A ``Store`` on SQLite or PostgreSQL, chosen by URL."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        parts = urlsplit(url)
+        scheme = parts.scheme.lower()
+        options = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        durability = options.pop("durability", "full")
+        if durability not in ("full", "normal"):
+            raise StoreError(
+                f"invalid durability {durability!r} in store URL {url!r}: use full or normal"
+            )
+        self.durability: Durability = durability  # type: ignore[assignment]
+        self.is_sqlite = scheme in ("sqlite", "memory")
+        self._memory = scheme == "memory"
+        if self.is_sqlite:
+            self._path = ":memory:" if self._memory else _sqlite_path(url)
+            self._dialect: Dialect = sqlite.dialect(paramstyle="named")
+            self.lock_share = ""
+            self.skip_locked = ""
+        else:
+            self._conninfo = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
+            self._dialect = postgresql.psycopg.dialect()  # type: ignore[attr-defined]
+            self.lock_share = " FOR SHARE"
+            self.skip_locked = " FOR UPDATE SKIP LOCKED"
+        self._compiled: dict[str, str] = {}
+        self._writer: Any = None
+        self._reader: Any = None
+        self._read_lock = anyio.Lock()
+        self._committer = GroupCommitter(self._run_batch, inline=self.is_sqlite)
+
+    # --- connections ------------------------------------------------------------------------
+
+    def sql(self, statement: str) -> str:
+        """``statement`` in this dialect's parameter style (compiled once)."""
+        compiled = self._compiled.get(statement)
+        if compiled is None:
+            compiled = str(text(statement).compile(dialect=self._dialect))
+            self._compiled[statement] = compiled
+        return compiled
+
+    @property
+    def lease_now(self) -> str:
+        """SQL for the lease clock: the database's on PostgreSQL, ``:lease_now`` on SQLite."""
+        return ":lease_now" if self.is_sqlite else "extract(epoch from clock_timestamp())"
+
+    async def open(self) -> None:
+        """Connect and create or check the schema."""
+        try:
+            if self.is_sqlite:
+                self._writer = self._connect_sqlite()
+                self._reader = self._writer if self._memory else self._connect_sqlite()
+            else:
+                self._writer = await anyio.to_thread.run_sync(self._connect_pg, False)
+                self._reader = await anyio.to_thread.run_sync(self._connect_pg, True)
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open store {self.url!r}: {exc}") from exc
+        await self._committer.submit(self._create_schema)
+
+    def _connect_sqlite(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._path, isolation_level=None, check_same_thread=False, timeout=30.0
+        )
+        if not self._memory:
+            conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute(f"PRAGMA synchronous={'FULL' if self.durability == 'full' else 'NORMAL'}")
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+    def _connect_pg(self, autocommit: bool) -> Any:
+        try:
+            import psycopg
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise StoreError(
+                "PostgreSQL stores need psycopg 3: pip install 'graphflow[postgres]'"
+            ) from exc
+        try:
+            return psycopg.connect(self._conninfo, autocommit=autocommit)
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot connect to {self.url!r}: {exc}") from exc
+
+    def _create_schema(self, tx: _Tx) -> None:
+        if not self.is_sqlite:
+            tx.execute("SELECT pg_advisory_xact_lock(7474251)")
+        for table in METADATA.sorted_tables:
+            tx.cursor.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=self._dialect)))
+            for index in table.indexes:
+                tx.cursor.execute(
+                    str(CreateIndex(index, if_not_exists=True).compile(dialect=self._dialect))
+                )
+        tx.execute(
+            "INSERT INTO gf_meta (key, value) VALUES ('schema_version', :v)"
+            " ON CONFLICT (key) DO NOTHING",
+            {"v": str(SCHEMA_VERSION)},
+        )
+        found = int(tx.query("SELECT value FROM gf_meta WHERE key = 'schema_version'")[0][0])
+        if found != SCHEMA_VERSION:
+            raise SchemaVersionError(url=self.url, found=found, expected=SCHEMA_VERSION)
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        for conn in {id(c): c for c in (self._writer, self._reader) if c is not None}.values():
+            conn.close()
+        self._writer = self._reader = None
+
+    # --- execution --------------------------------------------------------------------------
+
+    def _run_batch(self, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
+        """Run ``ops`` in one transaction; on a database error, retry each one alone."""
+        if self._writer is None:
+            raise StoreError(f"store {self.url!r} is closed")
+        try:
+            return self._transaction(ops)
+        except Exception as exc:
+            if len(ops) == 1:
+                return [(False, _store_error(self.url, exc))]
+        results: list[tuple[bool, Any]] = []
+        for op in ops:
+            try:
+                results.extend(self._transaction([op]))
+            except Exception as exc:
+                results.append((False, _store_error(self.url, exc)))
+        return results
+
+    def _transaction(self, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
+        cursor = self._writer.cursor()
+        if self.is_sqlite:
+            cursor.execute("BEGIN IMMEDIATE")
+        tx = _Tx(self, cursor)
+        results: list[tuple[bool, Any]] = []
+        try:
+            for op in ops:
+                try:
+                    results.append((True, op(tx)))
+                except (LeaseLostError, SchemaVersionError) as exc:
+                    results.append((False, exc))
+            self._writer.commit() if not self.is_sqlite else cursor.execute("COMMIT")
+        except BaseException:
+            self._writer.rollback() if not self.is_sqlite else cursor.execute("ROLLBACK")
+            raise
+        finally:
+            cursor.close()
+        return results
+
+    async def _write(self, op: Op) -> Any:
+        return await self._committer.submit(op)
+
+    async def _read(self, fn: Callable[[_Tx], T]) -> T:
+        if self._reader is None:
+            raise StoreError(f"store {self.url!r} is closed")
+        if self.is_sqlite:
+            return self._read_now(fn)
+        async with self._read_lock:
+            return await anyio.to_thread.run_sync(self._read_now, fn)
+
+    def _read_now(self, fn: Callable[[_Tx], T]) -> T:
+        cursor = self._reader.cursor()
+        try:
+            return fn(_Tx(self, cursor))
+        except Exception as exc:
+            raise _store_error(self.url, exc) from exc
+        finally:
+            cursor.close()
+
+    # --- clock and owners ---------------------------------------------------------------------
+
+    async def now(self) -> float:
+        """The lease clock: the database's on PostgreSQL, this host's on SQLite."""
+        if self.is_sqlite:
+            return time.time()
+        return float(await self._read(lambda tx: tx.query(f"SELECT {self.lease_now}")[0][0]))
+
+    def _lease_params(self) -> dict[str, Any]:
+        return {"lease_now": time.time()} if self.is_sqlite else {}
+
+    async def register_owner(self, owner: OwnerRecord) -> None:
+        """Record an engine process."""
+        params = dataclasses.asdict(owner)
+        await self._write(
+            lambda tx: tx.execute(
+                "INSERT INTO gf_owners (owner_id, host, pid, started_at)"
+                " VALUES (:owner_id, :host, :pid, :started_at) ON CONFLICT (owner_id) DO NOTHING",
+                params,
+            )
+        )
+
+    async def remove_owner(self, owner_id: str) -> None:
+        """Forget an engine process and release its runs."""
+
+        def op(tx: _Tx) -> None:
+            tx.execute(
+                "UPDATE gf_runs SET owner_id = NULL, lease_expires_at = NULL WHERE owner_id = :o",
+                {"o": owner_id},
+            )
+            tx.execute("DELETE FROM gf_owners WHERE owner_id = :o", {"o": owner_id})
+
+        await self._write(op)
+
+    async def owners_on_host(self, host: str) -> list[OwnerRecord]:
+        """Every owner registered on ``host``."""
+        rows = await self._read(
+            lambda tx: tx.query(
+                "SELECT owner_id, host, pid, started_at FROM gf_owners WHERE host = :h", {"h": host}
+            )
+        )
+        return [OwnerRecord(owner_id=r[0], host=r[1], pid=r[2], started_at=r[3]) for r in rows]
+
+    async def renew_leases(self, owner_id: str, lease: float) -> set[str]:
+        """Extend every lease ``owner_id`` holds; return the runs it still owns."""
+        params = {"o": owner_id, "lease": lease, **self._lease_params()}
+        rows = await self._write(
+            lambda tx: tx.query(
+                f"UPDATE gf_runs SET lease_expires_at = {self.lease_now} + :lease"
+                " WHERE owner_id = :o RETURNING run_id",
+                params,
+            )
+        )
+        return {row[0] for row in rows}
+
+    # --- runs ---------------------------------------------------------------------------------
+
+    async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
+        """Insert ``run`` unless its id exists (idempotent start)."""
+        params = dataclasses.asdict(run)
+        columns = ", ".join(_RUN_COLUMNS)
+        values = ", ".join(f":{c}" for c in _RUN_COLUMNS)
+
+        def op(tx: _Tx) -> tuple[RunRecord, bool]:
+            inserted = tx.execute(
+                f"INSERT INTO gf_runs ({columns}) VALUES ({values})"
+                " ON CONFLICT (run_id) DO NOTHING",
+                params,
+            )
+            if inserted:
+                return run, True
+            rows = tx.query(f"{_RUN_SELECT} WHERE run_id = :run_id", {"run_id": run.run_id})
+            return _run(rows[0]), False
+
+        result: tuple[RunRecord, bool] = await self._write(op)
+        return result
+
+    async def get_run(self, run_id: str) -> RunRecord | None:
+        """The run, or ``None``."""
+        rows = await self._read(
+            lambda tx: tx.query(f"{_RUN_SELECT} WHERE run_id = :run_id", {"run_id": run_id})
+        )
+        return _run(rows[0]) if rows else None
+
+    async def list_runs(
+        self,
+        *,
+        workflow: str | None = None,
+        state: str | None = None,
+        parent_run_id: str | None = None,
+        limit: int = 100,
+    ) -> list[RunRecord]:
+        """Runs, newest first."""
+        filters = {"workflow": workflow, "state": state, "parent_run_id": parent_run_id}
+        where = [f"{column} = :{column}" for column, value in filters.items() if value is not None]
+        sql = _RUN_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        sql += " ORDER BY created_at DESC, run_id DESC LIMIT :limit"
+        params = {k: v for k, v in filters.items() if v is not None} | {"limit": limit}
+        rows = await self._read(lambda tx: tx.query(sql, params))
+        return [_run(row) for row in rows]
+
+    async def update_run(self, run_id: str, *, expect: Sequence[str], **values: object) -> bool:
+        """Change a run's columns if its state is in ``expect``."""
+        unknown = set(values) - _UPDATABLE_RUN
+        if unknown:
+            raise StoreError(f"cannot update run columns {sorted(unknown)}")
+        states = {f"s{i}": state for i, state in enumerate(expect)}
+        assignments = ", ".join(f"{column} = :v_{column}" for column in values)
+        sql = (
+            f"UPDATE gf_runs SET {assignments} WHERE run_id = :run_id"
+            f" AND state IN ({', '.join(':' + k for k in states)})"
+        )
+        params = {f"v_{k}": v for k, v in values.items()} | states | {"run_id": run_id}
+        return bool(await self._write(lambda tx: tx.execute(sql, params)))
+
+    async def finish_run(
+        self,
+        fence: Fence,
+        *,
+        state: str,
+        output: str | None,
+        error: str | None,
+        at: float,
+        wake_at: float | None = None,
+        suspend_reason: str | None = None,
+    ) -> None:
+        """Leave the run in ``state`` (terminal or parked) and release it."""
+        terminal = state in ("completed", "failed", "cancelled")
+        params = {
+            "state": state,
+            "output": output,
+            "error": error,
+            "at": at,
+            "finished_at": at if terminal else None,
+            "wake_at": wake_at,
+            "reason": suspend_reason,
+            "run_id": fence.run_id,
+            "owner_id": fence.owner_id,
+            "epoch": fence.epoch,
+        }
+
+        def op(tx: _Tx) -> None:
+            changed = tx.execute(
+                "UPDATE gf_runs SET state = :state, output = :output, error = :error,"
+                " updated_at = :at, finished_at = :finished_at, wake_at = :wake_at,"
+                " suspend_reason = :reason, owner_id = NULL, lease_expires_at = NULL"
+                " WHERE run_id = :run_id AND owner_id = :owner_id AND lease_epoch = :epoch",
+                params,
+            )
+            if not changed:
+                raise LeaseLostError(run_id=fence.run_id)
+
+        await self._write(op)
+
+    async def release_run(self, fence: Fence) -> None:
+        """Give a run back, keeping its state."""
+        params = {"run_id": fence.run_id, "owner_id": fence.owner_id, "epoch": fence.epoch}
+        await self._write(
+            lambda tx: tx.execute(
+                "UPDATE gf_runs SET owner_id = NULL, lease_expires_at = NULL"
+                " WHERE run_id = :run_id AND owner_id = :owner_id AND lease_epoch = :epoch",
+                params,
+            )
+        )
+
+    async def claim_runs(self, query: ClaimQuery, now: float) -> list[RunRecord]:
+        """Take runnable runs: new, abandoned by a dead owner or an expired lease, or awake."""
+        if not query.workflows:
+            return []
+        params: dict[str, Any] = {
+            "owner": query.owner_id,
+            "lease": query.lease,
+            "now": now,
+            "limit": query.limit,
+            **self._lease_params(),
+        }
+        names = _bind_list(params, "w", query.workflows)
+        dead = _bind_list(params, "d", query.dead_owners) if query.dead_owners else None
+        abandoned = f"owner_id IS NULL OR lease_expires_at < {self.lease_now}"
+        if dead:
+            abandoned += f" OR owner_id IN ({dead})"
+        only = ""
+        if query.run_id is not None:
+            params["run_id"] = query.run_id
+            only = " AND run_id = :run_id"
+        sql = (
+            f"UPDATE gf_runs SET owner_id = :owner, lease_epoch = lease_epoch + 1,"
+            f" lease_expires_at = {self.lease_now} + :lease, state = 'running', wake_at = NULL,"
+            " recoveries = recoveries"
+            " + CASE WHEN state = 'running' AND owner_id IS NOT NULL THEN 1 ELSE 0 END,"
+            " started_at = COALESCE(started_at, :now), updated_at = :now"
+            " WHERE run_id IN (SELECT run_id FROM gf_runs"
+            f" WHERE workflow IN ({names}){only} AND ("
+            f"(state IN ('pending', 'running') AND ({abandoned}))"
+            " OR (state = 'sleeping' AND owner_id IS NULL AND wake_at <= :now))"
+            f" ORDER BY created_at LIMIT :limit{self.skip_locked})"
+            f" RETURNING {', '.join(_RUN_COLUMNS)}"
+        )
+        rows = await self._write(lambda tx: tx.query(sql, params))
+        return sorted((_run(row) for row in rows), key=lambda r: r.created_at)
+
+    async def next_wake_at(self, workflows: Sequence[str]) -> float | None:
+        """The earliest wake time of a sleeping run of these workflows."""
+        if not workflows:
+            return None
+        params: dict[str, Any] = {}
+        names = _bind_list(params, "w", workflows)
+        rows = await self._read(
+            lambda tx: tx.query(
+                "SELECT MIN(wake_at) FROM gf_runs WHERE state = 'sleeping'"
+                f" AND owner_id IS NULL AND workflow IN ({names})",
+                params,
+            )
+        )
+        return None if not rows or rows[0][0] is None else float(rows[0][0])
+
+    # --- steps --------------------------------------------------------------------------------
+
+    async def load_steps(self, run_id: str) -> list[StepRecord]:
+        """Every step of a run in issue order (one query)."""
+        rows = await self._read(
+            lambda tx: tx.query(
+                f"SELECT {', '.join(_STEP_COLUMNS)} FROM gf_steps WHERE run_id = :run_id"
+                " ORDER BY seq",
+                {"run_id": run_id},
+            )
+        )
+        return [_step(row) for row in rows]
+
+    async def load_attempts(self, run_id: str) -> list[AttemptRecord]:
+        """Every failed attempt of a run."""
+        rows = await self._read(
+            lambda tx: tx.query(
+                f"SELECT {', '.join(_ATTEMPT_COLUMNS)} FROM gf_attempts WHERE run_id = :run_id"
+                " ORDER BY step_name, attempt",
+                {"run_id": run_id},
+            )
+        )
+        return [AttemptRecord(**dict(zip(_ATTEMPT_COLUMNS, row, strict=True))) for row in rows]
+
+    async def record_step(
+        self, fence: Fence, step: StepRecord, failed: AttemptRecord | None = None
+    ) -> None:
+        """Upsert a step and a failed attempt, fenced by the run's lease."""
+        params = _step_params(step)
+        attempt = dataclasses.asdict(failed) if failed is not None else None
+
+        def op(tx: _Tx) -> None:
+            tx.check_fence(fence)
+            tx.execute(_UPSERT_STEP, params)
+            if attempt is not None:
+                tx.execute(_INSERT_ATTEMPT, attempt)
+
+        await self._write(op)
+
+    async def update_step(self, run_id: str, name: str, **values: object) -> None:
+        """Change a stored step's columns (not fenced: resume and cancel come from clients)."""
+        unknown = set(values) - _UPDATABLE_STEP
+        if unknown:
+            raise StoreError(f"cannot update step columns {sorted(unknown)}")
+        assignments = ", ".join(f"{column} = :v_{column}" for column in values)
+        params = {f"v_{k}": v for k, v in values.items()} | {"run_id": run_id, "name": name}
+        await self._write(
+            lambda tx: tx.execute(
+                f"UPDATE gf_steps SET {assignments} WHERE run_id = :run_id AND name = :name",
+                params,
+            )
+        )
+
+
+_UPSERT_STEP = (
+    f"INSERT INTO gf_steps ({', '.join(_STEP_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _STEP_COLUMNS)})"
+    " ON CONFLICT (run_id, name) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _STEP_COLUMNS if c not in ("run_id", "name"))
+)
+_INSERT_ATTEMPT = (
+    f"INSERT INTO gf_attempts ({', '.join(_ATTEMPT_COLUMNS)})"
+    f" VALUES ({', '.join(':' + c for c in _ATTEMPT_COLUMNS)})"
+    " ON CONFLICT (run_id, step_name, attempt) DO NOTHING"
+)
+
+
+def _bind_list(params: dict[str, Any], prefix: str, values: Sequence[str]) -> str:
+    names = []
+    for i, value in enumerate(values):
+        params[f"{prefix}{i}"] = value
+        names.append(f":{prefix}{i}")
+    return ", ".join(names)
+
+
+def _sqlite_path(url: str) -> str:
+    rest = url.split("://", 1)[1]
+    path = rest[1:] if rest.startswith("/") else rest
+    path = path.split("?", 1)[0]
+    if not path:
+        raise StoreError(f"store URL {url!r} names no file: use sqlite:///path/to/file.db")
+    return path
+
+
+def _store_error(url: str, exc: BaseException) -> BaseException:
+    if isinstance(exc, StoreError):
+        return exc
+    return StoreError(f"store {url!r} failed: {type(exc).__name__}: {exc}")
+
+
+def new_owner_id() -> str:
+    """A random owner id."""
+    return uuid.uuid4().hex

@@ -12,7 +12,9 @@ JSON: TypeAlias = Any
 RunID = NewType("RunID", str)
 StepName = NewType("StepName", str)
 
-RunState = Literal["pending", "running", "sleeping", "suspended", "completed", "failed", "cancelled"]
+RunState = Literal[
+    "pending", "running", "sleeping", "suspended", "completed", "failed", "cancelled"
+]
 StepState = Literal[
     "pending", "running", "completed", "failed", "skipped", "sleeping", "suspended", "cancelled"
 ]

@@ -30,7 +30,7 @@ from .errors import (
 )
 from .functions import DEFAULT_REGISTRY, Registry, WorkflowDefinition
 from .runtime.clock import Clock, SystemClock
-from .runtime.execution import RunExecution, RunHost, error_info
+from .runtime.execution import RunExecution, RunHost, Slots, error_info, live_record
 from .runtime.runner import UNSET, execute_run
 from .runtime.status import RunStatus, StepStatus, run_status, step_status
 from .store.base import ClaimQuery, Fence, OwnerRecord, RunRecord, Store, open_store
@@ -103,7 +103,7 @@ class Engine:
             registry=self.registry,
             clock=self.clock,
             owner_id=self.owner_id,
-            job_limiter=anyio.CapacityLimiter(max_jobs),
+            job_slots=Slots(max_jobs),
         )
         self._held: dict[str, _Held] = {}
         self._changed: dict[str, anyio.Event] = {}
@@ -371,7 +371,7 @@ class Engine:
         if held is None or not held.execution.live:
             return status
         live: dict[str, StepStatus] = {
-            name: step_status(step) for name, step in held.execution.live.items()
+            name: step_status(live_record(step)) for name, step in held.execution.live.items()
         }
         merged = [live.pop(step.name, step) for step in status.steps]
         merged.extend(sorted(live.values(), key=lambda s: s.name))

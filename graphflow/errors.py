@@ -380,9 +380,7 @@ class SchemaVersionError(StoreError):
 
     def __init__(self, *, url: str, found: int, expected: int) -> None:
         newer = "newer" if found > expected else "older"
-        fix = (
-            "upgrade graphflow" if found > expected else "migrate it or point at a fresh database"
-        )
+        fix = "upgrade graphflow" if found > expected else "migrate it or point at a fresh database"
         GraphflowError.__init__(
             self,
             f"the store {url!r} has schema version {found}, {newer} than this graphflow's"

@@ -26,8 +26,12 @@ class StepInfo:
     workflow: str
     step_name: str
     attempt: int
-    idempotency_key: str
     selected_branch: str | None = field(default=None, repr=False)
+
+    @property
+    def idempotency_key(self) -> str:
+        """Stable across attempts and replays of this step: safe to send to external APIs."""
+        return idempotency_key(self.run_id, self.step_name)
 
 
 _CURRENT: contextvars.ContextVar[StepInfo | None] = contextvars.ContextVar(

@@ -8,6 +8,7 @@ durable write when it finishes (plus one per failed attempt).
 from __future__ import annotations
 
 import traceback
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -30,7 +31,7 @@ from ..errors import (
 from ..functions import Registry, StepOptions
 from ..store.base import AttemptRecord, Fence, RunRecord, StepRecord, Store
 from .clock import Clock
-from .context import StepInfo, enter_step, exit_step, idempotency_key
+from .context import StepInfo, enter_step, exit_step
 
 __all__ = ("Closing", "RunExecution", "RunHost", "StepCall", "error_info")
 
@@ -47,7 +48,7 @@ class RunHost:
     registry: Registry
     clock: Clock
     owner_id: str
-    job_limiter: anyio.CapacityLimiter
+    job_slots: Slots
     closing: bool = False
     in_flight: int = 0
 
@@ -59,6 +60,38 @@ def error_info(exc: BaseException) -> ErrorInfo:
         message=str(exc),
         traceback="".join(traceback.format_exception(exc)),
     )
+
+
+class Slots:
+    """A counting semaphore whose uncontended acquire does not yield (unlike anyio's limiter)."""
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.free = total
+        self._waiters: deque[anyio.Event] = deque()
+
+    async def acquire(self) -> None:
+        """Take a slot, waiting in FIFO order when none is free."""
+        if self.free > 0 and not self._waiters:
+            self.free -= 1
+            return
+        event = anyio.Event()
+        self._waiters.append(event)
+        try:
+            await event.wait()
+        except BaseException:
+            if event.is_set():
+                self.release()  # the slot was handed to us as we were cancelled
+            else:
+                self._waiters.remove(event)
+            raise
+
+    def release(self) -> None:
+        """Give a slot back (to the first waiter, if any)."""
+        if self._waiters:
+            self._waiters.popleft().set()
+        else:
+            self.free += 1
 
 
 class _FinalFailure(Exception):
@@ -97,7 +130,7 @@ class RunExecution:
         self.issued: set[str] = set()
         self.seq = 0
         self.frontier: dict[str, None] = {}
-        self.live: dict[str, StepRecord] = {}
+        self.live: dict[str, tuple[StepRecord, int, float]] = {}
         self.fatal: GraphflowError | None = None
         self.now_mark = run.started_at or run.created_at
 
@@ -193,24 +226,24 @@ class RunExecution:
         retries = options.retries or 0
         attempt = base.attempts
         first_started = base.started_at
-        key = idempotency_key(self.run_id, spec.name)
         host.in_flight += 1
         try:
             while True:
                 attempt += 1
                 started = host.clock.time()
                 first_started = first_started or started
-                self.live[spec.name] = replace(base, attempts=attempt, started_at=first_started)
+                self.live[spec.name] = (base, attempt, first_started)
                 try:
-                    raw = await self._attempt(spec, attempt, key)
+                    raw = await self._attempt(spec, attempt)
                 except Exception as exc:
                     final = isinstance(exc, _FinalFailure) or attempt > retries
                     cause = exc.cause if isinstance(exc, _FinalFailure) else exc
                     info = error_info(cause)
-                    record = replace(
+                    record = _with_result(
                         base,
                         state="failed" if final else "running",
                         attempts=attempt,
+                        output=None,
                         error=info.model_dump_json(),
                         started_at=first_started,
                         finished_at=host.clock.time() if final else None,
@@ -230,7 +263,7 @@ class RunExecution:
                     base = record
                     await self._backoff(options, attempt)
                     continue
-                record = replace(
+                record = _with_result(
                     base,
                     state="completed",
                     attempts=attempt,
@@ -246,14 +279,13 @@ class RunExecution:
             host.in_flight -= 1
             self.live.pop(spec.name, None)
 
-    async def _attempt(self, spec: StepCall, attempt: int, key: str) -> bytes:
+    async def _attempt(self, spec: StepCall, attempt: int) -> bytes:
         token = enter_step(
             StepInfo(
                 run_id=self.run_id,
                 workflow=self.workflow,
                 step_name=spec.name,
                 attempt=attempt,
-                idempotency_key=key,
             )
         )
         try:
@@ -293,6 +325,40 @@ class RunExecution:
             await spec.on_error(info)
         error = StepFailed(workflow=self.workflow, run_id=self.run_id, step=spec.name, error=info)
         raise error from cause
+
+
+def _with_result(
+    base: StepRecord,
+    *,
+    state: str,
+    attempts: int,
+    output: str | None,
+    error: str | None,
+    started_at: float,
+    finished_at: float | None,
+) -> StepRecord:
+    # Built directly: dataclasses.replace costs several microseconds on the hot path.
+    return StepRecord(
+        run_id=base.run_id,
+        name=base.name,
+        seq=base.seq,
+        kind=base.kind,
+        function=base.function,
+        state=state,
+        attempts=attempts,
+        input=base.input,
+        output=output,
+        error=error,
+        parents=base.parents,
+        started_at=started_at,
+        finished_at=finished_at,
+    )
+
+
+def live_record(live: tuple[StepRecord, int, float]) -> StepRecord:
+    """The record of a step executing now (state ``running``)."""
+    base, attempts, started_at = live
+    return replace(base, state="running", attempts=attempts, started_at=started_at)
 
 
 def _describe(kind: str, function: str | None) -> str:

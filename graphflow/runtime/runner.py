@@ -78,4 +78,3 @@ async def _finish(
     except LeaseLostError:
         return None
     return state
-

@@ -291,14 +291,17 @@ class Workflow:
         self, name: str, fn: Function[..., Any], data: JSON, options: StepOptions
     ) -> StepCall:
         execution = self._execution
-        limiter = execution.host.job_limiter
+        slots = execution.host.job_slots
 
         async def call() -> Any:
             args, kwargs = fn.validate_input(
                 data, workflow=execution.workflow, run_id=execution.run_id, step=name
             )
-            async with limiter:
+            await slots.acquire()
+            try:
                 return await fn.invoke(args, kwargs)
+            finally:
+                slots.release()
 
         return StepCall(
             name=name,

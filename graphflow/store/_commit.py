@@ -51,27 +51,35 @@ class GroupCommitter(Generic[OpT]):
         self.ops = 0
 
     async def submit(self, op: OpT) -> Any:
-        """Run ``op`` in the next batch; return its result or raise its exception."""
+        """Run ``op`` in the next batch; return its result or raise its exception.
+
+        A caller cancelled while waiting leaves its op queued: the next batch still commits it.
+        """
         pending = _Pending(op)
         self._queue.append(pending)
-        # A durable write finishes even if its caller is being cancelled: the state on disk must
-        # not depend on where a cancellation landed.
-        with anyio.CancelScope(shield=True):
-            if self._leading:
-                await pending.wake.wait()  # set when finished, or when promoted to leader
-                if pending.finished:
-                    return _outcome(pending)
-            self._leading = True
+        if self._leading:
             try:
-                await anyio.lowlevel.checkpoint()
-                while not pending.finished:
-                    await self._flush()
-            finally:
-                self._leading = False
-                if self._queue:
-                    self._leading = True
-                    self._queue[0].wake.set()
+                await pending.wake.wait()  # set when finished, or when promoted to leader
+            except BaseException:
+                if pending.wake.is_set() and not pending.finished:
+                    self._promote()  # pass on the leadership this cancelled caller received
+                raise
+            if pending.finished:
+                return _outcome(pending)
+        self._leading = True
+        try:
+            await anyio.lowlevel.checkpoint()  # let every runnable writer join this batch
+            while not pending.finished:
+                await self._flush()
+        finally:
+            self._leading = False
+            self._promote()
         return _outcome(pending)
+
+    def _promote(self) -> None:
+        if self._queue and not self._leading:
+            self._leading = True
+            self._queue[0].wake.set()
 
     async def _flush(self) -> None:
         batch, self._queue = self._queue, []

@@ -66,8 +66,13 @@ def _step(row: Sequence[Any]) -> StepRecord:
     return StepRecord(**values)
 
 
+def _params(record: Any, columns: Sequence[str]) -> dict[str, Any]:
+    """A record's fields as statement parameters (shallow: ``asdict`` deep-copies)."""
+    return {column: getattr(record, column) for column in columns}
+
+
 def _step_params(step: StepRecord) -> dict[str, Any]:
-    params = dataclasses.asdict(step)
+    params = _params(step, _STEP_COLUMNS)
     params["parents"] = json.dumps(list(step.parents))
     return params
 
@@ -191,7 +196,9 @@ class SqlStore:
         if not self.is_sqlite:
             tx.execute("SELECT pg_advisory_xact_lock(7474251)")
         for table in METADATA.sorted_tables:
-            tx.cursor.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=self._dialect)))
+            tx.cursor.execute(
+                str(CreateTable(table, if_not_exists=True).compile(dialect=self._dialect))
+            )
             for index in table.indexes:
                 tx.cursor.execute(
                     str(CreateIndex(index, if_not_exists=True).compile(dialect=self._dialect))
@@ -329,7 +336,7 @@ class SqlStore:
 
     async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
         """Insert ``run`` unless its id exists (idempotent start)."""
-        params = dataclasses.asdict(run)
+        params = _params(run, _RUN_COLUMNS)
         columns = ", ".join(_RUN_COLUMNS)
         values = ", ".join(f":{c}" for c in _RUN_COLUMNS)
 
@@ -515,7 +522,7 @@ class SqlStore:
     ) -> None:
         """Upsert a step and a failed attempt, fenced by the run's lease."""
         params = _step_params(step)
-        attempt = dataclasses.asdict(failed) if failed is not None else None
+        attempt = _params(failed, _ATTEMPT_COLUMNS) if failed is not None else None
 
         def op(tx: _Tx) -> None:
             tx.check_fence(fence)

@@ -192,7 +192,7 @@ class Function(Generic[P, R]):
         self.name = name
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.io = TypedIO(fn)
+        self.io = compile_io(fn, what=f"function {name!r}")
         self.identity = f"{fn.__module__}.{fn.__qualname__}"
         functools.update_wrapper(self, fn)
 
@@ -225,6 +225,16 @@ class Function(Generic[P, R]):
         return await anyio.to_thread.run_sync(
             functools.partial(self.fn, *args, **kwargs), abandon_on_cancel=True
         )
+
+
+def compile_io(fn: Callable[..., Any], *, what: str, skip_first: bool = False) -> TypedIO:
+    """``TypedIO(fn)``, turning pydantic's schema errors into a ``DefinitionError``."""
+    try:
+        return TypedIO(fn, skip_first=skip_first)
+    except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError) as exc:
+        raise DefinitionError(
+            f"cannot use the annotations of {what}: {exc}. Use types pydantic can validate"
+        ) from exc
 
 
 def _errors(exc: pydantic.ValidationError) -> list[dict[str, Any]]:

@@ -22,6 +22,7 @@ from ..functions import (
     StepOptions,
     TypedIO,
     WorkflowDefinition,
+    compile_io,
 )
 from .execution import RunExecution, StepCall
 
@@ -75,7 +76,7 @@ def workflow(
                 f"workflow {getattr(target, '__name__', target)!r} must be an async function:"
                 " declare it as `async def f(wf, data)`"
             )
-        io = TypedIO(target, skip_first=True)
+        io = compile_io(target, what=f"workflow {name or target.__name__!r}", skip_first=True)
         hints = typing.get_type_hints(target) if _resolvable(target) else {}
         params = list(inspect.signature(target).parameters)
         data_type = hints.get(params[1], Any) if len(params) > 1 else Any

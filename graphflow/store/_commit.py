@@ -53,27 +53,24 @@ class GroupCommitter(Generic[OpT]):
     async def submit(self, op: OpT) -> Any:
         """Run ``op`` in the next batch; return its result or raise its exception.
 
-        A caller cancelled while waiting leaves its op queued: the next batch still commits it.
+        The wait is shielded from cancellation: a write, once submitted, is committed before its
+        caller sees the cancellation, and leadership always passes to a live waiter.
         """
         pending = _Pending(op)
         self._queue.append(pending)
-        if self._leading:
-            try:
+        with anyio.CancelScope(shield=True):
+            if self._leading:
                 await pending.wake.wait()  # set when finished, or when promoted to leader
-            except BaseException:
-                if pending.wake.is_set() and not pending.finished:
-                    self._promote()  # pass on the leadership this cancelled caller received
-                raise
-            if pending.finished:
-                return _outcome(pending)
-        self._leading = True
-        try:
-            await anyio.lowlevel.checkpoint()  # let every runnable writer join this batch
-            while not pending.finished:
-                await self._flush()
-        finally:
-            self._leading = False
-            self._promote()
+                if pending.finished:
+                    return _outcome(pending)
+            self._leading = True
+            try:
+                await anyio.lowlevel.checkpoint()  # let every runnable writer join this batch
+                while not pending.finished:
+                    await self._flush()
+            finally:
+                self._leading = False
+                self._promote()
         return _outcome(pending)
 
     def _promote(self) -> None:

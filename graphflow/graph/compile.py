@@ -1,0 +1,287 @@
+"""Compile normalised node specs into a ``networkx.DiGraph`` and the frozen ``Plan`` that runs.
+
+networkx is used here, at definition time only: to check targets, find cycles and take a
+deterministic topological order (declaration order breaks ties). Refs are checked against the
+nodes that are always resolved before their consumer.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING
+
+import networkx as nx
+
+from ..errors import GraphDefinitionError
+from ..functions import StepOptions
+from ..refs import ERROR, INPUT, ITEM, Ref, iter_refs
+from .plan import BranchFn, Mode, Plan, PlanNode, Topology
+
+if TYPE_CHECKING:
+    from .._types import JSON
+
+__all__ = ("NodeSpec", "canonical", "compile_graph")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NodeSpec:
+    """One declared node, normalised from ``workflow_graph(config=...)``."""
+
+    node_id: str
+    function: str
+    next: Mapping[str | None, tuple[str, ...]]
+    """Targets by branch key; the ``None`` key holds unconditional targets."""
+    input: JSON | None = None
+    branch: BranchFn | None = None
+    for_each: Ref | None = None
+    mode: Mode = "parallel"
+    on_error: tuple[str, ...] = ()
+    options: StepOptions = field(default_factory=StepOptions)
+
+    @property
+    def keyed(self) -> bool:
+        """Whether ``next`` is a dict of branch keys."""
+        return bool(self.next) and None not in self.next
+
+
+def compile_graph(
+    *, name: str, description: str | None, specs: Sequence[NodeSpec], output: JSON | None
+) -> tuple[nx.DiGraph[str], Plan]:
+    """Validate ``specs`` (declaration order) and build the graph and its plan.
+
+    Raises:
+        GraphDefinitionError: unknown targets, cycles, misplaced handlers or refs.
+    """
+    by_id = {spec.node_id: spec for spec in specs}
+    graph = _build_graph(name, description, specs, by_id)
+    _check_acyclic(name, graph)
+    position = {spec.node_id: i for i, spec in enumerate(specs)}
+    order = tuple(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
+    _check_refs(name, [by_id[node_id] for node_id in order], output)
+    topology = Topology.build(
+        name=name,
+        order=order,
+        edges=[(s.node_id, t, k) for s in specs for k, ts in s.next.items() for t in ts],
+        keys={s.node_id: [k for k in s.next if k is not None] for s in specs if s.keyed},
+        on_error={s.node_id: s.on_error for s in specs},
+    )
+    rank = {node_id: i for i, node_id in enumerate(order)}
+    nodes = {node_id: _plan_node(by_id[node_id], graph, rank) for node_id in order}
+    plan = Plan(
+        name=name,
+        order=order,
+        nodes=MappingProxyType(nodes),
+        entries=tuple(n for n in order if not nodes[n].parents and not nodes[n].handles),
+        sinks=tuple(n for n in order if not by_id[n].next and not nodes[n].handles),
+        output=output,
+        hash=_hash(name, specs),
+        topology=topology,
+    )
+    return graph, plan
+
+
+def _build_graph(
+    name: str, description: str | None, specs: Sequence[NodeSpec], by_id: Mapping[str, NodeSpec]
+) -> nx.DiGraph[str]:
+    graph: nx.DiGraph[str] = nx.DiGraph(name=name, description=description)
+    handled = {target for spec in specs for target in spec.on_error}
+    for spec in specs:
+        graph.add_node(
+            spec.node_id,
+            function=spec.function,
+            handler=spec.node_id in handled,
+            for_each=None if spec.for_each is None else repr(spec.for_each),
+            mode=spec.mode if spec.for_each is not None else None,
+            on_error=spec.on_error,
+        )
+    for spec in specs:
+        targets: dict[str, list[str]] = {}
+        for key, node_targets in spec.next.items():
+            for target in node_targets:
+                _check_target(name, spec.node_id, target, by_id, handled, "next")
+                targets.setdefault(target, []).extend([] if key is None else [key])
+        for target, keys in targets.items():
+            label = " | ".join(sorted(keys)) if keys else None
+            graph.add_edge(
+                spec.node_id, target, kind="next", branch=label, keys=tuple(sorted(keys))
+            )
+        for target in spec.on_error:
+            _check_target(name, spec.node_id, target, by_id, set(), "on_error")
+            graph.add_edge(spec.node_id, target, kind="on_error", branch=None, keys=())
+    return graph
+
+
+def _check_target(
+    name: str,
+    node_id: str,
+    target: str,
+    by_id: Mapping[str, NodeSpec],
+    handled: Collection[str],
+    option: str,
+) -> None:
+    if target not in by_id:
+        raise GraphDefinitionError(
+            graph=name,
+            node=node_id,
+            problem=f"its {option} names unknown node {target!r}",
+            fix=f"declare {target!r} in nodes= or use one of {sorted(by_id)}",
+        )
+    if target in handled:
+        raise GraphDefinitionError(
+            graph=name,
+            node=node_id,
+            problem=f"its next names {target!r}, which is an on_error handler",
+            fix="handlers run only when a node fails; declare another node for the same"
+            " function to use it in the normal flow",
+        )
+    if option == "on_error" and by_id[target].next:
+        raise GraphDefinitionError(
+            graph=name,
+            node=target,
+            problem="it is an on_error handler but has next (handlers end the failing path)",
+            fix="remove its next; the run fails once its handlers have run",
+        )
+
+
+def _check_acyclic(name: str, graph: nx.DiGraph[str]) -> None:
+    try:
+        cycle = nx.find_cycle(graph)
+    except nx.NetworkXNoCycle:
+        return
+    path = " -> ".join([str(edge[0]) for edge in cycle] + [str(cycle[0][0])])
+    raise GraphDefinitionError(
+        graph=name,
+        node=str(cycle[0][0]),
+        problem=f"it has a cycle: {path}",
+        fix="a workflow graph must be acyclic; remove one of these next/on_error edges",
+    )
+
+
+def _check_refs(name: str, ordered: Sequence[NodeSpec], output: JSON | None) -> None:
+    """Every ref must name a node that is always resolved before its consumer runs."""
+    known = frozenset(spec.node_id for spec in ordered)
+    parents: dict[str, set[str]] = {node_id: set() for node_id in known}
+    sources: dict[str, list[str]] = {}
+    for spec in ordered:
+        for target in spec.on_error:
+            sources.setdefault(target, []).append(spec.node_id)
+        for targets in spec.next.values():
+            for target in targets:
+                parents[target].add(spec.node_id)
+    resolved: dict[str, frozenset[str]] = {}
+    for spec in ordered:
+        node_id = spec.node_id
+        if node_id in sources:  # a handler: only what every failing source had resolved
+            resolved[node_id] = frozenset.intersection(*(resolved[s] for s in sources[node_id]))
+        else:
+            resolved[node_id] = frozenset(parents[node_id]).union(
+                *(resolved[p] for p in parents[node_id])
+            )
+        scope = _RefScope(name=name, node_id=node_id, known=known, before=resolved[node_id])
+        special = {ERROR} if node_id in sources else set()
+        scope.check("input", spec.input, special | ({ITEM} if spec.for_each is not None else set()))
+        scope.check("for_each", spec.for_each, special)
+    normal = known - sources.keys()
+    _RefScope(name=name, node_id=None, known=known, before=normal).check("output", output, set())
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class _RefScope:
+    name: str
+    node_id: str | None
+    known: frozenset[str]
+    before: frozenset[str]
+
+    def check(self, option: str, template: JSON, special: set[str]) -> None:
+        for found in iter_refs(template):
+            target = found.node_id
+            if target == INPUT or target in special or target in self.before:
+                continue
+            raise GraphDefinitionError(
+                graph=self.name,
+                node=self.node_id,
+                problem=f"its {option} has {found!r}, {self._why(target)}",
+                fix=self._fix(target),
+            )
+
+    def _why(self, target: str) -> str:
+        if target == ITEM:
+            return "but $item exists only in the input of a for_each node"
+        if target == ERROR:
+            return "but $error exists only in the input of an on_error handler"
+        if target not in self.known:
+            return f"but there is no node {target!r}"
+        if target == self.node_id:
+            return "a ref to its own output"
+        if self.node_id is None:
+            return f"but {target!r} is an on_error handler, which a completed run never ran"
+        return f"but {target!r} is not an ancestor of {self.node_id!r}, so it may not have run"
+
+    def _fix(self, target: str) -> str:
+        choices = f" ({', '.join(sorted(self.before))})" if self.before else ""
+        if target.startswith("$") or target not in self.known:
+            return f"use ref('$input', ...) or a ref to a node it may refer to{choices}"
+        if self.node_id is None:
+            return f"refer to nodes of the normal flow{choices}"
+        return (
+            f"add a next path from {target!r} to {self.node_id!r}, or refer to one of its"
+            f" ancestors{choices}"
+        )
+
+
+def _plan_node(spec: NodeSpec, graph: nx.DiGraph[str], rank: Mapping[str, int]) -> PlanNode:
+    edges = graph.pred[spec.node_id].items()
+    parents = sorted((s for s, data in edges if data["kind"] == "next"), key=rank.__getitem__)
+    handles = sorted((s for s, data in edges if data["kind"] == "on_error"), key=rank.__getitem__)
+    return PlanNode(
+        node_id=spec.node_id,
+        function=spec.function,
+        options=spec.options,
+        input=spec.input,
+        branch=spec.branch,
+        keys=frozenset(k for k in spec.next if k is not None) if spec.keyed else None,
+        for_each=spec.for_each,
+        mode=spec.mode,
+        on_error=spec.on_error,
+        handles=tuple(handles),
+        parents=tuple(parents),
+        successors=MappingProxyType(dict(spec.next)),
+        in_degree=len(parents),
+    )
+
+
+def canonical(template: JSON) -> JSON:
+    """A JSON form of a template with refs rendered stably, for hashing."""
+    if isinstance(template, Ref):
+        return template.canonical()
+    if isinstance(template, Mapping):
+        return {str(key): canonical(value) for key, value in template.items()}
+    if isinstance(template, list | tuple):
+        return [canonical(value) for value in template]
+    return template
+
+
+def _hash(name: str, specs: Sequence[NodeSpec]) -> str:
+    nodes = [
+        {
+            "id": spec.node_id,
+            "function": spec.function,
+            "next": sorted([key, sorted(targets)] for key, targets in _keyed_items(spec.next)),
+            "keyed": spec.keyed,
+            "input": canonical(spec.input),
+            "for_each": canonical(spec.for_each),
+            "on_error": sorted(spec.on_error),
+        }
+        for spec in sorted(specs, key=lambda spec: spec.node_id)
+    ]
+    text = json.dumps({"graph": name, "nodes": nodes}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _keyed_items(next_: Mapping[str | None, tuple[str, ...]]) -> list[tuple[str, tuple[str, ...]]]:
+    # The unconditional key None sorts as "" (keys are non-empty strings).
+    return [("" if key is None else key, targets) for key, targets in next_.items()]

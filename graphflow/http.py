@@ -1,0 +1,487 @@
+"""HTTP wiring: Starlette endpoints for starting, inspecting, resuming and cancelling runs.
+
+```python
+import graphflow as gf
+from graphflow.http import create_app
+
+engine = gf.Engine(store="sqlite:///graphflow.db")
+app = create_app(engine)               # its lifespan opens and closes the engine
+```
+
+Routes of ``create_app``:
+
+| route | answer |
+|---|---|
+| ``POST /workflows/{name}/start`` | 202 ``{"run_id": ...}`` |
+| ``POST /workflows/{name}/run?timeout=30`` | 200 ``RunStatus`` once terminal or suspended, else 202 |
+| ``GET /runs/{run_id}`` | 200 ``RunStatus`` |
+| ``GET /runs/{run_id}/graph?format=dot|mermaid|svg`` | the run graph as text (or SVG) |
+| ``GET /runs/{run_id}/events`` | server-sent events of step and run changes until the run ends |
+| ``POST /runs/{run_id}/resume?reason=...`` | 202 ``{"run_id": ...}`` |
+| ``POST /runs/{run_id}/cancel`` | 202 ``{"run_id": ...}`` |
+
+The request body is the workflow input (or the resume data) as JSON; an empty body means ``{}``.
+``start`` and ``run`` take an optional ``?run_id=`` that makes them idempotent. Errors answer JSON
+``{"detail": message}``: 404 unknown workflow or run, 409 run id conflict or invalid state, 413 body
+over ``max_body`` bytes, 422 invalid input (with ``"errors"``: pydantic's list), 503 engine not open.
+Each endpoint factory also works inside FastAPI (``app.add_route(path, endpoint, methods=[...])``)
+and never opens the engine itself.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, Literal, TypeAlias
+
+import anyio
+import anyio.to_thread
+
+from ._types import JSON
+from .engine import Engine
+from .errors import (
+    GraphflowError,
+    InputValidationError,
+    InvalidStateError,
+    NotFoundError,
+    RunConflictError,
+    RunNotFoundError,
+)
+from .runtime.status import RunStatus
+
+try:
+    from pydantic_core import to_jsonable_python
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+except ImportError as _exc:  # pragma: no cover - exercised only without the extra
+    raise ImportError(
+        "graphflow.http needs Starlette: install it with pip install 'graphflow[http]'"
+    ) from _exc
+
+__all__ = (
+    "DEFAULT_MAX_BODY",
+    "Auth",
+    "Endpoint",
+    "create_app",
+    "run_events",
+    "run_graph",
+    "workflow_cancel",
+    "workflow_resume",
+    "workflow_run",
+    "workflow_start",
+    "workflow_status",
+)
+
+Endpoint: TypeAlias = Callable[[Request], Awaitable[Response]]
+"""A Starlette request/response endpoint."""
+
+Auth: TypeAlias = Callable[[Request], "Response | None | Awaitable[Response | None]"]
+"""A hook called with every request: ``None`` allows it, a ``Response`` (401, 403...) refuses it."""
+
+GraphFormat = Literal["dot", "mermaid", "svg"]
+
+DEFAULT_MAX_BODY = 1_000_000
+"""The default limit on request bodies, in bytes (larger bodies answer 413)."""
+
+DEFAULT_RUN_TIMEOUT = 30.0
+"""How long ``POST /workflows/{name}/run`` waits, in seconds, unless ``?timeout=`` says otherwise."""
+
+_SETTLED = frozenset({"completed", "failed", "cancelled", "suspended"})
+_POLL_MIN = 0.005
+_POLL_MAX = 0.25
+_EVENTS_POLL = 0.2
+_KEEPALIVE = 15.0
+_MEDIA_TYPES: dict[str, str] = {
+    "dot": "text/vnd.graphviz; charset=utf-8",
+    "mermaid": "text/plain; charset=utf-8",
+    "svg": "image/svg+xml",
+}
+
+
+class _Refusal(Exception):
+    """Carries an error response out of a handler."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__(response.status_code)
+        self.response = response
+
+
+def _detail(status_code: int, detail: str, errors: list[Any] | None = None) -> JSONResponse:
+    body: dict[str, Any] = {"detail": detail}
+    if errors is not None:
+        body["errors"] = to_jsonable_python(errors, fallback=str)
+    return JSONResponse(body, status_code=status_code)
+
+
+def _error_response(exc: GraphflowError) -> Response | None:
+    """The HTTP answer for a graphflow error, or ``None`` for a server error (500)."""
+    if isinstance(exc, InputValidationError):
+        errors: list[Any] = getattr(exc, "errors", [])
+        return _detail(422, str(exc), errors)
+    if isinstance(exc, NotFoundError):
+        return _detail(404, str(exc))
+    if isinstance(exc, RunConflictError | InvalidStateError):
+        return _detail(409, str(exc))
+    return None
+
+
+# --- request parsing ------------------------------------------------------------------------------
+
+
+async def _read_json(request: Request, max_body: int) -> JSON:
+    """The request body as JSON (``{}`` when empty); refuses bodies over ``max_body`` bytes."""
+    too_large = _detail(
+        413,
+        f"request body is larger than {max_body} bytes: send less data, or raise create_app's"
+        " max_body",
+    )
+    length = request.headers.get("content-length", "")
+    if length.isdigit() and int(length) > max_body:
+        raise _Refusal(too_large)
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > max_body:
+            raise _Refusal(too_large)
+    if not body.strip():
+        return {}
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise _Refusal(
+            _detail(
+                422,
+                f"request body is not valid JSON: {exc}. Send a JSON document"
+                " (Content-Type: application/json)",
+                [{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
+            )
+        ) from exc
+
+
+def _query_refusal(name: str, value: str, expected: str) -> _Refusal:
+    return _Refusal(
+        _detail(
+            422,
+            f"invalid query parameter {name}={value!r}: expected {expected}",
+            [{"loc": ["query", name], "msg": f"expected {expected}", "type": "value_error"}],
+        )
+    )
+
+
+def _timeout(request: Request) -> float:
+    raw = request.query_params.get("timeout")
+    if raw is None:
+        return DEFAULT_RUN_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 86_400:
+        raise _query_refusal("timeout", raw, "a number of seconds between 0 and 86400")
+    return value
+
+
+def _run_id_param(request: Request) -> str | None:
+    raw = request.query_params.get("run_id")
+    if raw is not None and not raw.strip():
+        raise _query_refusal("run_id", raw, "a non-empty run id")
+    return raw
+
+
+def _graph_format(request: Request) -> GraphFormat:
+    raw = request.query_params.get("format", "dot")
+    if raw == "dot" or raw == "mermaid" or raw == "svg":
+        return raw
+    raise _query_refusal("format", raw, "one of dot, mermaid, svg")
+
+
+def _path_param(request: Request, key: str) -> str:
+    return str(request.path_params[key])
+
+
+# --- the guard every endpoint goes through --------------------------------------------------------
+
+
+Handler: TypeAlias = Callable[[Request], Awaitable[Response]]
+
+
+def _guard(engine: Engine, handler: Handler, auth: Auth | None) -> Endpoint:
+    """Apply ``auth``, check the engine is open and turn graphflow errors into HTTP answers."""
+
+    async def endpoint(request: Request) -> Response:
+        if auth is not None:
+            refused = auth(request)
+            if inspect.isawaitable(refused):
+                refused = await refused
+            if refused is not None:
+                return refused
+        if not engine.is_open:
+            return _detail(
+                503,
+                "the graphflow engine is not open: serve create_app(engine) (its lifespan opens"
+                " it) or open it in your app's lifespan with `async with engine:`",
+            )
+        try:
+            return await handler(request)
+        except _Refusal as refusal:
+            return refusal.response
+        except GraphflowError as exc:
+            response = _error_response(exc)
+            if response is None:
+                raise
+            return response
+
+    return endpoint
+
+
+# --- handlers -------------------------------------------------------------------------------------
+
+
+def _status_json(status: RunStatus, code: int = 200) -> JSONResponse:
+    return JSONResponse(status.model_dump(mode="json"), status_code=code)
+
+
+def _accepted(run_id: str) -> JSONResponse:
+    return JSONResponse({"run_id": run_id}, status_code=202)
+
+
+def _workflow_name(name: str | None, request: Request) -> str:
+    return name if name is not None else _path_param(request, "name")
+
+
+def _start_handler(engine: Engine, name: str | None, max_body: int) -> Handler:
+    async def handle(request: Request) -> Response:
+        data = await _read_json(request, max_body)
+        run_id = _run_id_param(request)
+        started = await engine.start(_workflow_name(name, request), data, run_id=run_id)
+        return _accepted(started)
+
+    return handle
+
+
+async def _settle(engine: Engine, run_id: str, timeout: float) -> RunStatus | None:
+    """The run's status once it is terminal or suspended, or ``None`` after ``timeout`` seconds."""
+    delay = _POLL_MIN
+    with anyio.move_on_after(timeout):
+        while True:
+            status = await engine.status(run_id)
+            if status.state in _SETTLED:
+                return status
+            await anyio.sleep(delay)
+            delay = min(delay * 2, _POLL_MAX)
+    return None
+
+
+def _run_handler(engine: Engine, name: str | None, max_body: int) -> Handler:
+    async def handle(request: Request) -> Response:
+        data = await _read_json(request, max_body)
+        run_id = _run_id_param(request)
+        timeout = _timeout(request)
+        started = await engine.start(_workflow_name(name, request), data, run_id=run_id)
+        status = await _settle(engine, started, timeout)
+        return _accepted(started) if status is None else _status_json(status)
+
+    return handle
+
+
+def _status_handler(engine: Engine) -> Handler:
+    async def handle(request: Request) -> Response:
+        return _status_json(await engine.status(_path_param(request, "run_id")))
+
+    return handle
+
+
+def _resume_handler(engine: Engine, max_body: int) -> Handler:
+    async def handle(request: Request) -> Response:
+        run_id = _path_param(request, "run_id")
+        data = await _read_json(request, max_body)
+        await engine.resume(run_id, data, reason=request.query_params.get("reason"))
+        return _accepted(run_id)
+
+    return handle
+
+
+def _cancel_handler(engine: Engine) -> Handler:
+    async def handle(request: Request) -> Response:
+        run_id = _path_param(request, "run_id")
+        await engine.cancel(run_id)
+        return _accepted(run_id)
+
+    return handle
+
+
+def _graph_handler(engine: Engine) -> Handler:
+    async def handle(request: Request) -> Response:
+        from .graph.render import to_dot, to_mermaid, to_svg
+
+        fmt = _graph_format(request)
+        graph = await engine.run_graph(_path_param(request, "run_id"))
+        if fmt == "dot":
+            text = to_dot(graph)
+        elif fmt == "mermaid":
+            text = to_mermaid(graph)
+        else:
+            try:
+                text = await anyio.to_thread.run_sync(to_svg, graph)
+            except GraphflowError as exc:
+                return _detail(501, f"cannot render SVG on this server: {exc}")
+        return Response(text, media_type=_MEDIA_TYPES[fmt])
+
+    return handle
+
+
+def _sse(event_id: int, event: str, payload: JSON) -> str:
+    return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(payload)}\n\n"
+
+
+async def _event_stream(engine: Engine, status: RunStatus) -> AsyncIterator[str]:
+    """Yield a ``step`` event per step change and a ``run`` event per run change, until the end."""
+    steps_seen: dict[str, tuple[str, int]] = {}
+    run_seen: tuple[str, Any, Any] | None = None
+    event_id = 0
+    idle = 0.0
+    while True:
+        for step in status.steps:
+            key = (step.state, step.attempts)
+            if steps_seen.get(step.name) != key:
+                steps_seen[step.name] = key
+                event_id += 1
+                idle = 0.0
+                payload = {"run_id": status.run_id, **step.model_dump(mode="json")}
+                yield _sse(event_id, "step", payload)
+        run_key = (status.state, status.wake_at, status.suspend_reason)
+        if run_key != run_seen:
+            run_seen = run_key
+            event_id += 1
+            idle = 0.0
+            yield _sse(event_id, "run", status.model_dump(mode="json", exclude={"steps"}))
+        if status.done:
+            return
+        if idle >= _KEEPALIVE:
+            idle = 0.0
+            yield ": keep-alive\n\n"
+        await anyio.sleep(_EVENTS_POLL)
+        idle += _EVENTS_POLL
+        try:
+            status = await engine.status(status.run_id)
+        except (RunNotFoundError, GraphflowError):
+            return  # the engine closed (server shutting down) or the run is gone
+
+
+def _events_handler(engine: Engine) -> Handler:
+    async def handle(request: Request) -> Response:
+        status = await engine.status(_path_param(request, "run_id"))
+        return StreamingResponse(
+            _event_stream(engine, status),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    return handle
+
+
+# --- public endpoint factories --------------------------------------------------------------------
+
+
+def workflow_start(
+    engine: Engine, name: str, *, auth: Auth | None = None, max_body: int = DEFAULT_MAX_BODY
+) -> Endpoint:
+    """An endpoint that starts a run of workflow ``name`` with the JSON body as input.
+
+    Answers 202 ``{"run_id": ...}``; 422 for invalid input, 404 for an unknown workflow, 409 when
+    ``?run_id=`` exists with another input.
+    """
+    return _guard(engine, _start_handler(engine, name, max_body), auth)
+
+
+def workflow_run(
+    engine: Engine, name: str, *, auth: Auth | None = None, max_body: int = DEFAULT_MAX_BODY
+) -> Endpoint:
+    """An endpoint that starts a run of ``name`` and answers once it is terminal or suspended.
+
+    Answers 200 with the ``RunStatus`` (a failed run too: look at ``state``), or 202
+    ``{"run_id": ...}`` when ``?timeout=`` seconds (default 30) pass first.
+    """
+    return _guard(engine, _run_handler(engine, name, max_body), auth)
+
+
+def workflow_status(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
+    """An endpoint answering the ``RunStatus`` of path parameter ``run_id`` (404 if unknown)."""
+    return _guard(engine, _status_handler(engine), auth)
+
+
+def workflow_resume(
+    engine: Engine, *, auth: Auth | None = None, max_body: int = DEFAULT_MAX_BODY
+) -> Endpoint:
+    """An endpoint resuming the suspended run ``run_id`` with the JSON body (``?reason=`` optional).
+
+    Answers 202 ``{"run_id": ...}``; 409 when the run is not suspended, 422 when the suspend's schema
+    refuses the data (the run stays suspended).
+    """
+    return _guard(engine, _resume_handler(engine, max_body), auth)
+
+
+def workflow_cancel(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
+    """An endpoint cancelling run ``run_id``: 202 ``{"run_id": ...}``, 409 if already finished."""
+    return _guard(engine, _cancel_handler(engine), auth)
+
+
+def run_graph(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
+    """An endpoint answering the run graph of ``run_id`` as DOT, Mermaid or SVG (``?format=``).
+
+    SVG needs the Graphviz ``dot`` binary on the server; without it the answer is 501.
+    """
+    return _guard(engine, _graph_handler(engine), auth)
+
+
+def run_events(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
+    """An endpoint streaming server-sent events for run ``run_id`` until it ends.
+
+    Each event's data is JSON: ``event: step`` carries a ``StepStatus`` (plus ``run_id``) whenever a
+    step's state or attempt count changes; ``event: run`` carries the ``RunStatus`` without steps
+    whenever the run's state changes. The stream closes after the terminal ``run`` event.
+    """
+    return _guard(engine, _events_handler(engine), auth)
+
+
+def create_app(
+    engine: Engine, auth: Auth | None = None, max_body: int = DEFAULT_MAX_BODY
+) -> Starlette:
+    """A Starlette app with every graphflow route, owning the engine's lifecycle.
+
+    Its lifespan opens ``engine`` unless it is already open (then the opener closes it). Mounted
+    inside another app, the outer app's lifespan must open the engine, since Starlette does not run
+    the lifespans of mounted apps.
+
+    Args:
+        engine: the engine the routes drive (a worker, or a client with ``worker=False``).
+        auth: called with every request; return ``None`` to allow it or a ``Response`` to refuse.
+        max_body: the largest accepted request body in bytes; larger ones answer 413.
+    """
+
+    def guard(handler: Handler) -> Endpoint:
+        return _guard(engine, handler, auth)
+
+    routes = [
+        Route("/workflows/{name}/start", guard(_start_handler(engine, None, max_body)), methods=["POST"]),
+        Route("/workflows/{name}/run", guard(_run_handler(engine, None, max_body)), methods=["POST"]),
+        Route("/runs/{run_id}", guard(_status_handler(engine)), methods=["GET"]),
+        Route("/runs/{run_id}/graph", guard(_graph_handler(engine)), methods=["GET"]),
+        Route("/runs/{run_id}/events", guard(_events_handler(engine)), methods=["GET"]),
+        Route("/runs/{run_id}/resume", guard(_resume_handler(engine, max_body)), methods=["POST"]),
+        Route("/runs/{run_id}/cancel", guard(_cancel_handler(engine)), methods=["POST"]),
+    ]  # fmt: skip
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        if engine.is_open:
+            yield
+            return
+        async with engine:
+            yield
+
+    return Starlette(routes=routes, lifespan=lifespan)

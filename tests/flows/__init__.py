@@ -1,0 +1,1 @@
+"""Workflows used by tests that run in subprocesses."""

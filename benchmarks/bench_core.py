@@ -137,8 +137,11 @@ class Sizes:
         return self.crash_steps // 2
 
 
-DEFAULT_SIZES = Sizes(floor_rows=2_000, steps=1_000, fan_out=1_000, workflows=1_000, crash_steps=200)
+DEFAULT_SIZES = Sizes(
+    floor_rows=2_000, steps=1_000, fan_out=1_000, workflows=1_000, crash_steps=200
+)
 QUICK_SIZES = Sizes(floor_rows=300, steps=200, fan_out=200, workflows=200, crash_steps=40)
+WARM_UP_SIZES = Sizes(floor_rows=50, steps=50, fan_out=50, workflows=50, crash_steps=10)
 
 
 @dataclass(frozen=True)
@@ -154,7 +157,7 @@ class Workload:
 
 @dataclass(frozen=True)
 class Figure:
-    """A median with its ratio to the floor (time per unit over floor time per row)."""
+    """A median, and the median of its ratios to the floor measured in the same repetition."""
 
     value: float
     ratio: float
@@ -189,13 +192,13 @@ def store_url(mode: str, tmp: Path) -> str:
     return f"sqlite:///{tmp / 'graphflow.db'}?durability={mode}"
 
 
-def engine(mode: str, tmp: Path, **options: Any) -> gf.Engine:
-    """An engine on a fresh store, seeing only this benchmark's workflows."""
-    return gf.Engine(store_url(mode, tmp), registry=REGISTRY, **options)
+def engine(mode: str, tmp: Path) -> gf.Engine:
+    """An engine with default settings on a fresh store, seeing only this benchmark's workflows."""
+    return gf.Engine(store_url(mode, tmp), registry=REGISTRY)
 
 
-async def _timed_run(mode: str, tmp: Path, workflow: str, n: int, **options: Any) -> float:
-    async with engine(mode, tmp, **options) as eng:
+async def _timed_run(mode: str, tmp: Path, workflow: str, n: int) -> float:
+    async with engine(mode, tmp) as eng:
         started = time.perf_counter()
         output = await eng.run(workflow, {"n": n})
         elapsed = time.perf_counter() - started
@@ -219,11 +222,11 @@ def per_step(workflow: str) -> Callable[[str, Sizes, Path], float]:
 
 
 def measure_fan_out(mode: str, sizes: Sizes, tmp: Path) -> float:
-    """µs per step of one ``sizes.fan_out``-way fan-out (every job slot free)."""
+    """µs per step of one ``sizes.fan_out``-way fan-out (``asyncio.gather`` of RPC steps)."""
     n = sizes.fan_out
 
     async def main() -> float:
-        async with engine(mode, tmp, max_jobs=n) as eng:
+        async with engine(mode, tmp) as eng:
             started = time.perf_counter()
             output = await eng.run("fan_out", {"n": n})
             elapsed = time.perf_counter() - started
@@ -238,7 +241,7 @@ def measure_workflows(mode: str, sizes: Sizes, tmp: Path) -> float:
     n = sizes.workflows
 
     async def main() -> float:
-        async with engine(mode, tmp, max_runs=n) as eng:
+        async with engine(mode, tmp) as eng:
             started = time.perf_counter()
             run_ids = await asyncio.gather(*(eng.start("three_steps", {"x": i}) for i in range(n)))
             statuses = await asyncio.gather(*(eng.wait(run_id) for run_id in run_ids))
@@ -252,13 +255,12 @@ def measure_workflows(mode: str, sizes: Sizes, tmp: Path) -> float:
 def measure_recovery(mode: str, sizes: Sizes, tmp: Path) -> float:
     """ms from opening an engine to the result of a run crashed (SIGKILL) half-way."""
     run_id = str(uuid.uuid4())
-    url = store_url(mode, tmp)
-    crash_in_subprocess(url, run_id, sizes, tmp / "crashed.marker")
+    crash_in_subprocess(store_url(mode, tmp), run_id, sizes, tmp / "crashed.marker")
     EXECUTED["crashy"] = 0
 
     async def main() -> tuple[float, Any]:
         started = time.perf_counter()
-        async with gf.Engine(url, registry=REGISTRY) as eng:
+        async with engine(mode, tmp) as eng:
             status = await eng.wait(run_id)
             elapsed = time.perf_counter() - started
         return elapsed, status.output
@@ -309,7 +311,7 @@ def workloads(sizes: Sizes) -> list[Workload]:
         Workload(
             f"sequential RPC step, async fn ({sizes.steps:,} steps)",
             "µs/step",
-            "≤3× / ≤1.5× floor",
+            "≤3x / ≤1.5x floor",
             per_step("seq_rpc"),
         ),
         Workload(
@@ -340,14 +342,11 @@ def workloads(sizes: Sizes) -> list[Workload]:
     ]
 
 
-def median_of(measure: Callable[[str, Sizes, Path], float], mode: str, sizes: Sizes, n: int) -> float:
-    """The median of ``n`` measurements, each on a fresh temporary directory."""
-    values = []
-    for _ in range(n):
-        with tempfile.TemporaryDirectory(prefix="gf-bench-") as tmp:
-            gc.collect()
-            values.append(measure(mode, sizes, Path(tmp)))
-    return statistics.median(values)
+def measure_once(workload: Workload, mode: str, sizes: Sizes) -> float:
+    """One measurement in a fresh temporary directory."""
+    with tempfile.TemporaryDirectory(prefix="gf-bench-") as tmp:
+        gc.collect()
+        return workload.measure(mode, sizes, Path(tmp))
 
 
 def unit_seconds(workload: Workload, value: float) -> float:
@@ -357,20 +356,36 @@ def unit_seconds(workload: Workload, value: float) -> float:
     return value / (1e3 if workload.unit == "ms" else 1e6)
 
 
-def measure_all(sizes: Sizes, repeat: int, progress: Callable[[str], None]) -> dict[str, list[Figure]]:
-    """Every workload's median per mode, with its ratio to that mode's floor."""
-    table: dict[str, list[Figure]] = {}
-    for mode in MODES:
-        progress(f"{mode}: floor")
-        floor = median_of(measure_floor, mode, sizes, repeat)
-        floor_s = floor / 1e6
-        table.setdefault(FLOOR.label, []).append(Figure(floor, 1.0))
-        for workload in workloads(sizes):
-            progress(f"{mode}: {workload.label}")
-            value = median_of(workload.measure, mode, sizes, repeat)
-            ratio = unit_seconds(workload, value) / floor_s
-            table.setdefault(workload.label, []).append(Figure(value, ratio))
-    return table
+def warm_up() -> None:
+    """An untimed small pass, so first-use costs (imports, caches) land in no figure."""
+    for workload in workloads(WARM_UP_SIZES):
+        if workload.measure is not measure_recovery:
+            measure_once(workload, MODES[0], WARM_UP_SIZES)
+
+
+def measure_mode(
+    mode: str, sizes: Sizes, repeat: int, progress: Callable[[str], None]
+) -> dict[str, Figure]:
+    """Median of each row in one mode; each repetition measures its own floor first.
+
+    Repetitions interleave the floor with the workloads, so a drift in fsync latency moves both.
+    """
+    rows = [FLOOR, *workloads(sizes)]
+    values: dict[str, list[float]] = {w.label: [] for w in rows}
+    ratios: dict[str, list[float]] = {w.label: [] for w in rows}
+    for rep in range(repeat):
+        progress(f"{mode}: repetition {rep + 1} of {repeat}")
+        floor_s = unit_seconds(FLOOR, measure_once(FLOOR, mode, sizes))
+        values[FLOOR.label].append(floor_s * 1e6)
+        ratios[FLOOR.label].append(1.0)
+        for workload in rows[1:]:
+            value = measure_once(workload, mode, sizes)
+            values[workload.label].append(value)
+            ratios[workload.label].append(unit_seconds(workload, value) / floor_s)
+    return {
+        label: Figure(statistics.median(values[label]), statistics.median(ratios[label]))
+        for label in values
+    }
 
 
 def format_value(value: float) -> str:
@@ -380,34 +395,36 @@ def format_value(value: float) -> str:
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
-def print_results(table: dict[str, list[Figure]], sizes: Sizes) -> None:
-    """The measured table: value and × floor per mode."""
+def print_results(table: dict[str, dict[str, Figure]], sizes: Sizes) -> None:
+    """The measured table: value and x floor per mode."""
     rows = [FLOOR, *workloads(sizes)]
     width = max(len(w.label) for w in rows) + 2
     header = f"{'workload':<{width}}{'unit':<9}"
-    header += "".join(f"{mode + ' ':>12}{'× floor':>9}" for mode in MODES)
+    header += "".join(f"{mode + ' ':>12}{'x floor':>9}" for mode in MODES)
     print(header + "   target")
     print("-" * (len(header) + 20))
     for workload in rows:
         line = f"{workload.label:<{width}}{workload.unit:<9}"
-        for figure in table[workload.label]:
-            line += f"{format_value(figure.value):>12}{format_value(figure.ratio) + '×':>9}"
-        print(line + f"   {workload.target}")
+        for mode in MODES:
+            figure = table[mode][workload.label]
+            line += f"{format_value(figure.value):>12}{format_value(figure.ratio) + 'x':>9}"
+        print(f"{line}   {workload.target}".rstrip())
     print(
-        "× floor = time per row/step/workflow/recovery ÷ one floor INSERT + COMMIT, same mode."
-        " Medians of fresh SQLite files."
+        "x floor: time per step (per workflow for wf/s, the whole recovery for ms) ÷ time of one"
+        " floor INSERT + COMMIT\nin the same mode and repetition. Default Engine settings, one"
+        " fresh SQLite file per measurement."
     )
 
 
 PEERS = """\
-QUOTED from issue 2, NOT measured here (2-core machine, SQLite, same workloads, medians):
-| per step / throughput               | raw SQLite floor        | LangGraph 1.2 | DBOS 3.4 | Prefect 3.9 |
-|-------------------------------------|-------------------------|---------------|----------|-------------|
-| sequential step                     | 22 µs normal, 156 µs full | 640–880 µs  | 1,720 µs | 29,800 µs   |
-| step in a 500-way fan-out           | 6 µs with group commit  | 520 µs        | 3,450 µs | 18,900 µs   |
-| 3-step workflows per second         | 8,300/s (normal)        | 258/s         | 122/s    | 0.6/s       |
-| recovery of a half-done 200-step run| —                       | 112 ms        | 1,270 ms | 3,290 ms    |
-Peers ran synchronous=FULL: compare them with graphflow's `full` column."""
+Peers: QUOTED from issue 2, NOT measured by this script (2 cores, SQLite, same workloads, medians)
+per step / throughput             raw SQLite floor           LangGraph 1.2  DBOS 3.4  Prefect 3.9
+sequential step                   22 µs normal, 156 µs full  640-880 µs     1,720 µs  29,800 µs
+step in a 500-way fan-out         6 µs with group commit     520 µs         3,450 µs  18,900 µs
+3-step workflows per second       8,300/s (normal)           258/s          122/s     0.6/s
+recovery, half-done 200-step run  -                          112 ms         1,270 ms  3,290 ms
+Peers run synchronous=FULL (LangGraph in WAL, DBOS in rollback-journal mode): compare them with
+graphflow's `full` column."""
 
 
 def print_header(sizes: Sizes, repeat: int) -> None:
@@ -436,6 +453,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+def progress(what: str) -> None:
+    """Where the benchmark is, on stderr."""
+    print(f"  … {what}", file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Measure and print everything."""
     args = parse_args(argv)
@@ -445,7 +467,9 @@ def main(argv: list[str] | None = None) -> None:
     sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
     started = time.perf_counter()
     print_header(sizes, args.repeat)
-    table = measure_all(sizes, args.repeat, lambda what: print(f"  … {what}", file=sys.stderr))
+    progress("warming up")
+    warm_up()
+    table = {mode: measure_mode(mode, sizes, args.repeat, progress) for mode in MODES}
     print_results(table, sizes)
     print()
     print(PEERS)

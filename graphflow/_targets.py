@@ -1,4 +1,4 @@
-"""Import a CLI ``TARGET``: a Python file (``examples/flows.py``) or a dotted module (``app.flows``).
+"""Import a CLI ``TARGET``: a Python file (``examples/flows.py``) or a dotted module name.
 
 Importing the target is how its ``@gf.function``/``@gf.workflow`` decorators register their names. A
 file is imported under its file stem with its directory on ``sys.path``, so ``graphflow run

@@ -31,7 +31,8 @@ from .errors import (
 from .functions import DEFAULT_REGISTRY, Registry, WorkflowDefinition
 from .runtime.clock import Clock, SystemClock
 from .runtime.execution import RunExecution, RunHost, Slots, error_info, live_record
-from .runtime.runner import UNSET, execute_run
+from .runtime.runner import UNSET, cancel_run, execute_run
+from .runtime.resume import check_resume_data
 from .runtime.status import RunStatus, StepStatus, run_status, step_status
 from .store.base import ClaimQuery, Fence, OwnerRecord, RunRecord, Store, open_store
 
@@ -44,6 +45,19 @@ class _Held:
 
     execution: RunExecution
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineStats:
+    """What an engine holds in memory right now."""
+
+    held_runs: int
+    """Runs with a coroutine in this engine (parked runs hold none)."""
+    executing_steps: int
+    """Step attempts executing now."""
+    waiting_steps: int
+    """Sleeps and suspends waiting in memory (in runs that cannot park yet)."""
 
 
 def _pid_alive(pid: int) -> bool:
@@ -105,6 +119,8 @@ class Engine:
             owner_id=self.owner_id,
             job_slots=Slots(max_jobs),
         )
+        self._host.start_run = self._start_child
+        self._host.wait_run = self.wait
         self._held: dict[str, _Held] = {}
         self._changed: dict[str, anyio.Event] = {}
         self._wake_claimer = anyio.Event()
@@ -208,7 +224,9 @@ class Engine:
         validated = definition.validate_input(data, run_id=run_id)
         input_json = definition.dump_input(data)
         now = self.clock.time()
-        owned = self.worker and len(self._held) < self.max_runs
+        # A child run is held beside its waiting parent even at max_runs: parents holding every
+        # slot while their children wait for one would deadlock.
+        owned = self.worker and (len(self._held) < self.max_runs or parent is not None)
         record = RunRecord(
             run_id=run_id or str(uuid.uuid4()),
             workflow=definition.name,
@@ -234,6 +252,11 @@ class Engine:
         else:
             self._wake_claimer.set()
         return record.run_id
+
+    async def _start_child(
+        self, workflow: str, data: JSON, run_id: str, parent: tuple[str, str]
+    ) -> str:
+        return await self.start(workflow, data, run_id=run_id, parent=parent)
 
     @staticmethod
     def _check_same(stored: RunRecord, workflow: str, input_json: str) -> None:
@@ -271,6 +294,7 @@ class Engine:
                 await execute_run(self._host, definition, execution, data)
         finally:
             self._held.pop(run_id, None)
+            held.done.set()
             self._notify(run_id)
             self._wake_claimer.set()
 
@@ -305,7 +329,11 @@ class Engine:
         claimed = await self.store.claim_runs(query, self.clock.time())
         for run in claimed:
             fence = Fence(run_id=run.run_id, owner_id=self.owner_id, epoch=run.lease_epoch)
-            if run.recoveries > self.max_recoveries:
+            if run.cancel_requested:
+                execution = RunExecution(self._host, run, fence, [])
+                await cancel_run(self._host, execution)
+                self._notify(run.run_id)
+            elif run.recoveries > self.max_recoveries:
                 await self._give_up(run, fence)
             else:
                 self._hold(tg, run, fence, None)
@@ -328,13 +356,31 @@ class Engine:
 
     async def _claim_loop(self) -> None:
         while True:
-            with anyio.move_on_after(self.poll_interval):
-                await self._wake_claimer.wait()
+            try:
+                next_wake = await self.store.next_wake_at(self.registry.workflow_names)
+            except StoreError:
+                next_wake = None
+            await self._idle(next_wake)
             self._wake_claimer = anyio.Event()
             try:
                 await self._claim()
             except StoreError:
                 await anyio.sleep(self.poll_interval)
+
+    async def _idle(self, next_wake: float | None) -> None:
+        """Until: woken locally, the next parked run is due (engine clock), or a poll interval."""
+        wake = self._wake_claimer
+        with anyio.move_on_after(self.poll_interval):
+            async with anyio.create_task_group() as tg:
+
+                async def timer(deadline: float) -> None:
+                    await self.clock.sleep_until(deadline)
+                    tg.cancel_scope.cancel()
+
+                if next_wake is not None:
+                    tg.start_soon(timer, next_wake)
+                await wake.wait()
+                tg.cancel_scope.cancel()
 
     async def _lease_loop(self) -> None:
         while True:
@@ -343,10 +389,11 @@ class Engine:
                 owned = await self.store.renew_leases(self.owner_id, self.lease)
             except StoreError:
                 continue
-            for run_id in set(self._held) - owned:
-                held = self._held.get(run_id)
-                if held is not None:
-                    held.scope.cancel()
+            for run_id, held in list(self._held.items()):
+                if run_id not in owned:
+                    held.scope.cancel()  # taken over by another engine: commit nothing more
+                elif owned[run_id]:
+                    held.execution.stop(cancel=True)
 
     # --- inspecting -----------------------------------------------------------------------------
 
@@ -428,14 +475,93 @@ class Engine:
             )
         return status.output
 
-    def _require_state(self, run: RunRecord, operation: str, allowed: Sequence[str]) -> None:
-        if run.state not in allowed:
+    # --- control --------------------------------------------------------------------------------
+
+    async def resume(self, run_id: str, data: JSON = None, *, reason: str | None = None) -> None:
+        """Resume a suspended run with ``data`` (what its ``wf.suspend`` returns).
+
+        ``reason`` picks the suspend when several wait at once. The data is validated against the
+        suspend's schema, stored as JSON Schema, so a client without the code validates it too.
+
+        Raises:
+            InvalidStateError: no suspend is waiting (not suspended, or already resumed).
+            InputValidationError: the data fails the schema; the run stays suspended.
+            RunNotFoundError: no run has this id.
+        """
+        run = await self._get_run(run_id)
+        waiting = [
+            step
+            for step in await self.store.load_steps(run_id)
+            if step.kind == "suspend" and step.state == "suspended"
+        ]
+        if reason is not None:
+            waiting = [step for step in waiting if step.name == reason]
+        if not waiting:
             raise InvalidStateError(
-                run_id=run.run_id,
-                state=run.state,
-                operation=operation,
-                allowed=" or ".join(allowed),
+                run_id=run_id,
+                state=run.state if reason is None else f"{run.state}, not waiting on {reason!r}",
+                operation="resume",
+                allowed="suspended",
             )
+        if len(waiting) > 1:
+            raise GraphflowError(
+                f"run {run_id!r} waits on several suspends {[s.name for s in waiting]}:"
+                " pass reason=... to choose one"
+            )
+        step = waiting[0]
+        check_resume_data(run, step, data)
+        output = json.dumps(data)
+        if not await self.store.resume_step(run_id, step.name, output, self.clock.time()):
+            raise InvalidStateError(
+                run_id=run_id, state="resumed", operation="resume", allowed="suspended"
+            )
+        held = self._held.get(run_id)
+        if held is not None:
+            held.execution.delivered[step.name] = output
+            held.execution.signal()
+        self._wake_claimer.set()
+
+    async def cancel(self, run_id: str) -> None:
+        """Cancel a run and its child runs: nothing of it runs after this returns.
+
+        A run held by another engine is flagged; that engine cancels it at its next lease renewal.
+
+        Raises:
+            InvalidStateError: the run already ended.
+            RunNotFoundError: no run has this id.
+        """
+        self._require_open()
+        held = self._held.get(run_id)
+        if held is not None:
+            held.execution.stop(cancel=True)
+            await held.done.wait()
+            outcome = "cancelled"
+        else:
+            outcome = await self.store.cancel_run(run_id, self.clock.time())
+        if outcome == "missing":
+            raise RunNotFoundError(run_id=run_id)
+        if outcome.startswith("ended:"):
+            raise InvalidStateError(
+                run_id=run_id,
+                state=outcome.removeprefix("ended:"),
+                operation="cancel",
+                allowed="pending, running, sleeping or suspended",
+            )
+        self._notify(run_id)
+        for child in await self.store.list_runs(parent_run_id=run_id, limit=10_000):
+            if child.state not in TERMINAL_RUN_STATES:
+                try:
+                    await self.cancel(child.run_id)
+                except InvalidStateError:
+                    pass
+
+    def stats(self) -> EngineStats:
+        """What this engine holds in memory now (parked runs hold nothing)."""
+        return EngineStats(
+            held_runs=len(self._held),
+            executing_steps=self._host.in_flight,
+            waiting_steps=sum(len(h.execution.waiting) for h in self._held.values()),
+        )
 
 
 def run(

@@ -13,7 +13,7 @@ Routes of ``create_app``:
 | route | answer |
 |---|---|
 | ``POST /workflows/{name}/start`` | 202 ``{"run_id": ...}`` |
-| ``POST /workflows/{name}/run?timeout=30`` | 200 ``RunStatus`` once terminal or suspended, else 202 |
+| ``POST /workflows/{name}/run?timeout=30`` | 200 ``RunStatus`` when terminal or suspended |
 | ``GET /runs/{run_id}`` | 200 ``RunStatus`` |
 | ``GET /runs/{run_id}/graph?format=dot|mermaid|svg`` | the run graph as text (or SVG) |
 | ``GET /runs/{run_id}/events`` | server-sent events of step and run changes until the run ends |
@@ -21,9 +21,10 @@ Routes of ``create_app``:
 | ``POST /runs/{run_id}/cancel`` | 202 ``{"run_id": ...}`` |
 
 The request body is the workflow input (or the resume data) as JSON; an empty body means ``{}``.
-``start`` and ``run`` take an optional ``?run_id=`` that makes them idempotent. Errors answer JSON
-``{"detail": message}``: 404 unknown workflow or run, 409 run id conflict or invalid state, 413 body
-over ``max_body`` bytes, 422 invalid input (with ``"errors"``: pydantic's list), 503 engine not open.
+``run`` answers 202 ``{"run_id": ...}`` when the timeout passes first. ``start`` and ``run`` take an
+optional ``?run_id=`` that makes them idempotent. Errors answer JSON ``{"detail": message}``: 404
+unknown workflow or run, 409 run id conflict or invalid state, 413 body over ``max_body`` bytes, 422
+invalid input (with ``"errors"``: pydantic's list), 503 engine not open.
 Each endpoint factory also works inside FastAPI (``app.add_route(path, endpoint, methods=[...])``)
 and never opens the engine itself.
 """
@@ -47,7 +48,6 @@ from .errors import (
     InvalidStateError,
     NotFoundError,
     RunConflictError,
-    RunNotFoundError,
 )
 from .runtime.status import RunStatus
 
@@ -79,7 +79,7 @@ __all__ = (
 Endpoint: TypeAlias = Callable[[Request], Awaitable[Response]]
 """A Starlette request/response endpoint."""
 
-Auth: TypeAlias = Callable[[Request], "Response | None | Awaitable[Response | None]"]
+Auth: TypeAlias = Callable[[Request], Response | Awaitable[Response | None] | None]
 """A hook called with every request: ``None`` allows it, a ``Response`` (401, 403...) refuses it."""
 
 GraphFormat = Literal["dot", "mermaid", "svg"]
@@ -88,7 +88,7 @@ DEFAULT_MAX_BODY = 1_000_000
 """The default limit on request bodies, in bytes (larger bodies answer 413)."""
 
 DEFAULT_RUN_TIMEOUT = 30.0
-"""How long ``POST /workflows/{name}/run`` waits, in seconds, unless ``?timeout=`` says otherwise."""
+"""Seconds ``POST /workflows/{name}/run`` waits for the run unless ``?timeout=`` says otherwise."""
 
 _SETTLED = frozenset({"completed", "failed", "cancelled", "suspended"})
 _POLL_MIN = 0.005
@@ -194,8 +194,12 @@ def _run_id_param(request: Request) -> str | None:
 
 def _graph_format(request: Request) -> GraphFormat:
     raw = request.query_params.get("format", "dot")
-    if raw == "dot" or raw == "mermaid" or raw == "svg":
-        return raw
+    if raw == "dot":
+        return "dot"
+    if raw == "mermaid":
+        return "mermaid"
+    if raw == "svg":
+        return "svg"
     raise _query_refusal("format", raw, "one of dot, mermaid, svg")
 
 
@@ -263,10 +267,10 @@ def _start_handler(engine: Engine, name: str | None, max_body: int) -> Handler:
     return handle
 
 
-async def _settle(engine: Engine, run_id: str, timeout: float) -> RunStatus | None:
-    """The run's status once it is terminal or suspended, or ``None`` after ``timeout`` seconds."""
+async def _settle(engine: Engine, run_id: str, wait_for: float) -> RunStatus | None:
+    """The run's status once it is terminal or suspended, or ``None`` after ``wait_for`` seconds."""
     delay = _POLL_MIN
-    with anyio.move_on_after(timeout):
+    with anyio.move_on_after(wait_for):
         while True:
             status = await engine.status(run_id)
             if status.state in _SETTLED:
@@ -368,7 +372,7 @@ async def _event_stream(engine: Engine, status: RunStatus) -> AsyncIterator[str]
         idle += _EVENTS_POLL
         try:
             status = await engine.status(status.run_id)
-        except (RunNotFoundError, GraphflowError):
+        except GraphflowError:
             return  # the engine closed (server shutting down) or the run is gone
 
 
@@ -419,8 +423,8 @@ def workflow_resume(
 ) -> Endpoint:
     """An endpoint resuming the suspended run ``run_id`` with the JSON body (``?reason=`` optional).
 
-    Answers 202 ``{"run_id": ...}``; 409 when the run is not suspended, 422 when the suspend's schema
-    refuses the data (the run stays suspended).
+    Answers 202 ``{"run_id": ...}``; 409 when the run is not suspended, 422 when the suspend's
+    schema refuses the data (the run stays suspended).
     """
     return _guard(engine, _resume_handler(engine, max_body), auth)
 
@@ -466,15 +470,18 @@ def create_app(
     def guard(handler: Handler) -> Endpoint:
         return _guard(engine, handler, auth)
 
+    post, get = ["POST"], ["GET"]
     routes = [
-        Route("/workflows/{name}/start", guard(_start_handler(engine, None, max_body)), methods=["POST"]),
-        Route("/workflows/{name}/run", guard(_run_handler(engine, None, max_body)), methods=["POST"]),
-        Route("/runs/{run_id}", guard(_status_handler(engine)), methods=["GET"]),
-        Route("/runs/{run_id}/graph", guard(_graph_handler(engine)), methods=["GET"]),
-        Route("/runs/{run_id}/events", guard(_events_handler(engine)), methods=["GET"]),
-        Route("/runs/{run_id}/resume", guard(_resume_handler(engine, max_body)), methods=["POST"]),
-        Route("/runs/{run_id}/cancel", guard(_cancel_handler(engine)), methods=["POST"]),
-    ]  # fmt: skip
+        Route(
+            "/workflows/{name}/start", guard(_start_handler(engine, None, max_body)), methods=post
+        ),
+        Route("/workflows/{name}/run", guard(_run_handler(engine, None, max_body)), methods=post),
+        Route("/runs/{run_id}", guard(_status_handler(engine)), methods=get),
+        Route("/runs/{run_id}/graph", guard(_graph_handler(engine)), methods=get),
+        Route("/runs/{run_id}/events", guard(_events_handler(engine)), methods=get),
+        Route("/runs/{run_id}/resume", guard(_resume_handler(engine, max_body)), methods=post),
+        Route("/runs/{run_id}/cancel", guard(_cancel_handler(engine)), methods=post),
+    ]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -71,6 +71,10 @@ _COMPUTE_FIX = (
 class RefUsageError(DefinitionError, TypeError):
     """A ref was computed with, or made with a bad node id or path, at definition time."""
 
+    ref: str
+    problem: str
+    fix: str
+
     def __init__(self, *, ref: str, problem: str, fix: str) -> None:
         super().__init__(
             f"invalid use of {ref}: {problem}. Fix: {fix}",
@@ -82,6 +86,11 @@ class RefUsageError(DefinitionError, TypeError):
 
 class RefResolutionError(GraphflowError, LookupError):
     """A ref could not be resolved at run time (its path is missing from the node's output)."""
+
+    node: str
+    path: str | None
+    problem: str
+    consumer: str | None
 
     def __init__(
         self, *, node: str, path: str | None, problem: str, consumer: str | None = None

@@ -51,6 +51,8 @@ class RunHost:
     job_slots: Slots
     closing: bool = False
     in_flight: int = 0
+    start_run: Callable[[str, Any, str, tuple[str, str]], Awaitable[str]] | None = None
+    wait_run: Callable[[str], Awaitable[Any]] | None = None
 
 
 def error_info(exc: BaseException) -> ErrorInfo:
@@ -133,6 +135,16 @@ class RunExecution:
         self.live: dict[str, tuple[StepRecord, int, float]] = {}
         self.fatal: GraphflowError | None = None
         self.now_mark = run.started_at or run.created_at
+        # Parking: the run leaves memory when every active step is a long wait.
+        self.executing = 0
+        self.waiting: dict[str, tuple[str, float | None]] = {}
+        self.delivered: dict[str, str] = {}
+        self.progress = 0
+        self.changed = anyio.Event()
+        self.scope: anyio.CancelScope | None = None
+        self.parked: tuple[str, float | None, str | None] | None = None
+        self.waiting_at_park: dict[str, tuple[str, float | None]] = {}
+        self.cancel_requested = False
 
     @property
     def run_id(self) -> str:
@@ -148,6 +160,19 @@ class RunExecution:
         """The time this point of the workflow was first reached (deterministic on replay)."""
         return datetime.fromtimestamp(self.now_mark, UTC)
 
+    def signal(self) -> None:
+        """Note progress (a step issued, finished, delivered): wakes waiters re-checking parking."""
+        self.progress += 1
+        self.changed.set()
+        self.changed = anyio.Event()
+
+    def stop(self, *, cancel: bool) -> None:
+        """Stop the workflow at its next await: to cancel the run, or to park it."""
+        if cancel:
+            self.cancel_requested = True
+        if self.scope is not None:
+            self.scope.cancel()
+
     def fail_run(self, error: GraphflowError) -> GraphflowError:
         """Remember an error that fails the run even if the workflow catches it."""
         if self.fatal is None:
@@ -158,8 +183,9 @@ class RunExecution:
 
     def issue(self, name: str, kind: str, function: str | None) -> tuple[int, tuple[str, ...]]:
         """Check and register a new step; return its sequence number and run-graph parents."""
-        if self.host.closing:
+        if self.host.closing or self.parked is not None or self.cancel_requested:
             raise Closing
+        self.progress += 1
         if name in self.issued:
             raise self.fail_run(
                 DuplicateStepError(workflow=self.workflow, run_id=self.run_id, step=name)
@@ -192,6 +218,7 @@ class RunExecution:
         for parent in parents:
             self.frontier.pop(parent, None)
         self.frontier[name] = None
+        self.progress += 1
         if finished_at is not None and finished_at > self.now_mark:
             self.now_mark = finished_at
 
@@ -227,6 +254,7 @@ class RunExecution:
         attempt = base.attempts
         first_started = base.started_at
         host.in_flight += 1
+        self.executing += 1
         try:
             while True:
                 attempt += 1
@@ -277,7 +305,10 @@ class RunExecution:
                 return raw, record
         finally:
             host.in_flight -= 1
+            self.executing -= 1
             self.live.pop(spec.name, None)
+            if self.waiting:
+                self.signal()
 
     async def _attempt(self, spec: StepCall, attempt: int) -> bytes:
         token = enter_step(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
+
+import anyio
 
 import pydantic
 import pydantic_core
@@ -26,23 +29,66 @@ async def execute_run(
 ) -> str | None:
     """Run the workflow function (replaying recorded steps) and store its outcome.
 
-    Returns the final state written, or ``None`` when the run was given up (engine closing, lease
-    lost) and stays for another engine to finish.
+    Returns the state written, or ``None`` when the run was given up (engine closing, lease lost)
+    and stays for another engine to finish.
     """
     run = execution.run
+    raw: bytes | None = None
+    error: Exception | None = None
     try:
-        if data is UNSET:
-            data = definition.validate_input(json.loads(run.input), run_id=run.run_id)
-        raw = await _execute(definition, execution, data)
-    except Closing:
-        return None
-    except LeaseLostError:
-        return None
+        with anyio.CancelScope() as scope:
+            execution.scope = scope
+            if data is UNSET:
+                data = definition.validate_input(json.loads(run.input), run_id=run.run_id)
+            raw = await _execute(definition, execution, data)
+    except (Closing, LeaseLostError):
+        pass
     except Exception as exc:
-        return await _finish(host, execution, "failed", None, execution.fatal or exc)
-    if execution.fatal is not None:
-        return await _finish(host, execution, "failed", None, execution.fatal)
-    return await _finish(host, execution, "completed", raw.decode(), None)
+        error = exc
+    try:
+        if execution.cancel_requested:
+            return await cancel_run(host, execution)
+        if error is not None or (raw is not None and execution.fatal is not None):
+            return await _finish(host, execution, "failed", None, execution.fatal or error)
+        if raw is not None:
+            return await _finish(host, execution, "completed", raw.decode(), None)
+        if execution.parked is not None:
+            return await _park(host, execution)
+    except LeaseLostError:
+        pass
+    return None
+
+
+async def cancel_run(host: RunHost, execution: RunExecution) -> str:
+    """Store a held run as cancelled, with every step it had in flight."""
+    now = host.clock.time()
+    for base, attempts, started_at in list(execution.live.values()):
+        await host.store.record_step(
+            execution.fence,
+            replace(base, state="cancelled", attempts=attempts, started_at=started_at,
+                    finished_at=now),
+        )  # fmt: skip
+    await host.store.cancel_steps(execution.run_id, now)
+    await host.store.finish_run(execution.fence, state="cancelled", output=None, error=None, at=now)
+    return "cancelled"
+
+
+async def _park(host: RunHost, execution: RunExecution) -> str:
+    assert execution.parked is not None
+    state, wake_at, reason = execution.parked
+    await host.store.finish_run(
+        execution.fence,
+        state=state,
+        output=None,
+        error=None,
+        at=host.clock.time(),
+        wake_at=wake_at,
+        suspend_reason=reason,
+        resumable=[
+            name for name, (kind, _) in execution.waiting_at_park.items() if kind == "suspend"
+        ],
+    )
+    return state
 
 
 async def _execute(definition: WorkflowDefinition, execution: RunExecution, data: Any) -> bytes:

@@ -29,6 +29,7 @@ from .execution import RunExecution, StepCall
 __all__ = ("DslWorkflow", "Workflow", "workflow")
 
 R = TypeVar("R")
+M = TypeVar("M")
 WorkflowFn = Callable[..., Awaitable[Any]]
 
 _NO_OPTIONS = StepOptions()
@@ -147,6 +148,39 @@ class Workflow:
     def now(self) -> datetime:
         """The time this point of the workflow was first reached: the same on replay."""
         return self._execution.now()
+
+    async def sleep(self, name: str, duration: Duration) -> None:
+        """Sleep durably: the run wakes at the stored time, in whatever process runs then.
+
+        Sleeps longer than about a second park the run (no memory, no coroutine) until it wakes.
+
+        Raises:
+            DurationError: ``duration`` is not a valid duration.
+        """
+        from .waiting import sleep
+
+        await sleep(self._execution, name, duration)
+
+    @overload
+    async def suspend(
+        self, reason: str, *, schema: type[M], timeout: Duration | None = None
+    ) -> M: ...
+    @overload
+    async def suspend(
+        self, reason: str, *, schema: None = None, timeout: Duration | None = None
+    ) -> JSON: ...
+    async def suspend(
+        self, reason: str, *, schema: Any = None, timeout: Duration | None = None
+    ) -> Any:
+        """Pause until ``engine.resume(run_id, data)``; return ``data``.
+
+        ``reason`` names the suspend point (unique in the run, like a step name). With ``schema``,
+        resume data is validated (and refused while the run stays suspended) and returned as an
+        instance of it. ``timeout`` makes the suspend raise ``SuspendTimeout`` at that time.
+        """
+        from .waiting import suspend
+
+        return await suspend(self._execution, reason, schema, timeout)
 
     @overload
     async def do(

@@ -145,8 +145,8 @@ class Store(Protocol):
     async def owners_on_host(self, host: str) -> list[OwnerRecord]:
         """Every registered owner on ``host`` (to detect dead processes)."""
 
-    async def renew_leases(self, owner_id: str, lease: float) -> set[str]:
-        """Extend the leases of every run ``owner_id`` holds; return those run ids."""
+    async def renew_leases(self, owner_id: str, lease: float) -> dict[str, bool]:
+        """Extend the leases of every run ``owner_id`` holds; return them with cancel requests."""
 
     async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
         """Insert ``run`` unless its id exists; return the stored run and whether it is new."""
@@ -185,20 +185,27 @@ class Store(Protocol):
         at: float,
         wake_at: float | None = None,
         suspend_reason: str | None = None,
+        resumable: Sequence[str] = (),
     ) -> None:
         """Leave a run in ``state`` and release it (terminal, or parked: sleeping/suspended)."""
+
+    async def resume_step(self, run_id: str, name: str, output: str, at: float) -> bool:
+        """Complete a suspended step with resume data; make the run runnable."""
+
+    async def cancel_run(self, run_id: str, at: float) -> str:
+        """Cancel an unheld run or flag a held one: cancelled, requested, missing or its state."""
+
+    async def cancel_steps(self, run_id: str, at: float) -> None:
+        """Mark every unfinished step of a run cancelled."""
+
+    async def next_wake_at(self, workflows: Sequence[str]) -> float | None:
+        """The earliest wake time of a parked run of these workflows."""
 
     async def release_run(self, fence: Fence) -> None:
         """Give a run back without changing its state (engine closing)."""
 
     async def claim_runs(self, query: ClaimQuery, now: float) -> list[RunRecord]:
         """Take ownership of runnable runs: new, abandoned (dead owner or expired lease), awake."""
-
-    async def update_run(self, run_id: str, *, expect: Sequence[str], **values: object) -> bool:
-        """Change a run's columns if its state is one of ``expect``; return whether it did."""
-
-    async def update_step(self, run_id: str, name: str, **values: object) -> None:
-        """Change a stored step's columns (resume data, cancellation)."""
 
 
 def default_store_url() -> str:

@@ -50,8 +50,6 @@ _RUN_COLUMNS = tuple(f.name for f in dataclasses.fields(RunRecord))
 _STEP_COLUMNS = tuple(f.name for f in dataclasses.fields(StepRecord))
 _ATTEMPT_COLUMNS = tuple(f.name for f in dataclasses.fields(AttemptRecord))
 _RUN_SELECT = f"SELECT {', '.join(_RUN_COLUMNS)} FROM gf_runs"
-_UPDATABLE_RUN = frozenset(_RUN_COLUMNS) - {"run_id"}
-_UPDATABLE_STEP = frozenset(_STEP_COLUMNS) - {"run_id", "name"}
 
 
 def _run(row: Sequence[Any]) -> RunRecord:
@@ -130,11 +128,13 @@ class SqlStore:
             self._path = ":memory:" if self._memory else _sqlite_path(url)
             self._dialect: Dialect = sqlite.dialect(paramstyle="named")
             self.lock_share = ""
+            self.lock_update = ""
             self.skip_locked = ""
         else:
             self._conninfo = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
             self._dialect = postgresql.psycopg.dialect()  # type: ignore[attr-defined]
             self.lock_share = " FOR SHARE"
+            self.lock_update = " FOR UPDATE"
             self.skip_locked = " FOR UPDATE SKIP LOCKED"
         self._compiled: dict[str, str] = {}
         self._writer: Any = None
@@ -320,17 +320,17 @@ class SqlStore:
         )
         return [OwnerRecord(owner_id=r[0], host=r[1], pid=r[2], started_at=r[3]) for r in rows]
 
-    async def renew_leases(self, owner_id: str, lease: float) -> set[str]:
-        """Extend every lease ``owner_id`` holds; return the runs it still owns."""
+    async def renew_leases(self, owner_id: str, lease: float) -> dict[str, bool]:
+        """Extend every lease ``owner_id`` holds; return its runs and their cancel requests."""
         params = {"o": owner_id, "lease": lease, **self._lease_params()}
         rows = await self._write(
             lambda tx: tx.query(
                 f"UPDATE gf_runs SET lease_expires_at = {self.lease_now} + :lease"
-                " WHERE owner_id = :o RETURNING run_id",
+                " WHERE owner_id = :o RETURNING run_id, cancel_requested",
                 params,
             )
         )
-        return {row[0] for row in rows}
+        return {row[0]: bool(row[1]) for row in rows}
 
     # --- runs ---------------------------------------------------------------------------------
 
@@ -378,20 +378,6 @@ class SqlStore:
         rows = await self._read(lambda tx: tx.query(sql, params))
         return [_run(row) for row in rows]
 
-    async def update_run(self, run_id: str, *, expect: Sequence[str], **values: object) -> bool:
-        """Change a run's columns if its state is in ``expect``."""
-        unknown = set(values) - _UPDATABLE_RUN
-        if unknown:
-            raise StoreError(f"cannot update run columns {sorted(unknown)}")
-        states = {f"s{i}": state for i, state in enumerate(expect)}
-        assignments = ", ".join(f"{column} = :v_{column}" for column in values)
-        sql = (
-            f"UPDATE gf_runs SET {assignments} WHERE run_id = :run_id"
-            f" AND state IN ({', '.join(':' + k for k in states)})"
-        )
-        params = {f"v_{k}": v for k, v in values.items()} | states | {"run_id": run_id}
-        return bool(await self._write(lambda tx: tx.execute(sql, params)))
-
     async def finish_run(
         self,
         fence: Fence,
@@ -402,8 +388,13 @@ class SqlStore:
         at: float,
         wake_at: float | None = None,
         suspend_reason: str | None = None,
+        resumable: Sequence[str] = (),
     ) -> None:
-        """Leave the run in ``state`` (terminal or parked) and release it."""
+        """Leave the run in ``state`` (terminal or parked) and release it.
+
+        ``resumable`` names the suspends a parked run waits for: if one was resumed meanwhile,
+        the run is left runnable instead, so no resume is ever lost to a race with parking.
+        """
         terminal = state in ("completed", "failed", "cancelled")
         params = {
             "state": state,
@@ -428,8 +419,85 @@ class SqlStore:
             )
             if not changed:
                 raise LeaseLostError(run_id=fence.run_id)
+            if resumable:
+                names_params: dict[str, Any] = {"run_id": fence.run_id}
+                names = _bind_list(names_params, "n", resumable)
+                resumed = tx.query(
+                    "SELECT 1 FROM gf_steps WHERE run_id = :run_id AND state = 'completed'"
+                    f" AND name IN ({names})",
+                    names_params,
+                )
+                if resumed:
+                    tx.execute(
+                        "UPDATE gf_runs SET state = 'running', wake_at = NULL,"
+                        " suspend_reason = NULL WHERE run_id = :run_id",
+                        {"run_id": fence.run_id},
+                    )
 
         await self._write(op)
+
+    async def resume_step(self, run_id: str, name: str, output: str, at: float) -> bool:
+        """Complete a suspended step with resume data and make its run runnable.
+
+        Returns ``False`` if the step is not suspended (a second resume changes nothing).
+        """
+        params = {"run_id": run_id, "name": name, "output": output, "at": at}
+
+        def op(tx: _Tx) -> bool:
+            changed = tx.execute(
+                "UPDATE gf_steps SET state = 'completed', output = :output, finished_at = :at"
+                " WHERE run_id = :run_id AND name = :name AND state = 'suspended'",
+                params,
+            )
+            if changed:
+                tx.execute(
+                    "UPDATE gf_runs SET state = 'running', owner_id = NULL, wake_at = NULL,"
+                    " suspend_reason = NULL, updated_at = :at"
+                    " WHERE run_id = :run_id AND state = 'suspended'",
+                    params,
+                )
+            return bool(changed)
+
+        return bool(await self._write(op))
+
+    async def cancel_run(self, run_id: str, at: float) -> str:
+        """Cancel a run no engine holds; flag one that is held.
+
+        Returns ``"cancelled"``, ``"requested"`` (its owner will cancel it), ``"missing"``, or
+        ``"ended:<state>"`` for a run that already ended.
+        """
+        params = {"run_id": run_id, "at": at}
+
+        def op(tx: _Tx) -> str:
+            rows = tx.query(
+                "SELECT state, owner_id FROM gf_runs WHERE run_id = :run_id" + self.lock_update,
+                params,
+            )
+            if not rows:
+                return "missing"
+            state, owner = rows[0]
+            if state in ("completed", "failed", "cancelled"):
+                return f"ended:{state}"
+            if owner is not None:
+                tx.execute(
+                    "UPDATE gf_runs SET cancel_requested = :yes WHERE run_id = :run_id",
+                    params | {"yes": True},
+                )
+                return "requested"
+            tx.execute(
+                "UPDATE gf_runs SET state = 'cancelled', finished_at = :at, updated_at = :at,"
+                " wake_at = NULL WHERE run_id = :run_id",
+                params,
+            )
+            _cancel_steps(tx, params)
+            return "cancelled"
+
+        return str(await self._write(op))
+
+    async def cancel_steps(self, run_id: str, at: float) -> None:
+        """Mark every unfinished step of a run cancelled."""
+        params = {"run_id": run_id, "at": at}
+        await self._write(lambda tx: _cancel_steps(tx, params))
 
     async def release_run(self, fence: Fence) -> None:
         """Give a run back, keeping its state."""
@@ -471,7 +539,7 @@ class SqlStore:
             " WHERE run_id IN (SELECT run_id FROM gf_runs"
             f" WHERE workflow IN ({names}){only} AND ("
             f"(state IN ('pending', 'running') AND ({abandoned}))"
-            " OR (state = 'sleeping' AND owner_id IS NULL AND wake_at <= :now))"
+            " OR (state IN ('sleeping', 'suspended') AND owner_id IS NULL AND wake_at <= :now))"
             f" ORDER BY created_at LIMIT :limit{self.skip_locked})"
             f" RETURNING {', '.join(_RUN_COLUMNS)}"
         )
@@ -486,7 +554,7 @@ class SqlStore:
         names = _bind_list(params, "w", workflows)
         rows = await self._read(
             lambda tx: tx.query(
-                "SELECT MIN(wake_at) FROM gf_runs WHERE state = 'sleeping'"
+                "SELECT MIN(wake_at) FROM gf_runs WHERE state IN ('sleeping', 'suspended')"
                 f" AND owner_id IS NULL AND workflow IN ({names})",
                 params,
             )
@@ -532,20 +600,6 @@ class SqlStore:
 
         await self._write(op)
 
-    async def update_step(self, run_id: str, name: str, **values: object) -> None:
-        """Change a stored step's columns (not fenced: resume and cancel come from clients)."""
-        unknown = set(values) - _UPDATABLE_STEP
-        if unknown:
-            raise StoreError(f"cannot update step columns {sorted(unknown)}")
-        assignments = ", ".join(f"{column} = :v_{column}" for column in values)
-        params = {f"v_{k}": v for k, v in values.items()} | {"run_id": run_id, "name": name}
-        await self._write(
-            lambda tx: tx.execute(
-                f"UPDATE gf_steps SET {assignments} WHERE run_id = :run_id AND name = :name",
-                params,
-            )
-        )
-
 
 _UPSERT_STEP = (
     f"INSERT INTO gf_steps ({', '.join(_STEP_COLUMNS)})"
@@ -558,6 +612,14 @@ _INSERT_ATTEMPT = (
     f" VALUES ({', '.join(':' + c for c in _ATTEMPT_COLUMNS)})"
     " ON CONFLICT (run_id, step_name, attempt) DO NOTHING"
 )
+
+
+def _cancel_steps(tx: _Tx, params: dict[str, Any]) -> None:
+    tx.execute(
+        "UPDATE gf_steps SET state = 'cancelled', finished_at = :at WHERE run_id = :run_id"
+        " AND state IN ('pending', 'running', 'sleeping', 'suspended')",
+        params,
+    )
 
 
 def _bind_list(params: dict[str, Any], prefix: str, values: Sequence[str]) -> str:

@@ -1,0 +1,231 @@
+"""Durable waits: ``wf.sleep`` and ``wf.suspend``, and parking a run that only waits.
+
+A wait is recorded before it begins (state ``sleeping``/``suspended`` with its deadline), so a crash
+at any point resumes it correctly. Sleeps up to ``PARK_THRESHOLD`` stay in memory. Longer waits
+*park* the run once nothing else in it is executing: the workflow coroutine is cancelled, the run is
+stored as ``sleeping`` (or ``suspended``) with its earliest wake time and released. It is replayed
+when it wakes, is resumed, or its suspend times out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import anyio
+import anyio.lowlevel
+from pydantic import TypeAdapter
+
+from ..durations import Duration, to_seconds
+from ..errors import GraphflowError, SuspendTimeout
+from ..store.base import StepRecord
+from .execution import RunExecution, error_info
+
+__all__ = ("PARK_THRESHOLD", "sleep", "suspend")
+
+PARK_THRESHOLD = 1.0
+"""Sleeps longer than this (seconds) park the run instead of holding it in memory."""
+
+_STORE_POLL = 1.0
+"""How often a waiting suspend that cannot park checks the store for a remote resume."""
+
+
+async def sleep(execution: RunExecution, name: str, duration: Duration) -> None:
+    """Wait ``duration`` durably."""
+    seconds = to_seconds(duration)
+    seq, parents = execution.issue(name, "sleep", None)
+    recorded = execution.history.get(name)
+    if recorded is not None and recorded.state == "completed":
+        execution.completed(name, parents, recorded.finished_at)
+        return
+    clock = execution.host.clock
+    if recorded is None:
+        now = clock.time()
+        recorded = _waiting_record(execution, name, seq, parents, "sleep", now + seconds, None)
+        await execution.host.store.record_step(execution.fence, recorded)
+    deadline = recorded.wake_at if recorded.wake_at is not None else clock.time()
+    if deadline - clock.time() <= PARK_THRESHOLD:
+        execution.executing += 1
+        try:
+            await clock.sleep_until(deadline)
+        finally:
+            execution.executing -= 1
+    else:
+        await _wait(execution, name, "sleep", deadline)
+    await _finish(execution, recorded, parents, state="completed", output="null", error=None)
+
+
+async def suspend(
+    execution: RunExecution,
+    reason: str,
+    schema: Any = None,
+    timeout: Duration | None = None,
+) -> Any:
+    """Wait for ``engine.resume(run_id, data)``; return ``data`` (validated by ``schema``)."""
+    if not isinstance(reason, str) or not reason:
+        raise GraphflowError(
+            f"invalid suspend reason {reason!r} in run {execution.run_id!r}: give a non-empty string"
+        )
+    adapter: TypeAdapter[Any] | None = TypeAdapter(schema) if schema is not None else None
+    seconds = None if timeout is None else to_seconds(timeout)
+    seq, parents = execution.issue(reason, "suspend", None)
+    recorded = execution.history.get(reason)
+    if recorded is not None and recorded.state == "completed":
+        execution.completed(reason, parents, recorded.finished_at)
+        return _load(adapter, recorded.output or "null")
+    if recorded is None:
+        deadline = None if seconds is None else execution.host.clock.time() + seconds
+        detail = {
+            "schema": adapter.json_schema() if adapter is not None else None,
+            "timeout": seconds,
+        }
+        recorded = _waiting_record(
+            execution, reason, seq, parents, "suspend", deadline, json.dumps(detail)
+        )
+        await execution.host.store.record_step(execution.fence, recorded)
+    error = SuspendTimeout(
+        workflow=execution.workflow,
+        run_id=execution.run_id,
+        step=reason,
+        timeout=float(json.loads(recorded.detail or "{}").get("timeout") or 0),
+    )
+    if recorded.state == "suspended":
+        outcome = await _wait(execution, reason, "suspend", recorded.wake_at)
+        if outcome is not None:
+            await _finish(
+                execution, recorded, parents, state="completed", output=outcome, error=None
+            )
+            return _load(adapter, outcome)
+        await _finish(execution, recorded, parents, state="failed", output=None, error=error)
+    raise error
+
+
+def _load(adapter: TypeAdapter[Any] | None, raw: str) -> Any:
+    return json.loads(raw) if adapter is None else adapter.validate_json(raw)
+
+
+def _waiting_record(
+    execution: RunExecution,
+    name: str,
+    seq: int,
+    parents: tuple[str, ...],
+    kind: str,
+    deadline: float | None,
+    detail: str | None,
+) -> StepRecord:
+    return StepRecord(
+        run_id=execution.run_id,
+        name=name,
+        seq=seq,
+        kind=kind,
+        function=None,
+        state="sleeping" if kind == "sleep" else "suspended",
+        attempts=1,
+        parents=parents,
+        started_at=execution.host.clock.time(),
+        wake_at=deadline,
+        detail=detail,
+    )
+
+
+async def _finish(
+    execution: RunExecution,
+    recorded: StepRecord,
+    parents: tuple[str, ...],
+    *,
+    state: str,
+    output: str | None,
+    error: GraphflowError | None,
+) -> None:
+    now = execution.host.clock.time()
+    record = StepRecord(
+        run_id=recorded.run_id,
+        name=recorded.name,
+        seq=recorded.seq,
+        kind=recorded.kind,
+        function=None,
+        state=state,
+        attempts=1,
+        output=output,
+        error=None if error is None else error_info(error).model_dump_json(),
+        parents=recorded.parents,
+        started_at=recorded.started_at,
+        finished_at=now,
+        wake_at=recorded.wake_at,
+        detail=recorded.detail,
+    )
+    await execution.host.store.record_step(execution.fence, record)
+    if state == "completed":
+        execution.completed(recorded.name, parents, now)
+
+
+async def _wait(
+    execution: RunExecution, name: str, kind: str, deadline: float | None
+) -> str | None:
+    """Wait until ``deadline`` (returns ``None``) or a delivered resume (returns its JSON).
+
+    Parks the run when nothing else in it executes and nothing changed for a few loop turns.
+    """
+    clock = execution.host.clock
+    execution.waiting[name] = (kind, deadline)
+    execution.signal()
+    try:
+        while True:
+            if name in execution.delivered:
+                return execution.delivered.pop(name)
+            if deadline is not None and clock.time() >= deadline:
+                return None
+            if execution.executing == 0 and await _quiet(execution):
+                _park(execution)
+                await anyio.lowlevel.checkpoint()  # the cancellation lands here
+            await _until_changed(execution, name, kind, deadline)
+    finally:
+        execution.waiting.pop(name, None)
+
+
+async def _quiet(execution: RunExecution) -> bool:
+    progress = execution.progress
+    for _ in range(3):
+        await anyio.lowlevel.checkpoint()
+    return execution.executing == 0 and progress == execution.progress
+
+
+def _park(execution: RunExecution) -> None:
+    waits = execution.waiting.values()
+    state = "sleeping" if any(kind == "sleep" for kind, _ in waits) else "suspended"
+    deadlines = [deadline for _, deadline in waits if deadline is not None]
+    reasons = sorted(name for name, (kind, _) in execution.waiting.items() if kind == "suspend")
+    execution.parked = (
+        state,
+        min(deadlines) if deadlines else None,
+        reasons[0] if reasons else None,
+    )
+    execution.waiting_at_park = dict(execution.waiting)
+    execution.stop(cancel=False)
+
+
+async def _until_changed(
+    execution: RunExecution, name: str, kind: str, deadline: float | None
+) -> None:
+    changed = execution.changed
+    async with anyio.create_task_group() as tg:
+
+        async def at_deadline(when: float) -> None:
+            await execution.host.clock.sleep_until(when)
+            tg.cancel_scope.cancel()
+
+        async def poll_store() -> None:
+            # A resume from another process cannot reach this memory: look for it in the store.
+            while True:
+                await anyio.sleep(_STORE_POLL)
+                for step in await execution.host.store.load_steps(execution.run_id):
+                    if step.name == name and step.state == "completed" and step.output:
+                        execution.delivered[name] = step.output
+                        tg.cancel_scope.cancel()
+
+        if deadline is not None:
+            tg.start_soon(at_deadline, deadline)
+        if kind == "suspend":
+            tg.start_soon(poll_store)
+        await changed.wait()
+        tg.cancel_scope.cancel()

@@ -136,7 +136,13 @@ def to_dot(graph: DiGraph[Any] | GraphWorkflow) -> str:
 
 
 def _mermaid_text(text: str) -> str:
-    for raw, entity in (("#", "#35;"), ('"', "#quot;"), ("<", "#lt;"), (">", "#gt;")):
+    for raw, entity in (
+        ("#", "#35;"),
+        ('"', "#quot;"),
+        ("<", "#lt;"),
+        (">", "#gt;"),
+        ("|", "#124;"),
+    ):
         text = text.replace(raw, entity)
     return text
 

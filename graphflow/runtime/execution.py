@@ -145,6 +145,7 @@ class RunExecution:
         self.parked: tuple[str, float | None, str | None] | None = None
         self.waiting_at_park: dict[str, tuple[str, float | None]] = {}
         self.cancel_requested = False
+        self.live_at_cancel: dict[str, tuple[StepRecord, int, float]] = {}
 
     @property
     def run_id(self) -> str:
@@ -170,6 +171,7 @@ class RunExecution:
         """Stop the workflow at its next await: to cancel the run, or to park it."""
         if cancel:
             self.cancel_requested = True
+            self.live_at_cancel = dict(self.live)
         if self.scope is not None:
             self.scope.cancel()
 

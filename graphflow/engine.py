@@ -10,7 +10,6 @@ import json
 import os
 import socket
 import uuid
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
@@ -31,8 +30,8 @@ from .errors import (
 from .functions import DEFAULT_REGISTRY, Registry, WorkflowDefinition
 from .runtime.clock import Clock, SystemClock
 from .runtime.execution import RunExecution, RunHost, Slots, error_info, live_record
-from .runtime.runner import UNSET, cancel_run, execute_run
 from .runtime.resume import check_resume_data
+from .runtime.runner import UNSET, cancel_run, execute_run
 from .runtime.status import RunStatus, StepStatus, run_status, step_status
 from .store.base import ClaimQuery, Fence, OwnerRecord, RunRecord, Store, open_store
 
@@ -170,7 +169,7 @@ class Engine:
         self._open = False
         self._host.closing = True
         with anyio.move_on_after(grace, shield=True):
-            while self._host.in_flight:
+            while self._host.in_flight:  # noqa: ASYNC110 - a counter many tasks decrement
                 await anyio.sleep(0.01)
         self._tg.cancel_scope.cancel()
         try:

@@ -19,8 +19,9 @@ GraphflowError
 └─ NonRetryableError               raised by user code to fail a step at once
 ```
 
-Every constructor takes keyword facts, keeps them as attributes and builds a message that says what
-went wrong, where, and how to fix it. Errors pickle (``__reduce__``) so they cross process boundaries.
+Every constructor takes keyword facts, keeps them as attributes and builds a message that says
+what went wrong, where, and how to fix it. Errors pickle (``__reduce__``) so they cross process
+boundaries.
 """
 
 from __future__ import annotations
@@ -118,8 +119,8 @@ class RegistrationError(DefinitionError):
 
     def __init__(self, *, name: str, existing: str, new: str) -> None:
         super().__init__(
-            f"the name {name!r} is already registered to {existing}; cannot register {new} under it."
-            " Functions and workflows share one namespace: pass a distinct name=...",
+            f"the name {name!r} is already registered to {existing}; cannot register {new}"
+            " under it. Functions and workflows share one namespace: pass a distinct name=...",
             name=name,
             existing=existing,
             new=new,
@@ -155,7 +156,7 @@ class DurationError(DefinitionError, ValueError):
 
 
 class InputValidationError(GraphflowError, ValueError):
-    """Workflow input, step input or resume data failed validation (``.errors`` is pydantic's list)."""
+    """Workflow input, step input or resume data failed validation (``.errors``: the details)."""
 
     def __init__(
         self,

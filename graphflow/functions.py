@@ -1,8 +1,8 @@
 """Typed functions and the registry: the unit of reuse.
 
-``@gf.function`` registers a plain (sync or async) function under a name. Its input and output types are
-compiled once into pydantic ``TypeAdapter``s so the engine can validate ``data`` into the call's arguments
-and store the result as JSON. The decorated object stays an ordinary callable.
+``@gf.function`` registers a plain (sync or async) function under a name. Its input and output
+types are compiled once into pydantic ``TypeAdapter``s so the engine can validate ``data`` into the
+call's arguments and store the result as JSON. The decorated object stays an ordinary callable.
 """
 
 from __future__ import annotations
@@ -66,13 +66,9 @@ class StepOptions:
         where: str,
     ) -> StepOptions:
         """Validate user-given options (durations parsed, counts non-negative)."""
-        if retries is not None and (
-            isinstance(retries, bool) or not isinstance(retries, int) or retries < 0
-        ):
+        if retries is not None and not _is_number(retries, integer=True, minimum=0):
             raise DefinitionError(f"{where}: retries must be an integer >= 0, got {retries!r}")
-        if backoff is not None and (
-            isinstance(backoff, bool) or not isinstance(backoff, int | float) or backoff < 1
-        ):
+        if backoff is not None and not _is_number(backoff, integer=False, minimum=1):
             raise DefinitionError(f"{where}: backoff must be a number >= 1, got {backoff!r}")
         return cls(
             retries=retries,
@@ -89,6 +85,12 @@ class StepOptions:
             backoff=base.backoff if self.backoff is None else self.backoff,
             timeout=base.timeout if self.timeout is None else self.timeout,
         )
+
+
+def _is_number(value: object, *, integer: bool, minimum: float) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
+        return False
+    return value >= minimum
 
 
 def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
@@ -113,7 +115,7 @@ def _is_structured(annotation: Any) -> bool:
 class TypedIO:
     """The compiled input and output contract of a user callable."""
 
-    __slots__ = ("_mode", "_param", "_input_model", "_single_adapter", "output_adapter", "typed")
+    __slots__ = ("_input_model", "_mode", "_param", "_single_adapter", "output_adapter", "typed")
 
     def __init__(self, fn: Callable[..., Any], *, skip_first: bool = False) -> None:
         hints = _type_hints(fn)
@@ -146,7 +148,7 @@ class TypedIO:
                 )
                 for p in params
             }
-            self._input_model = pydantic.create_model(  # type: ignore[call-overload]
+            self._input_model = pydantic.create_model(
                 f"{getattr(fn, '__name__', 'fn')}_input",
                 __config__=pydantic.ConfigDict(arbitrary_types_allowed=True),
                 **fields,
@@ -170,7 +172,7 @@ class TypedIO:
         if self._mode == "single":
             assert self._single_adapter is not None
             return self._single_adapter.validate_python(data)
-        args, kwargs = self.validate(data)
+        _, kwargs = self.validate(data)
         return kwargs[self._param] if len(kwargs) == 1 and self._param in kwargs else kwargs
 
     def dump_output(self, value: Any) -> bytes:
@@ -197,6 +199,7 @@ class Function(Generic[P, R]):
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+        """Call the plain function, with no engine involved."""
         return self.fn(*args, **kwargs)
 
     def __repr__(self) -> str:
@@ -356,8 +359,8 @@ def function(
 ) -> Function[P, R] | Callable[[Callable[P, R]], Function[P, R]]:
     """Register a plain function as a graphflow function (usable as a step, job or handler).
 
-    Used bare (``@gf.function``) or with options (``@gf.function(name=..., retries=2)``). The options
-    are the defaults of every step that runs it; ``wf.do(...)`` options override them.
+    Used bare (``@gf.function``) or with options (``@gf.function(name=..., retries=2)``). The
+    options are the defaults of every step that runs it; ``wf.do(...)`` options override them.
 
     Raises:
         RegistrationError: the name is taken by another callable.

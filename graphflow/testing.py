@@ -20,7 +20,6 @@ import heapq
 import itertools
 import time
 from collections.abc import AsyncIterator
-from typing import Any
 
 import anyio
 import anyio.abc

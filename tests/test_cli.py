@@ -434,7 +434,7 @@ def test_resume_of_a_run_that_is_not_suspended_exits_1(flows: str, store: str) -
     assert "cannot resume run 'done'" in result.stderr
 
 
-# --- dot -----------------------------------------------------------------------------------------
+# --- dot ------------------------------------------------------------------------------------------
 
 
 def test_dot_prints_a_graph_workflow_without_opening_a_store(graphs: str, tmp_path: Path) -> None:

@@ -16,7 +16,9 @@ from tests.flows import crash_flows  # noqa: F401  (same names as the subprocess
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def run_flow(url: str, workflow: str, run_id: str, data: object, tmp: Path) -> subprocess.CompletedProcess[str]:
+def run_flow(
+    url: str, workflow: str, run_id: str, data: object, tmp: Path
+) -> subprocess.CompletedProcess[str]:
     env = os.environ | {
         "GF_CRASH_LOG": str(tmp / "log.txt"),
         "GF_CRASH_MARKER": str(tmp / "killed"),

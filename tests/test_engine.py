@@ -278,7 +278,9 @@ async def test_exhausted_retries_fail_the_run_with_the_error(
         status = await e.wait(run_id, timeout=10)
     assert status.state == "failed"
     assert status.error is not None and status.error.type == "StepFailed"
-    assert "'Charge'" in status.error.message and "ValueError: card declined" in status.error.message
+    assert (
+        "'Charge'" in status.error.message and "ValueError: card declined" in status.error.message
+    )
     assert status.steps[0].attempts == 2 and status.steps[0].state == "failed"
     assert status.steps[0].error is not None and status.steps[0].error.message == "card declined"
 

@@ -58,7 +58,9 @@ def dags(draw: st.DrawFn) -> Dag:
     keys: dict[str, list[str]] = {}
     choice: dict[str, str | None] = {}
     for i, node in enumerate(order):
-        targets = sorted(draw(st.sets(st.integers(i + 1, size - 1), max_size=4))) if i + 1 < size else []
+        targets = (
+            sorted(draw(st.sets(st.integers(i + 1, size - 1), max_size=4))) if i + 1 < size else []
+        )
         if draw(st.booleans()):
             node_keys = [f"k{j}" for j in range(draw(st.integers(1, 3)))]
             keys[node] = node_keys
@@ -146,7 +148,9 @@ def test_restoring_a_partial_run_gives_the_same_result(
 # --- examples ---------------------------------------------------------------------------------
 
 
-def topology(edges: str, keys: dict[str, list[str]] | None = None, **on_error: list[str]) -> Topology:
+def topology(
+    edges: str, keys: dict[str, list[str]] | None = None, **on_error: list[str]
+) -> Topology:
     """`edges` like "a>b b>c:key"; handlers as keyword arguments (source=[handler, ...])."""
     sorter: graphlib.TopologicalSorter[str] = graphlib.TopologicalSorter()
     parsed: list[tuple[str, str, str | None]] = []
@@ -196,7 +200,9 @@ def test_a_key_that_leads_nowhere_skips_every_target() -> None:
 
 
 @pytest.mark.parametrize(("key", "problem"), [(None, "no branch key"), ("gold", "'gold'")])
-def test_done_with_a_missing_or_unknown_key_is_a_branch_error(key: str | None, problem: str) -> None:
+def test_done_with_a_missing_or_unknown_key_is_a_branch_error(
+    key: str | None, problem: str
+) -> None:
     frontier = Frontier(topology("a>b:pro", keys={"a": ["pro", "basic"]}), run_id="r1")
     frontier.ready()
     with pytest.raises(BranchError, match=problem) as caught:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
-from typing_extensions import TypedDict
 
 import pytest
 from pydantic import BaseModel
+from typing_extensions import TypedDict
 
 import graphflow as gf
 
@@ -154,7 +154,15 @@ def test_errors_pickle_with_their_facts() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("500ms", 0.5), ("1s", 1), ("5min", 300), ("2h", 7200), ("1d", 86400), ("1h30m", 5400), (3, 3)],
+    [
+        ("500ms", 0.5),
+        ("1s", 1),
+        ("5min", 300),
+        ("2h", 7200),
+        ("1d", 86400),
+        ("1h30m", 5400),
+        (3, 3),
+    ],
 )
 def test_durations(text: str | int, seconds: float) -> None:
     assert gf.parse_duration(text).total_seconds() == seconds

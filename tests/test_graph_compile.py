@@ -328,9 +328,7 @@ def test_function_object_from_another_registry(registry: Registry) -> None:
 
 
 def test_config_for_undeclared_node(registry: Registry) -> None:
-    error = definition_error(
-        registry, nodes={"send": "step"}, config={"sned": {"retries": 1}}
-    )
+    error = definition_error(registry, nodes={"send": "step"}, config={"sned": {"retries": 1}})
     assert error.node == "sned"
     assert "not declared in nodes" in str(error)
     assert "did you mean 'send'?" in str(error)
@@ -365,9 +363,7 @@ def test_unknown_config_option(registry: Registry) -> None:
     ],
 )
 def test_bad_option_values(registry: Registry, options: dict[str, Any], problem: str) -> None:
-    error = definition_error(
-        registry, nodes={"a": "step", "b": "step"}, config={"a": options}
-    )
+    error = definition_error(registry, nodes={"a": "step", "b": "step"}, config={"a": options})
     assert error.node == "a"
     assert problem in str(error)
 

@@ -153,7 +153,7 @@ def test_iter_refs_finds_every_ref() -> None:
 COMPUTING: list[tuple[str, Callable[[Ref], object]]] = [
     ("string formatting", lambda r: f"Hi {r}"),
     ("string formatting", lambda r: str(r)),
-    ("string formatting", lambda r: "{}".format(r)),
+    ("string formatting", lambda r: f"{r}"),
     ("string formatting", lambda r: "%s" % r),  # noqa: UP031
     ("arithmetic", lambda r: r + 1),
     ("arithmetic", lambda r: "Hi " + r),

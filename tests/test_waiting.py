@@ -51,7 +51,9 @@ async def test_sleep_survives_its_process(tmp_path: Path, mode: str) -> None:
 
     def flow(run_mode: str) -> subprocess.CompletedProcess[str]:
         command = [sys.executable, "-m", "tests.flows.sleep_flows", url, "nap-1", run_mode]
-        return subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        )
 
     first = flow(mode)
     assert first.returncode == (-signal.SIGKILL if mode == "kill" else 0), first.stderr
@@ -273,7 +275,9 @@ async def test_child_runs(sqlite_url: str, registry: gf.Registry) -> None:
         assert "ValueError: negative" in failing
 
 
-async def test_cancelling_a_parent_cancels_its_child(sqlite_url: str, registry: gf.Registry) -> None:
+async def test_cancelling_a_parent_cancels_its_child(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
     @gf.workflow(registry=registry)
     async def slow_child(wf: gf.Workflow, data: None) -> None:
         await wf.suspend("forever")
@@ -292,7 +296,9 @@ async def test_cancelling_a_parent_cancels_its_child(sqlite_url: str, registry: 
         assert (await e.status(kids[0].run_id)).state == "cancelled"
 
 
-async def test_compensation_runs_once_with_the_error(sqlite_url: str, registry: gf.Registry) -> None:
+async def test_compensation_runs_once_with_the_error(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
     refunds: list[dict[str, Any]] = []
 
     @gf.function(registry=registry)

@@ -1,7 +1,7 @@
 """Time for the runtime: the ``Clock`` protocol and the system clock.
 
-Run timestamps, ``wf.now()``, retry delays and sleep wake-ups all read the engine's clock, so tests can
-swap in ``graphflow.testing.VirtualClock`` and skip days in milliseconds.
+Run timestamps, ``wf.now()``, retry delays and sleep wake-ups all read the engine's clock, so tests
+can swap in ``graphflow.testing.VirtualClock`` and skip days in milliseconds.
 """
 
 from __future__ import annotations

@@ -36,7 +36,7 @@ from .context import StepInfo, enter_step, exit_step
 __all__ = ("Closing", "RunExecution", "RunHost", "StepCall", "error_info")
 
 
-class Closing(BaseException):  # noqa: N818 - control flow, never shown to users
+class Closing(BaseException):
     """Unwinds a run whose engine is closing or lost its lease: nothing more may be issued."""
 
 

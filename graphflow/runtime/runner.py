@@ -7,7 +7,6 @@ from dataclasses import replace
 from typing import Any
 
 import anyio
-
 import pydantic
 import pydantic_core
 

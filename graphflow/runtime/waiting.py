@@ -62,9 +62,10 @@ async def suspend(
     timeout: Duration | None = None,
 ) -> Any:
     """Wait for ``engine.resume(run_id, data)``; return ``data`` (validated by ``schema``)."""
-    if not isinstance(reason, str) or not reason:
+    if not reason:
         raise GraphflowError(
-            f"invalid suspend reason {reason!r} in run {execution.run_id!r}: give a non-empty string"
+            f"invalid suspend reason {reason!r} in run {execution.run_id!r}:"
+            " give a non-empty string"
         )
     adapter: TypeAdapter[Any] | None = TypeAdapter(schema) if schema is not None else None
     seconds = None if timeout is None else to_seconds(timeout)

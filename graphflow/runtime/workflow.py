@@ -44,6 +44,7 @@ class DslWorkflow(WorkflowDefinition):
     io: TypedIO
 
     def __call__(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        """Call the workflow function directly (with a ``Workflow`` you provide)."""
         return self.fn(*args, **kwargs)
 
 
@@ -271,7 +272,7 @@ class Workflow:
             NonDeterminismError: the recorded step was a different call.
         """
         execution = self._execution
-        if not isinstance(name, str) or not name or name.endswith(":on_error"):
+        if not name or name.endswith(":on_error"):
             raise GraphflowError(
                 f"invalid step name {name!r} in run {execution.run_id!r}: give a non-empty string"
                 " not ending in ':on_error'"

@@ -132,7 +132,7 @@ class SqlStore:
             self.skip_locked = ""
         else:
             self._conninfo = re.sub(r"^postgres(ql)?(\+\w+)?://", "postgresql://", url)
-            self._dialect = postgresql.psycopg.dialect()  # type: ignore[attr-defined]
+            self._dialect = postgresql.psycopg.dialect()  # type: ignore[no-untyped-call]
             self.lock_share = " FOR SHARE"
             self.lock_update = " FOR UPDATE"
             self.skip_locked = " FOR UPDATE SKIP LOCKED"

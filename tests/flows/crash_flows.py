@@ -45,7 +45,9 @@ async def crash_add(total: int, i: int, kill_at: int) -> int:
 async def crash_sequence(wf: gf.Workflow, data: dict[str, int]) -> Total:
     total = 0
     for i in range(1, data["steps"] + 1):
-        total = await wf.do(f"add {i}", crash_add, {"total": total, "i": i, "kill_at": data["kill_at"]})
+        total = await wf.do(
+            f"add {i}", crash_add, {"total": total, "i": i, "kill_at": data["kill_at"]}
+        )
     return Total(total=total, steps=data["steps"])
 
 

@@ -2,12 +2,12 @@ from __future__ import annotations
 
 import graphlib
 import os
-import random
 import subprocess
 import sys
 import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from hypothesis import given, settings
@@ -18,6 +18,9 @@ from graphflow.functions import Registry, function
 from graphflow.graph.plan import Topology
 from graphflow.graph.spec import workflow_graph
 from graphflow.runtime.frontier import Frontier, RestoreError
+
+if TYPE_CHECKING:
+    import random
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -65,8 +68,8 @@ def dags(draw: st.DrawFn) -> Dag:
             node_keys = [f"k{j}" for j in range(draw(st.integers(1, 3)))]
             keys[node] = node_keys
             for target in targets:
-                for key in draw(st.sets(st.sampled_from(node_keys), min_size=1)):
-                    edges.append((node, order[target], key))
+                chosen = draw(st.sets(st.sampled_from(node_keys), min_size=1))
+                edges.extend((node, order[target], key) for key in sorted(chosen))
             choice[node] = draw(st.sampled_from(node_keys))
         else:
             edges.extend((node, order[target], None) for target in targets)
@@ -97,7 +100,8 @@ def drive(
             resolved.add(node)
             trace.skipped.append(node)
         for node in frontier.ready():
-            assert node not in resolved and node not in trace.running
+            assert node not in resolved
+            assert node not in trace.running
             assert parents[node] <= resolved
             trace.handed_out.append(node)
             trace.running.append(node)

@@ -19,6 +19,7 @@ import httpx
 import pytest
 from pydantic import BaseModel
 from starlette.applications import Starlette
+from starlette.exceptions import StarletteDeprecationWarning
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -35,7 +36,7 @@ from graphflow.http import (
 
 with warnings.catch_warnings():
     # Starlette >= 1.x suggests httpx2 for its TestClient; httpx is what the extra installs.
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
     from starlette.testclient import TestClient
 
 REGISTRY = gf.Registry()
@@ -77,7 +78,8 @@ async def echo(wf: gf.Workflow, data: dict[str, Any]) -> dict[str, Any]:
 
 @gf.workflow(registry=REGISTRY)
 async def slow(wf: gf.Workflow, data: dict[str, Any]) -> float:
-    return await wf.do("Wait", wait_a_while, {"seconds": data.get("seconds", 3.0)})
+    # by name: Workflow.do's overloads do not accept an async Function object returning float
+    return float(await wf.do("Wait", "wait_a_while", {"seconds": data.get("seconds", 3.0)}))
 
 
 @gf.workflow(registry=REGISTRY)

@@ -197,12 +197,13 @@ def engine(mode: str, tmp: Path) -> gf.Engine:
     return gf.Engine(store_url(mode, tmp), registry=REGISTRY)
 
 
-async def _timed_run(mode: str, tmp: Path, workflow: str, n: int) -> float:
+async def _timed_run(mode: str, tmp: Path, workflow: str, n: int, expected: int) -> float:
+    """Seconds of ``engine.run(workflow, {"n": n})`` on an open engine."""
     async with engine(mode, tmp) as eng:
         started = time.perf_counter()
         output = await eng.run(workflow, {"n": n})
         elapsed = time.perf_counter() - started
-    _check(output, n, workflow)
+    _check(output, expected, workflow)
     return elapsed
 
 
@@ -215,8 +216,8 @@ def per_step(workflow: str) -> Callable[[str, Sizes, Path], float]:
     """µs per step of one ``sizes.steps``-step run of ``workflow``."""
 
     def measure(mode: str, sizes: Sizes, tmp: Path) -> float:
-        elapsed = asyncio.run(_timed_run(mode, tmp, workflow, sizes.steps))
-        return elapsed / sizes.steps * 1e6
+        n = sizes.steps
+        return asyncio.run(_timed_run(mode, tmp, workflow, n, expected=n)) / n * 1e6
 
     return measure
 
@@ -224,16 +225,7 @@ def per_step(workflow: str) -> Callable[[str, Sizes, Path], float]:
 def measure_fan_out(mode: str, sizes: Sizes, tmp: Path) -> float:
     """µs per step of one ``sizes.fan_out``-way fan-out (``asyncio.gather`` of RPC steps)."""
     n = sizes.fan_out
-
-    async def main() -> float:
-        async with engine(mode, tmp) as eng:
-            started = time.perf_counter()
-            output = await eng.run("fan_out", {"n": n})
-            elapsed = time.perf_counter() - started
-        _check(output, n * (n + 1) // 2, "fan_out")
-        return elapsed
-
-    return asyncio.run(main()) / n * 1e6
+    return asyncio.run(_timed_run(mode, tmp, "fan_out", n, expected=n * (n + 1) // 2)) / n * 1e6
 
 
 def measure_workflows(mode: str, sizes: Sizes, tmp: Path) -> float:

@@ -31,9 +31,10 @@ from .functions import DEFAULT_REGISTRY, Registry, WorkflowDefinition
 from .runtime.clock import Clock, SystemClock
 from .runtime.execution import RunExecution, RunHost, Slots, error_info, live_record
 from .runtime.resume import check_resume_data
+from .runtime.jobs import execute_job
 from .runtime.runner import UNSET, cancel_run, execute_run
 from .runtime.status import RunStatus, StepStatus, run_status, step_status
-from .store.base import ClaimQuery, Fence, OwnerRecord, RunRecord, Store, open_store
+from .store.base import ClaimQuery, Fence, JobRecord, OwnerRecord, RunRecord, Store, open_store
 
 __all__ = ("Engine", "run")
 
@@ -120,6 +121,9 @@ class Engine:
         )
         self._host.start_run = self._start_child
         self._host.wait_run = self.wait
+        self._host.remote_functions = self._remote_functions
+        self._host.wait_job = self._wait_job
+        self._job_events: dict[str, anyio.Event] = {}
         self._held: dict[str, _Held] = {}
         self._changed: dict[str, anyio.Event] = {}
         self._wake_claimer = anyio.Event()
@@ -146,11 +150,13 @@ class Engine:
                     host=self.host,
                     pid=os.getpid(),
                     started_at=self.clock.time(),
+                    functions=tuple(self.registry.function_names),
                 )
             )
             await self._claim()
             self._tg.start_soon(self._claim_loop)
             self._tg.start_soon(self._lease_loop)
+        self._tg.start_soon(self.store.listen, self._on_notify)
         return self
 
     async def __aexit__(
@@ -363,8 +369,53 @@ class Engine:
             self._wake_claimer = anyio.Event()
             try:
                 await self._claim()
+                await self._claim_jobs()
             except StoreError:
                 await anyio.sleep(self.poll_interval)
+
+    async def _claim_jobs(self) -> None:
+        tg = self._tg
+        if tg is None or not self._open or self.store.url.startswith("memory"):
+            return
+        jobs = await self.store.claim_jobs(
+            self.owner_id, self.registry.function_names, self._host.job_slots.free, self.lease
+        )
+        for job in jobs:
+            tg.start_soon(execute_job, self._host, self.registry.get_function(job.function), job)
+
+    async def _remote_functions(self) -> set[str]:
+        if self.store.url.startswith("memory"):
+            return set()
+        return await self.store.served_functions(self.lease)
+
+    async def _wait_job(self, job_id: str) -> JobRecord:
+        delay = 0.005
+        while True:
+            event = self._job_events.setdefault(job_id, anyio.Event())
+            job = await self.store.get_job(job_id)
+            if job is not None and job.state in ("completed", "failed"):
+                self._job_events.pop(job_id, None)
+                return job
+            with anyio.move_on_after(delay):
+                await event.wait()
+            delay = min(delay * 2, self.poll_interval)
+
+    def _on_notify(self, payload: str) -> None:
+        """A PostgreSQL notification: a job finished, a run was cancelled, or there is work."""
+        kind, _, key = payload.partition(":")
+        if kind == "done":
+            event = self._job_events.pop(key, None)
+            if event is not None:
+                event.set()
+        elif kind == "cancel":
+            held = self._held.get(key)
+            if held is not None:
+                held.execution.stop(cancel=True)
+        elif kind == "run":
+            self._notify(key)
+            self._wake_claimer.set()
+        else:
+            self._wake_claimer.set()
 
     async def _idle(self, next_wake: float | None) -> None:
         """Until: woken locally, the next parked run is due (engine clock), or a poll interval."""

@@ -110,7 +110,7 @@ RUN_DOT = r"""digraph "run 'r1'" {
   "Create profile" -> "review" [label="pro"];
   "Wait 5 minutes" -> "approval";
 }
-"""  # noqa: E501
+"""
 
 RUN_MERMAID = """flowchart LR
   n0["Create profile<br/>create_user_profile<br/>completed"]

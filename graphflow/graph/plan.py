@@ -33,8 +33,8 @@ class Topology:
 
     Nodes are numbered in topological order. ``children[i]`` lists ``(child, keys)``, where
     ``keys`` is ``None`` for an unconditional edge. ``branch_keys[i]`` is ``None`` unless node
-    ``i`` has keyed ``next``. ``on_error`` handler nodes have no parents (``in_degree`` 0) and
-    run only when a node in ``handles`` fails.
+    ``i`` has keyed ``next``. ``handlers[i]`` are the ``on_error`` handler nodes of node ``i``;
+    handler nodes (``is_handler``) have no parents and run only when such a node fails.
     """
 
     name: str

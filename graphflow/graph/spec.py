@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from networkx import DiGraph
 
     from .._types import JSON
-    from .plan import Mode, Plan
+    from .plan import BranchFn, Mode, Plan
 
 __all__ = ("CONFIG_KEYS", "GraphWorkflow", "workflow_graph")
 
@@ -155,21 +155,6 @@ def _node_spec(
                 f"use one of {sorted(CONFIG_KEYS)}{_near(str(key), sorted(CONFIG_KEYS))}",
             )
     next_ = _next(graph, node_id, options.get("next"))
-    branch = options.get("branch")
-    if branch is not None and (not callable(branch) or isinstance(branch, Ref)):
-        _fail(
-            graph,
-            node_id,
-            f"branch must be a callable output -> key, got {branch!r}",
-            "pass e.g. branch=lambda output: 'pro' if output['plan'] == 'pro' else 'basic'",
-        )
-    if branch is not None and (not next_ or None in next_):
-        _fail(
-            graph,
-            node_id,
-            "it has branch= but its next is not a dict of branch keys",
-            "give next={'key': 'node_id', ...} or remove branch=",
-        )
     raw_input = options.get("input")
     for_each = _for_each(graph, node_id, options.get("for_each"))
     return NodeSpec(
@@ -177,12 +162,34 @@ def _node_spec(
         function=_function_name(graph, node_id, target, registry),
         next=next_,
         input=None if raw_input is None else _template(graph, node_id, "input", raw_input),
-        branch=branch,
+        branch=_branch(graph, node_id, options.get("branch"), next_),
         for_each=for_each,
         mode=_mode(graph, node_id, options.get("mode"), for_each),
         on_error=_id_list(graph, node_id, "on_error", options.get("on_error")),
         options=_options(graph, node_id, options),
     )
+
+
+def _branch(
+    graph: str, node_id: str, value: object, next_: Mapping[str | None, object]
+) -> BranchFn | None:
+    if value is None:
+        return None
+    if not callable(value) or isinstance(value, Ref):
+        _fail(
+            graph,
+            node_id,
+            f"branch must be a callable output -> key, got {value!r}",
+            "pass e.g. branch=lambda output: 'pro' if output['plan'] == 'pro' else 'basic'",
+        )
+    if not next_ or None in next_:
+        _fail(
+            graph,
+            node_id,
+            "it has branch= but its next is not a dict of branch keys",
+            "give next={'key': 'node_id', ...} or remove branch=",
+        )
+    return value
 
 
 def _function_name(graph: str, node_id: str, target: object, registry: Registry) -> str:

@@ -29,7 +29,7 @@ from ..errors import (
     StepTimeout,
 )
 from ..functions import Registry, StepOptions
-from ..store.base import AttemptRecord, Fence, RunRecord, StepRecord, Store
+from ..store.base import AttemptRecord, Fence, JobRecord, RunRecord, StepRecord, Store
 from .clock import Clock
 from .context import StepInfo, enter_step, exit_step
 
@@ -53,6 +53,8 @@ class RunHost:
     in_flight: int = 0
     start_run: Callable[[str, Any, str, tuple[str, str]], Awaitable[str]] | None = None
     wait_run: Callable[[str], Awaitable[Any]] | None = None
+    remote_functions: Callable[[], Awaitable[set[str]]] | None = None
+    wait_job: Callable[[str], Awaitable[JobRecord]] | None = None
 
 
 def error_info(exc: BaseException) -> ErrorInfo:

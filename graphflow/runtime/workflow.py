@@ -288,10 +288,22 @@ class Workflow:
                 where=f"step {name!r}",
             )
         )
-        spec = self._spec(name, target, data, options)
+        if isinstance(target, str) and await self._is_remote(target):
+            from .jobs import remote_call
+
+            spec = remote_call(execution, name, target, data, options)
+        else:
+            spec = self._spec(name, target, data, options)
         if on_error is not None:
             spec.on_error = self._compensation(name, on_error, data)
         return await execution.step(spec)
+
+    async def _is_remote(self, target: str) -> bool:
+        """Whether ``target`` is no local function or workflow, but another worker serves it."""
+        host = self._execution.host
+        if host.registry.find_function(target) or host.registry.find_workflow(target):
+            return False
+        return host.remote_functions is not None and target in await host.remote_functions()
 
     def _spec(self, name: str, target: Any, data: JSON, options: StepOptions) -> StepCall:
         execution = self._execution

@@ -8,7 +8,7 @@ runtime encodes and decodes; timestamps are seconds since the epoch. Every write
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
@@ -19,6 +19,7 @@ __all__ = (
     "AttemptRecord",
     "Durability",
     "Fence",
+    "JobRecord",
     "OwnerRecord",
     "RunRecord",
     "StepRecord",
@@ -92,12 +93,34 @@ class AttemptRecord:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OwnerRecord:
-    """An engine process that may own runs."""
+    """An engine process that may own runs, and the functions it serves as jobs."""
 
     owner_id: str
     host: str
     pid: int
     started_at: float
+    heartbeat_at: float = 0.0
+    functions: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class JobRecord:
+    """An RPC step attempt handed to whichever worker has its function."""
+
+    job_id: str
+    run_id: str
+    step_name: str
+    function: str
+    input: str
+    attempt: int
+    state: str = "queued"
+    owner_id: str | None = None
+    lease_expires_at: float | None = None
+    output: str | None = None
+    error: str | None = None
+    retryable: bool = True
+    created_at: float
+    finished_at: float | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -132,6 +155,9 @@ class Store(Protocol):
 
     async def aclose(self) -> None:
         """Release connections."""
+
+    async def listen(self, on_notify: Callable[[str], None]) -> None:
+        """Deliver the database's notifications until cancelled (returns at once without any)."""
 
     async def now(self) -> float:
         """The store's clock (the database's on PostgreSQL), for leases."""
@@ -203,6 +229,25 @@ class Store(Protocol):
 
     async def release_run(self, fence: Fence) -> None:
         """Give a run back without changing its state (engine closing)."""
+
+    async def served_functions(self, lease: float) -> set[str]:
+        """Functions served by engines whose heartbeat is younger than three leases."""
+
+    async def enqueue_job(self, job: JobRecord) -> None:
+        """Queue a job (idempotent on ``job_id``) and wake idle workers."""
+
+    async def get_job(self, job_id: str) -> JobRecord | None:
+        """The job, or ``None``."""
+
+    async def claim_jobs(
+        self, owner_id: str, functions: Sequence[str], limit: int, lease: float
+    ) -> list[JobRecord]:
+        """Take queued (or abandoned) jobs of these functions."""
+
+    async def finish_job(
+        self, job: JobRecord, *, output: str | None, error: str | None, retryable: bool, at: float
+    ) -> bool:
+        """Store a job's outcome if this owner still holds it."""
 
     async def claim_runs(self, query: ClaimQuery, now: float) -> list[RunRecord]:
         """Take ownership of runnable runs: new, abandoned (dead owner or expired lease), awake."""

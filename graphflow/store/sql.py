@@ -15,6 +15,7 @@ import dataclasses
 import json
 import re
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
@@ -22,6 +23,8 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import anyio.to_thread
 from sqlalchemy import text
 from sqlalchemy.dialects import postgresql, sqlite
@@ -30,6 +33,7 @@ from sqlalchemy.schema import CreateIndex, CreateTable
 
 from ..errors import LeaseLostError, SchemaVersionError, StoreError
 from ._commit import GroupCommitter
+from ._sql_jobs import JobQueries
 from .base import (
     SCHEMA_VERSION,
     AttemptRecord,
@@ -108,7 +112,7 @@ class _Tx:
 Op = Callable[[_Tx], Any]
 
 
-class SqlStore:
+class SqlStore(JobQueries):
     """A ``Store`` on SQLite or PostgreSQL, chosen by URL."""
 
     def __init__(self, url: str) -> None:
@@ -257,10 +261,17 @@ class SqlStore:
             cursor.close()
         return results
 
-    async def _write(self, op: Op) -> Any:
+    async def write(self, op: Op) -> Any:
+        """Run ``op`` in the next group-committed transaction; return its result."""
         return await self._committer.submit(op)
 
-    async def _read(self, fn: Callable[[_Tx], T]) -> T:
+    def notify(self, tx: _Tx, payload: str) -> None:
+        """Wake listening engines when ``tx`` commits (PostgreSQL's NOTIFY; nothing on SQLite)."""
+        if not self.is_sqlite:
+            tx.execute("SELECT pg_notify('graphflow', :payload)", {"payload": payload})
+
+    async def read(self, fn: Callable[[_Tx], T]) -> T:
+        """Run ``fn`` on the read connection."""
         if self._reader is None:
             raise StoreError(f"store {self.url!r} is closed")
         if self.is_sqlite:
@@ -277,24 +288,59 @@ class SqlStore:
         finally:
             cursor.close()
 
+    async def listen(self, on_notify: Callable[[str], None]) -> None:
+        """Call ``on_notify(payload)`` for every notification, until cancelled (PostgreSQL).
+
+        On SQLite there is nothing to listen to: engines poll.
+        """
+        if self.is_sqlite:
+            return
+        conn = await anyio.to_thread.run_sync(self._connect_pg, True)
+        stop = threading.Event()
+        token = anyio.lowlevel.current_token()
+
+        def deliver(payload: str) -> None:
+            if not stop.is_set():
+                anyio.from_thread.run_sync(on_notify, payload, token=token)
+
+        def pump() -> None:
+            conn.execute("LISTEN graphflow")
+            while not stop.is_set():
+                for notice in conn.notifies(timeout=0.25):
+                    deliver(notice.payload)
+
+        try:
+            await anyio.to_thread.run_sync(pump, abandon_on_cancel=True)
+        finally:
+            stop.set()
+
     # --- clock and owners ---------------------------------------------------------------------
 
     async def now(self) -> float:
         """The lease clock: the database's on PostgreSQL, this host's on SQLite."""
         if self.is_sqlite:
             return time.time()
-        return float(await self._read(lambda tx: tx.query(f"SELECT {self.lease_now}")[0][0]))
+        return float(await self.read(lambda tx: tx.query(f"SELECT {self.lease_now}")[0][0]))
 
-    def _lease_params(self) -> dict[str, Any]:
+    def lease_params(self) -> dict[str, Any]:
+        """Parameters that ``lease_now`` needs."""
         return {"lease_now": time.time()} if self.is_sqlite else {}
 
     async def register_owner(self, owner: OwnerRecord) -> None:
-        """Record an engine process."""
-        params = dataclasses.asdict(owner)
-        await self._write(
+        """Record an engine process and the functions it serves."""
+        params = {
+            "owner_id": owner.owner_id,
+            "host": owner.host,
+            "pid": owner.pid,
+            "started_at": owner.started_at,
+            "functions": json.dumps(sorted(owner.functions)),
+            **self.lease_params(),
+        }
+        await self.write(
             lambda tx: tx.execute(
-                "INSERT INTO gf_owners (owner_id, host, pid, started_at)"
-                " VALUES (:owner_id, :host, :pid, :started_at) ON CONFLICT (owner_id) DO NOTHING",
+                "INSERT INTO gf_owners (owner_id, host, pid, started_at, heartbeat_at, functions)"
+                f" VALUES (:owner_id, :host, :pid, :started_at, {self.lease_now}, :functions)"
+                " ON CONFLICT (owner_id) DO NOTHING",
                 params,
             )
         )
@@ -309,27 +355,39 @@ class SqlStore:
             )
             tx.execute("DELETE FROM gf_owners WHERE owner_id = :o", {"o": owner_id})
 
-        await self._write(op)
+        await self.write(op)
 
     async def owners_on_host(self, host: str) -> list[OwnerRecord]:
         """Every owner registered on ``host``."""
-        rows = await self._read(
+        rows = await self.read(
             lambda tx: tx.query(
-                "SELECT owner_id, host, pid, started_at FROM gf_owners WHERE host = :h", {"h": host}
+                "SELECT owner_id, host, pid, started_at FROM gf_owners WHERE host = :h",
+                {"h": host},
             )
         )
         return [OwnerRecord(owner_id=r[0], host=r[1], pid=r[2], started_at=r[3]) for r in rows]
 
     async def renew_leases(self, owner_id: str, lease: float) -> dict[str, bool]:
         """Extend every lease ``owner_id`` holds; return its runs and their cancel requests."""
-        params = {"o": owner_id, "lease": lease, **self._lease_params()}
-        rows = await self._write(
-            lambda tx: tx.query(
+        params = {"o": owner_id, "lease": lease, **self.lease_params()}
+
+        def op(tx: _Tx) -> list[Any]:
+            tx.execute(
+                f"UPDATE gf_owners SET heartbeat_at = {self.lease_now} WHERE owner_id = :o",
+                params,
+            )
+            tx.execute(
+                f"UPDATE gf_jobs SET lease_expires_at = {self.lease_now} + :lease"
+                " WHERE owner_id = :o AND state = 'running'",
+                params,
+            )
+            return tx.query(
                 f"UPDATE gf_runs SET lease_expires_at = {self.lease_now} + :lease"
                 " WHERE owner_id = :o RETURNING run_id, cancel_requested",
                 params,
             )
-        )
+
+        rows = await self.write(op)
         return {row[0]: bool(row[1]) for row in rows}
 
     # --- runs ---------------------------------------------------------------------------------
@@ -347,16 +405,18 @@ class SqlStore:
                 params,
             )
             if inserted:
+                if run.owner_id is None:
+                    self.notify(tx, f"run:{run.run_id}")
                 return run, True
             rows = tx.query(f"{_RUN_SELECT} WHERE run_id = :run_id", {"run_id": run.run_id})
             return _run(rows[0]), False
 
-        result: tuple[RunRecord, bool] = await self._write(op)
+        result: tuple[RunRecord, bool] = await self.write(op)
         return result
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run, or ``None``."""
-        rows = await self._read(
+        rows = await self.read(
             lambda tx: tx.query(f"{_RUN_SELECT} WHERE run_id = :run_id", {"run_id": run_id})
         )
         return _run(rows[0]) if rows else None
@@ -375,7 +435,7 @@ class SqlStore:
         sql = _RUN_SELECT + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created_at DESC, run_id DESC LIMIT :limit"
         params = {k: v for k, v in filters.items() if v is not None} | {"limit": limit}
-        rows = await self._read(lambda tx: tx.query(sql, params))
+        rows = await self.read(lambda tx: tx.query(sql, params))
         return [_run(row) for row in rows]
 
     async def finish_run(
@@ -434,7 +494,7 @@ class SqlStore:
                         {"run_id": fence.run_id},
                     )
 
-        await self._write(op)
+        await self.write(op)
 
     async def resume_step(self, run_id: str, name: str, output: str, at: float) -> bool:
         """Complete a suspended step with resume data and make its run runnable.
@@ -456,9 +516,10 @@ class SqlStore:
                     " WHERE run_id = :run_id AND state = 'suspended'",
                     params,
                 )
+                self.notify(tx, f"run:{run_id}")
             return bool(changed)
 
-        return bool(await self._write(op))
+        return bool(await self.write(op))
 
     async def cancel_run(self, run_id: str, at: float) -> str:
         """Cancel a run no engine holds; flag one that is held.
@@ -483,6 +544,7 @@ class SqlStore:
                     "UPDATE gf_runs SET cancel_requested = :yes WHERE run_id = :run_id",
                     params | {"yes": True},
                 )
+                self.notify(tx, f"cancel:{run_id}")
                 return "requested"
             tx.execute(
                 "UPDATE gf_runs SET state = 'cancelled', finished_at = :at, updated_at = :at,"
@@ -492,17 +554,17 @@ class SqlStore:
             _cancel_steps(tx, params)
             return "cancelled"
 
-        return str(await self._write(op))
+        return str(await self.write(op))
 
     async def cancel_steps(self, run_id: str, at: float) -> None:
         """Mark every unfinished step of a run cancelled."""
         params = {"run_id": run_id, "at": at}
-        await self._write(lambda tx: _cancel_steps(tx, params))
+        await self.write(lambda tx: _cancel_steps(tx, params))
 
     async def release_run(self, fence: Fence) -> None:
         """Give a run back, keeping its state."""
         params = {"run_id": fence.run_id, "owner_id": fence.owner_id, "epoch": fence.epoch}
-        await self._write(
+        await self.write(
             lambda tx: tx.execute(
                 "UPDATE gf_runs SET owner_id = NULL, lease_expires_at = NULL"
                 " WHERE run_id = :run_id AND owner_id = :owner_id AND lease_epoch = :epoch",
@@ -519,7 +581,7 @@ class SqlStore:
             "lease": query.lease,
             "now": now,
             "limit": query.limit,
-            **self._lease_params(),
+            **self.lease_params(),
         }
         names = _bind_list(params, "w", query.workflows)
         dead = _bind_list(params, "d", query.dead_owners) if query.dead_owners else None
@@ -543,7 +605,7 @@ class SqlStore:
             f" ORDER BY created_at LIMIT :limit{self.skip_locked})"
             f" RETURNING {', '.join(_RUN_COLUMNS)}"
         )
-        rows = await self._write(lambda tx: tx.query(sql, params))
+        rows = await self.write(lambda tx: tx.query(sql, params))
         return sorted((_run(row) for row in rows), key=lambda r: r.created_at)
 
     async def next_wake_at(self, workflows: Sequence[str]) -> float | None:
@@ -552,7 +614,7 @@ class SqlStore:
             return None
         params: dict[str, Any] = {}
         names = _bind_list(params, "w", workflows)
-        rows = await self._read(
+        rows = await self.read(
             lambda tx: tx.query(
                 "SELECT MIN(wake_at) FROM gf_runs WHERE state IN ('sleeping', 'suspended')"
                 f" AND owner_id IS NULL AND workflow IN ({names})",
@@ -565,7 +627,7 @@ class SqlStore:
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         """Every step of a run in issue order (one query)."""
-        rows = await self._read(
+        rows = await self.read(
             lambda tx: tx.query(
                 f"SELECT {', '.join(_STEP_COLUMNS)} FROM gf_steps WHERE run_id = :run_id"
                 " ORDER BY seq",
@@ -576,7 +638,7 @@ class SqlStore:
 
     async def load_attempts(self, run_id: str) -> list[AttemptRecord]:
         """Every failed attempt of a run."""
-        rows = await self._read(
+        rows = await self.read(
             lambda tx: tx.query(
                 f"SELECT {', '.join(_ATTEMPT_COLUMNS)} FROM gf_attempts WHERE run_id = :run_id"
                 " ORDER BY step_name, attempt",
@@ -598,7 +660,7 @@ class SqlStore:
             if attempt is not None:
                 tx.execute(_INSERT_ATTEMPT, attempt)
 
-        await self._write(op)
+        await self.write(op)
 
 
 _UPSERT_STEP = (

@@ -9,7 +9,7 @@ from sqlalchemy import Index, MetaData
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-__all__ = ("METADATA", "AttemptRow", "MetaRow", "OwnerRow", "RunRow", "StepRow")
+__all__ = ("METADATA", "AttemptRow", "JobRow", "MetaRow", "OwnerRow", "RunRow", "StepRow")
 
 METADATA = MetaData()
 
@@ -99,3 +99,26 @@ class OwnerRow(_Base, table=True):
     host: str
     pid: int
     started_at: float
+    heartbeat_at: float
+    functions: str = "[]"
+
+
+class JobRow(_Base, table=True):
+    """An RPC step handed to whichever worker has its function."""
+
+    __tablename__ = "gf_jobs"
+    __table_args__ = (Index("gf_jobs_claim", "state", "function"),)
+    job_id: str = Field(primary_key=True)
+    run_id: str
+    step_name: str
+    function: str
+    input: str
+    attempt: int
+    state: str
+    owner_id: str | None = None
+    lease_expires_at: float | None = None
+    output: str | None = None
+    error: str | None = None
+    retryable: bool = True
+    created_at: float
+    finished_at: float | None = None

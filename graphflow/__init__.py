@@ -20,6 +20,7 @@ from __future__ import annotations as _annotations
 from ._types import JSON as JSON
 from .durations import parse_duration as parse_duration
 from .engine import Engine as Engine
+from .engine import EngineStats as EngineStats
 from .engine import run as run
 from .errors import BranchError as BranchError
 from .errors import DefinitionError as DefinitionError
@@ -47,6 +48,15 @@ from .errors import SuspendTimeout as SuspendTimeout
 from .errors import UnknownFunctionError as UnknownFunctionError
 from .errors import UnknownWorkflowError as UnknownWorkflowError
 from .functions import DEFAULT_REGISTRY as DEFAULT_REGISTRY
+from .graph.render import RenderError as RenderError
+from .graph.render import to_dot as to_dot
+from .graph.render import to_mermaid as to_mermaid
+from .graph.render import to_svg as to_svg
+from .graph.spec import GraphWorkflow as GraphWorkflow
+from .graph.spec import workflow_graph as workflow_graph
+from .refs import RefResolutionError as RefResolutionError
+from .refs import RefUsageError as RefUsageError
+from .refs import ref as ref
 from .functions import Function as Function
 from .functions import Registry as Registry
 from .functions import function as function
@@ -66,6 +76,7 @@ __version__ = "0.1.0"
 __all__ = (
     # engine
     "Engine",
+    "EngineStats",
     "run",
     "RunStatus",
     "StepStatus",
@@ -83,6 +94,13 @@ __all__ = (
     "StepInfo",
     "branch",
     "parse_duration",
+    # graphs
+    "workflow_graph",
+    "GraphWorkflow",
+    "ref",
+    "to_dot",
+    "to_mermaid",
+    "to_svg",
     "JSON",
     # errors
     "GraphflowError",
@@ -110,4 +128,7 @@ __all__ = (
     "LeaseLostError",
     "NonRetryableError",
     "ErrorInfo",
+    "RefResolutionError",
+    "RefUsageError",
+    "RenderError",
 )

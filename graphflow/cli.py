@@ -15,41 +15,32 @@ import sys
 import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
-from typing import Annotated, Any, Protocol
+from typing import TYPE_CHECKING, Annotated, Any
 
 import anyio
 import typer
-from rich.console import Console, Group, RenderableType
-from rich.live import Live
-from rich.table import Table
 from rich.text import Text
 
 from . import __version__
+from . import _cli_display as display
 from ._targets import load_target
 from ._types import JSON, TERMINAL_RUN_STATES
 from .engine import Engine
 from .errors import GraphflowError, RunFailed
 from .functions import DEFAULT_REGISTRY
-from .runtime.status import RunStatus, StepStatus
+from .graph.render import to_dot, to_mermaid, to_svg
+from .graph.spec import GraphWorkflow
+from .runtime.status import RunStatus
+
+if TYPE_CHECKING:
+    from networkx import DiGraph
 
 __all__ = ("app", "main")
 
 _DEFAULT_STORE = "sqlite:///graphflow.db"
-_RUN_STATES = ("pending", "running", "sleeping", "suspended", "completed", "failed", "cancelled")
-_STATE_STYLES = {
-    "pending": "dim",
-    "running": "cyan",
-    "sleeping": "blue",
-    "suspended": "magenta",
-    "completed": "green",
-    "failed": "red",
-    "cancelled": "yellow",
-    "skipped": "dim",
-}
 _WATCH_INTERVAL = 0.1
+_RUN_STATES = ("pending", "running", "sleeping", "suspended", "completed", "failed", "cancelled")
 
 app = typer.Typer(
     name="graphflow",
@@ -58,14 +49,6 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-
-
-def _out() -> Console:
-    """A console on the current stdout; wide when piped, so tables are not squeezed to 80."""
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
-
-
-_err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class GraphFormat(enum.StrEnum):
@@ -113,14 +96,6 @@ MaxJobsOpt = Annotated[int, typer.Option("--max-jobs", min=1, help="Jobs executi
 # --- errors and output ----------------------------------------------------------------------------
 
 
-def _error_line(message: str) -> None:
-    _err.print(Text(f"error: {message}", style="bold red"))
-
-
-def _note(message: str, style: str | None = None) -> None:
-    _err.print(Text(message, style=style or ""))
-
-
 def _unwrap(exc: BaseException) -> BaseException:
     """The one exception inside (nested) single-member exception groups."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -133,8 +108,8 @@ def _debug_details(exc: BaseException) -> None:
     error = getattr(exc, "error", None)
     stored = getattr(error, "traceback", None)
     if isinstance(stored, str) and stored:
-        _err.print(Text("stored traceback of the failure:", style="bold"))
-        _err.print(Text(stored))
+        display.stderr.print(Text("stored traceback of the failure:", style="bold"))
+        display.stderr.print(Text(stored))
 
 
 @contextmanager
@@ -147,17 +122,17 @@ def _reporting(debug: bool) -> Iterator[None]:
     except BaseException as raw:
         exc = _unwrap(raw)
         if isinstance(exc, _Interrupted):
-            _error_line(f"interrupted by {exc}")
+            display.error_line(f"interrupted by {exc}")
             raise typer.Exit(130) from None
         if not isinstance(exc, Exception):
             raise
         if debug:
             _debug_details(exc)
         if isinstance(exc, GraphflowError):
-            _error_line(str(exc))
+            display.error_line(str(exc))
         else:
             hint = "" if debug else " (run with --debug for the traceback)"
-            _error_line(f"unexpected {type(exc).__name__}: {exc}{hint}")
+            display.error_line(f"unexpected {type(exc).__name__}: {exc}{hint}")
         raise typer.Exit(1) from None
 
 
@@ -189,150 +164,7 @@ def _load(target: str | None) -> None:
         load_target(target)
 
 
-def _dump(value: JSON) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-def _time(value: datetime | None) -> str:
-    return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _duration(step: StepStatus) -> str:
-    if step.started_at is None:
-        return ""
-    end = step.finished_at or datetime.now(UTC)
-    seconds = max((end - step.started_at).total_seconds(), 0.0)
-    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.2f}s"
-
-
-def _styled(state: str) -> Text:
-    return Text(state, style=_STATE_STYLES.get(state, ""))
-
-
-def _step_detail(step: StepStatus) -> str:
-    if step.error is not None and step.state in ("failed", "cancelled"):
-        return str(step.error)
-    if step.state == "sleeping" and step.wake_at is not None:
-        return f"until {_time(step.wake_at)}"
-    if step.attempt_errors and step.state != "completed":
-        return f"last error: {step.attempt_errors[-1]}"
-    return ""
-
-
-def _resume_hint(status: RunStatus) -> str:
-    return f"graphflow resume {status.run_id} --data '{{...}}'"
-
-
-def _run_detail(status: RunStatus) -> str:
-    if status.state == "sleeping" and status.wake_at is not None:
-        return f"sleeping until {_time(status.wake_at)}"
-    if status.state == "suspended":
-        return f"suspended: {status.suspend_reason!r}; resume with: {_resume_hint(status)}"
-    if status.error is not None:
-        return f"{status.state}: {status.error}"
-    return status.state
-
-
 # --- watching a run -------------------------------------------------------------------------------
-
-
-class _View(Protocol):
-    def update(self, status: RunStatus) -> None: ...
-
-    def __enter__(self) -> _View: ...
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None: ...
-
-
-class _PlainView:
-    """Line-oriented progress on stderr: one line per step or run change (for logs and pipes)."""
-
-    def __init__(self) -> None:
-        self._steps: dict[str, tuple[str, int]] = {}
-        self._run: tuple[str, datetime | None, str | None] | None = None
-
-    def __enter__(self) -> _PlainView:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        return None
-
-    def update(self, status: RunStatus) -> None:
-        for step in status.steps:
-            key = (step.state, step.attempts)
-            if self._steps.get(step.name) != key:
-                self._steps[step.name] = key
-                self._print_step(step)
-        run_key = (status.state, status.wake_at, status.suspend_reason)
-        if run_key != self._run:
-            # The first line already announced the run: only a change of state is news.
-            if self._run is not None or status.state not in ("pending", "running"):
-                _note(f"run {status.run_id}: {_run_detail(status)}")
-            self._run = run_key
-
-    @staticmethod
-    def _print_step(step: StepStatus) -> None:
-        parts = [f"step {step.name!r}: {step.state}"]
-        if step.attempts > 1 or step.state == "running":
-            parts.append(f"(attempt {max(step.attempts, 1)})")
-        if step.state in ("completed", "failed") and step.started_at is not None:
-            parts.append(f"in {_duration(step)}")
-        detail = _step_detail(step)
-        if detail:
-            parts.append(f"- {detail}")
-        _note(" ".join(parts))
-
-
-class _LiveView:
-    """A live rich table of the run's steps on stderr (for terminals)."""
-
-    def __init__(self) -> None:
-        self._live = Live(console=_err, refresh_per_second=8, transient=False)
-
-    def __enter__(self) -> _LiveView:
-        self._live.__enter__()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._live.stop()
-
-    def update(self, status: RunStatus) -> None:
-        self._live.update(self._render(status))
-
-    def _render(self, status: RunStatus) -> RenderableType:
-        header = Text.assemble(
-            (f"{status.workflow} ", "bold"), (f"{status.run_id}  ", "dim"), _styled(status.state)
-        )
-        detail = _run_detail(status)
-        lines: list[RenderableType] = [header]
-        if detail != status.state:
-            lines.append(Text(detail, style=_STATE_STYLES.get(status.state, "")))
-        lines.append(_steps_table(status.steps, limit=max(_err.height - 8, 5)))
-        return Group(*lines)
-
-
-def _steps_table(steps: Sequence[StepStatus], limit: int | None = None) -> Table:
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("Step", "Kind", "State", "Attempt", "Duration", "Detail"):
-        table.add_column(column, overflow="fold" if column == "Detail" else "ellipsis")
-    shown = steps if limit is None or len(steps) <= limit else steps[-limit:]
-    if len(shown) < len(steps):
-        table.add_row(Text(f"... {len(steps) - len(shown)} earlier steps", style="dim"))
-    for step in shown:
-        table.add_row(
-            step.name,
-            step.kind,
-            _styled(step.state),
-            str(step.attempts or ""),
-            _duration(step),
-            _step_detail(step),
-        )
-    return table
 
 
 async def _until_signal(scope: anyio.CancelScope, caught: list[int]) -> None:
@@ -344,7 +176,7 @@ async def _until_signal(scope: anyio.CancelScope, caught: list[int]) -> None:
             return
 
 
-async def _watch(engine: Engine, run_id: str, view: _View) -> RunStatus:
+async def _watch(engine: Engine, run_id: str, view: display.View) -> RunStatus:
     """Update ``view`` until the run is terminal; ``_Interrupted`` on SIGINT/SIGTERM."""
     caught: list[int] = []
     final: RunStatus | None = None
@@ -365,21 +197,17 @@ async def _watch(engine: Engine, run_id: str, view: _View) -> RunStatus:
     return final
 
 
-def _make_view() -> _View:
-    return _LiveView() if _err.is_terminal else _PlainView()
-
-
 async def _run_to_end(
     store: str, workflow: str, data: JSON, run_id: str | None, max_runs: int, max_jobs: int
 ) -> RunStatus:
     async with Engine(store, max_runs=max_runs, max_jobs=max_jobs) as engine:
         started = await engine.start(workflow, data, run_id=run_id)
-        _note(f"run {started} of workflow {workflow!r} on {store}", style="dim")
+        display.note(f"run {started} of workflow {workflow!r} on {store}", style="dim")
         try:
-            with _make_view() as view:
+            with display.make_view() as view:
                 return await _watch(engine, started, view)
         except _Interrupted:
-            _note(
+            display.note(
                 f"run {started} is kept in the store; continue it with `graphflow worker` or this"
                 f" command with --run-id {started}",
                 style="yellow",
@@ -392,7 +220,7 @@ async def _run_to_end(
 
 def _version(value: bool) -> None:
     if value:
-        _out().print(f"graphflow {__version__}")
+        display.stdout_console().print(f"graphflow {__version__}")
         raise typer.Exit()
 
 
@@ -433,7 +261,7 @@ def run(
                 state=status.state,
                 error=status.error,
             )
-        typer.echo(_dump(status.output))
+        typer.echo(display.dump_json(status.output))
 
 
 @app.command()
@@ -457,7 +285,9 @@ def start(
                 return await engine.start(workflow, data, run_id=run_id)
 
         started = anyio.run(go)
-        _note(f"started run {started}; a `graphflow worker` on this store executes it", "dim")
+        display.note(
+            f"started run {started}; a `graphflow worker` on this store executes it", "dim"
+        )
         typer.echo(started)
 
 
@@ -481,27 +311,7 @@ def status(
         if as_json:
             typer.echo(found.model_dump_json(indent=2))
             return
-        _print_status(found)
-
-
-def _print_status(found: RunStatus) -> None:
-    facts = Table.grid(padding=(0, 2))
-    facts.add_row(Text("run", style="bold"), found.run_id)
-    facts.add_row(Text("workflow", style="bold"), found.workflow)
-    facts.add_row(Text("state", style="bold"), _styled(found.state))
-    facts.add_row(Text("created", style="bold"), _time(found.created_at))
-    if found.finished_at is not None:
-        facts.add_row(Text("finished", style="bold"), _time(found.finished_at))
-    if found.parent_run_id is not None:
-        facts.add_row(Text("parent", style="bold"), found.parent_run_id)
-    if found.state in ("sleeping", "suspended", "failed", "cancelled"):
-        facts.add_row(Text("detail", style="bold"), _run_detail(found))
-    if found.state == "completed":
-        facts.add_row(Text("output", style="bold"), _dump(found.output))
-    _out().print(facts)
-    if found.steps:
-        _out().print()
-        _out().print(_steps_table(found.steps))
+        display.print_status(found)
 
 
 @app.command()
@@ -532,25 +342,7 @@ def runs(
         if as_json:
             typer.echo(json.dumps([r.model_dump(mode="json", exclude={"steps"}) for r in found]))
             return
-        _print_runs(found)
-
-
-def _print_runs(found: list[RunStatus]) -> None:
-    if not found:
-        _note("no runs match")
-        return
-    table = Table(box=None, pad_edge=False, header_style="bold")
-    for column in ("Run ID", "Workflow", "State", "Created", "Finished"):
-        table.add_column(column, no_wrap=column == "Run ID")
-    for item in found:
-        table.add_row(
-            item.run_id,
-            item.workflow,
-            _styled(item.state),
-            _time(item.created_at),
-            _time(item.finished_at),
-        )
-    _out().print(table)
+        display.print_runs(found)
 
 
 @app.command()
@@ -576,7 +368,7 @@ def resume(
                 await engine.resume(run_id, payload, reason=reason)
 
         anyio.run(go)
-        _note(f"resumed run {run_id}")
+        display.note(f"resumed run {run_id}")
 
 
 @app.command()
@@ -595,20 +387,22 @@ def cancel(
                 await engine.cancel(run_id)
 
         anyio.run(go)
-        _note(f"cancelled run {run_id}")
+        display.note(f"cancelled run {run_id}")
 
 
 async def _work(store: str, max_runs: int, max_jobs: int) -> None:
     registry = DEFAULT_REGISTRY
     async with Engine(store, max_runs=max_runs, max_jobs=max_jobs) as engine:
         names = ", ".join(sorted(registry.workflow_names)) or "none"
-        _note(f"worker {engine.owner_id[:8]} on {store}; workflows: {names}")
-        _note("stop it with Ctrl-C or SIGTERM", style="dim")
+        display.note(f"worker {engine.owner_id[:8]} on {store}; workflows: {names}")
+        display.note("stop it with Ctrl-C or SIGTERM", style="dim")
         with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
             async for signum in signals:
-                _note(f"{signal.Signals(signum).name}: finishing in-flight steps, releasing runs")
+                display.note(
+                    f"{signal.Signals(signum).name}: finishing in-flight steps, releasing runs"
+                )
                 break
-    _note("worker stopped")
+    display.note("worker stopped")
 
 
 @app.command()
@@ -630,9 +424,7 @@ def worker(
         anyio.run(_work, store, max_runs, max_jobs)
 
 
-def _render(graph: Any, fmt: GraphFormat) -> str:
-    from .graph.render import to_dot, to_mermaid, to_svg
-
+def _render(graph: DiGraph[Any] | GraphWorkflow, fmt: GraphFormat) -> str:
     if fmt is GraphFormat.dot:
         return to_dot(graph)
     if fmt is GraphFormat.mermaid:
@@ -640,15 +432,14 @@ def _render(graph: Any, fmt: GraphFormat) -> str:
     return to_svg(graph)
 
 
-def _definition_graph(graph_name: str) -> Any:
+def _definition_graph(graph_name: str) -> GraphWorkflow:
     definition = DEFAULT_REGISTRY.get_workflow(graph_name)
-    graph = getattr(definition, "nx", None)
-    if graph is None:
+    if not isinstance(definition, GraphWorkflow):
         raise _CliError(
             f"workflow {graph_name!r} is imperative: its graph only exists per run. Show one with"
             " `graphflow dot --run RUN_ID`"
         )
-    return graph
+    return definition
 
 
 @app.command()
@@ -678,7 +469,7 @@ def dot(
             typer.echo(_render(_definition_graph(graph), fmt))
             return
 
-        async def go() -> Any:
+        async def go() -> DiGraph[Any]:
             async with Engine(store, worker=False) as engine:
                 return await engine.run_graph(run_id)
 
@@ -728,6 +519,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         code = exc.code
         if code is None or isinstance(code, int):
             return code or 0
-        _error_line(str(code))
+        display.error_line(str(code))
         return 1
     return 0

@@ -16,6 +16,7 @@ from typing import Any
 
 import anyio
 import anyio.abc
+import networkx as nx
 
 from ._types import JSON, TERMINAL_RUN_STATES
 from .durations import Duration, to_seconds
@@ -28,6 +29,8 @@ from .errors import (
     StoreError,
 )
 from .functions import DEFAULT_REGISTRY, Registry, WorkflowDefinition
+from .graph.run_graph import build_run_graph
+from .graph.spec import GraphWorkflow
 from .runtime.clock import Clock, SystemClock
 from .runtime.execution import RunExecution, RunHost, Slots, error_info, live_record
 from .runtime.resume import check_resume_data
@@ -473,6 +476,20 @@ class Engine:
         merged = [live.pop(step.name, step) for step in status.steps]
         merged.extend(sorted(live.values(), key=lambda s: s.name))
         return status.model_copy(update={"steps": merged})
+
+    async def run_graph(self, run_id: str) -> nx.DiGraph[str]:
+        """The run as a graph: each step a node (kind, function, state, attempts, timings).
+
+        Graph runs show every declared node (unreached ones ``pending``) and their edges;
+        imperative runs show the steps issued so far, linked to the steps they followed.
+
+        Raises:
+            RunNotFoundError: no run has this id.
+        """
+        status = await self.status(run_id)
+        definition = self.registry.find_workflow(status.workflow)
+        declared = definition.nx if isinstance(definition, GraphWorkflow) else None
+        return build_run_graph((step.model_dump() for step in status.steps), declared)
 
     async def list_runs(
         self,

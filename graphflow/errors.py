@@ -117,6 +117,10 @@ class DefinitionError(GraphflowError):
 class RegistrationError(DefinitionError):
     """A function or workflow name is already taken by another callable."""
 
+    name: str
+    existing: str
+    new: str
+
     def __init__(self, *, name: str, existing: str, new: str) -> None:
         super().__init__(
             f"the name {name!r} is already registered to {existing}; cannot register {new}"
@@ -129,6 +133,11 @@ class RegistrationError(DefinitionError):
 
 class GraphDefinitionError(DefinitionError):
     """A workflow graph is invalid (cycle, unknown node, bad option...)."""
+
+    graph: str
+    problem: str
+    fix: str
+    node: str | None
 
     def __init__(self, *, graph: str, problem: str, fix: str, node: str | None = None) -> None:
         where = f" at node {node!r}" if node is not None else ""
@@ -144,6 +153,8 @@ class GraphDefinitionError(DefinitionError):
 class DurationError(DefinitionError, ValueError):
     """A duration could not be parsed."""
 
+    text: object
+
     def __init__(self, *, text: object) -> None:
         super().__init__(
             f"invalid duration {text!r}: use a number of seconds, a timedelta, or text such as"
@@ -157,6 +168,12 @@ class DurationError(DefinitionError, ValueError):
 
 class InputValidationError(GraphflowError, ValueError):
     """Workflow input, step input or resume data failed validation (``.errors``: the details)."""
+
+    what: str
+    errors: list[dict[str, Any]]
+    workflow: str | None
+    run_id: str | None
+    step: str | None
 
     def __init__(
         self,
@@ -192,6 +209,9 @@ class NotFoundError(GraphflowError, LookupError):
 class UnknownWorkflowError(NotFoundError):
     """No workflow is registered under this name."""
 
+    name: str
+    known: list[str] | None
+
     def __init__(self, *, name: str, known: list[str] | None = None) -> None:
         hint = f" Registered workflows: {', '.join(sorted(known))}." if known else ""
         super().__init__(
@@ -204,6 +224,11 @@ class UnknownWorkflowError(NotFoundError):
 
 class UnknownFunctionError(NotFoundError):
     """No function is registered under this name."""
+
+    name: str
+    workflow: str | None
+    run_id: str | None
+    step: str | None
 
     def __init__(
         self, *, name: str, workflow: str | None = None, run_id: str | None = None,
@@ -222,6 +247,8 @@ class UnknownFunctionError(NotFoundError):
 class RunNotFoundError(NotFoundError):
     """No run has this id in the store."""
 
+    run_id: str
+
     def __init__(self, *, run_id: str) -> None:
         super().__init__(
             f"no run {run_id!r} in this store: check the id and the --store URL", run_id=run_id
@@ -238,6 +265,10 @@ class RunError(GraphflowError):
 class RunConflictError(RunError):
     """``start`` reused a run id with a different input or workflow."""
 
+    run_id: str
+    workflow: str
+    reason: str
+
     def __init__(self, *, run_id: str, workflow: str, reason: str) -> None:
         super().__init__(
             f"run {run_id!r} already exists with {reason} (starting workflow {workflow!r}):"
@@ -250,6 +281,11 @@ class RunConflictError(RunError):
 
 class InvalidStateError(RunError):
     """The run is not in a state that allows this operation."""
+
+    run_id: str
+    state: str
+    operation: str
+    allowed: str
 
     def __init__(self, *, run_id: str, state: str, operation: str, allowed: str) -> None:
         super().__init__(
@@ -265,6 +301,11 @@ class InvalidStateError(RunError):
 class RunFailed(RunError):
     """A run ended failed or cancelled."""
 
+    run_id: str
+    workflow: str
+    state: str
+    error: ErrorInfo | None
+
     def __init__(self, *, run_id: str, workflow: str, state: str, error: ErrorInfo | None) -> None:
         detail = f": {error}" if error is not None else ""
         super().__init__(
@@ -279,6 +320,10 @@ class RunFailed(RunError):
 class DuplicateStepError(RunError):
     """Two steps of one run have the same name."""
 
+    workflow: str
+    run_id: str
+    step: str
+
     def __init__(self, *, workflow: str, run_id: str, step: str) -> None:
         super().__init__(
             f"duplicate step name {step!r}{_where(workflow, run_id)}: step names are the replay"
@@ -292,6 +337,12 @@ class DuplicateStepError(RunError):
 
 class NonDeterminismError(RunError):
     """Replay met a step that the code now calls differently than recorded."""
+
+    workflow: str
+    run_id: str
+    step: str
+    recorded: str
+    new: str
 
     def __init__(
         self, *, workflow: str, run_id: str, step: str, recorded: str, new: str
@@ -311,6 +362,12 @@ class NonDeterminismError(RunError):
 class BranchError(RunError):
     """A branching node selected no key, or a key it has no edge for."""
 
+    workflow: str
+    run_id: str | None
+    node: str
+    key: str | None
+    keys: list[str]
+
     def __init__(
         self, *, workflow: str, run_id: str | None, node: str, key: str | None, keys: list[str]
     ) -> None:
@@ -329,6 +386,11 @@ class BranchError(RunError):
 class StepFailed(RunError):
     """A step failed after its last attempt."""
 
+    workflow: str
+    run_id: str
+    step: str
+    error: ErrorInfo
+
     def __init__(self, *, workflow: str, run_id: str, step: str, error: ErrorInfo) -> None:
         super().__init__(
             f"step {step!r} failed{_where(workflow, run_id)}: {error}",
@@ -342,6 +404,11 @@ class StepFailed(RunError):
 class SuspendTimeout(RunError):
     """A suspend's timeout passed before it was resumed."""
 
+    workflow: str
+    run_id: str
+    step: str
+    timeout: float
+
     def __init__(self, *, workflow: str, run_id: str, step: str, timeout: float) -> None:
         super().__init__(
             f"suspend {step!r}{_where(workflow, run_id)} was not resumed within {timeout:g}s",
@@ -354,6 +421,11 @@ class SuspendTimeout(RunError):
 
 class StepTimeout(RunError, TimeoutError):
     """One attempt of a step exceeded its timeout."""
+
+    workflow: str
+    run_id: str
+    step: str
+    timeout: float
 
     def __init__(self, *, workflow: str, run_id: str, step: str, timeout: float) -> None:
         super().__init__(
@@ -379,6 +451,10 @@ class StoreError(GraphflowError):
 class SchemaVersionError(StoreError):
     """The database schema version differs from the code's."""
 
+    url: str
+    found: int
+    expected: int
+
     def __init__(self, *, url: str, found: int, expected: int) -> None:
         newer = "newer" if found > expected else "older"
         fix = "upgrade graphflow" if found > expected else "migrate it or point at a fresh database"
@@ -394,6 +470,8 @@ class SchemaVersionError(StoreError):
 
 class LeaseLostError(StoreError):
     """Another engine took over the run: this process may commit nothing more for it."""
+
+    run_id: str
 
     def __init__(self, *, run_id: str) -> None:
         GraphflowError.__init__(

@@ -49,6 +49,7 @@ from .errors import (
     NotFoundError,
     RunConflictError,
 )
+from .graph.render import to_dot, to_mermaid, to_svg
 from .runtime.status import RunStatus
 
 try:
@@ -320,8 +321,6 @@ def _cancel_handler(engine: Engine) -> Handler:
 
 def _graph_handler(engine: Engine) -> Handler:
     async def handle(request: Request) -> Response:
-        from .graph.render import to_dot, to_mermaid, to_svg
-
         fmt = _graph_format(request)
         graph = await engine.run_graph(_path_param(request, "run_id"))
         if fmt == "dot":

@@ -119,6 +119,10 @@ class StepCall:
     options: StepOptions = field(default_factory=StepOptions)
     input: str | None = None
     on_error: Callable[[ErrorInfo], Awaitable[Any]] | None = None
+    parents: tuple[str, ...] | None = None
+    """Run-graph parents; ``None``: the run's frontier (imperative runs)."""
+    detail: Callable[[str | None, bytes], str | None] | None = None
+    """Called with the selected branch and the result: the ``detail`` to store, or raise."""
 
 
 class RunExecution:
@@ -185,7 +189,13 @@ class RunExecution:
 
     # --- issuing ------------------------------------------------------------------------------
 
-    def issue(self, name: str, kind: str, function: str | None) -> tuple[int, tuple[str, ...]]:
+    def issue(
+        self,
+        name: str,
+        kind: str,
+        function: str | None,
+        parents: tuple[str, ...] | None = None,
+    ) -> tuple[int, tuple[str, ...]]:
         """Check and register a new step; return its sequence number and run-graph parents."""
         if self.host.closing or self.parked is not None or self.cancel_requested:
             raise Closing
@@ -202,7 +212,7 @@ class RunExecution:
         if recorded is not None:
             self._check_deterministic(recorded, kind, function)
             return recorded.seq, recorded.parents
-        return seq, tuple(self.frontier)
+        return seq, tuple(self.frontier) if parents is None else parents
 
     def _check_deterministic(self, recorded: StepRecord, kind: str, function: str | None) -> None:
         if recorded.kind == kind and (kind == "inline" or recorded.function == function):
@@ -230,7 +240,7 @@ class RunExecution:
 
     async def step(self, spec: StepCall) -> Any:
         """Replay ``spec`` from its record, or execute it; return its rehydrated result."""
-        seq, parents = self.issue(spec.name, spec.kind, spec.function)
+        seq, parents = self.issue(spec.name, spec.kind, spec.function, spec.parents)
         recorded = self.history.get(spec.name)
         if recorded is not None and recorded.state == "completed":
             self.completed(spec.name, parents, recorded.finished_at)
@@ -266,7 +276,7 @@ class RunExecution:
                 first_started = first_started or started
                 self.live[spec.name] = (base, attempt, first_started)
                 try:
-                    raw = await self._attempt(spec, attempt)
+                    raw, detail = await self._attempt(spec, attempt)
                 except Exception as exc:
                     final = isinstance(exc, _FinalFailure) or attempt > retries
                     cause = exc.cause if isinstance(exc, _FinalFailure) else exc
@@ -303,6 +313,7 @@ class RunExecution:
                     error=None,
                     started_at=first_started,
                     finished_at=host.clock.time(),
+                    detail=detail,
                 )
                 await host.store.record_step(self.fence, record)
                 self.live.pop(spec.name, None)
@@ -314,15 +325,11 @@ class RunExecution:
             if self.waiting:
                 self.signal()
 
-    async def _attempt(self, spec: StepCall, attempt: int) -> bytes:
-        token = enter_step(
-            StepInfo(
-                run_id=self.run_id,
-                workflow=self.workflow,
-                step_name=spec.name,
-                attempt=attempt,
-            )
+    async def _attempt(self, spec: StepCall, attempt: int) -> tuple[bytes, str | None]:
+        info = StepInfo(
+            run_id=self.run_id, workflow=self.workflow, step_name=spec.name, attempt=attempt
         )
+        token = enter_step(info)
         try:
             timeout = spec.options.timeout
             if timeout is None:
@@ -340,7 +347,7 @@ class RunExecution:
         finally:
             exit_step(token)
         try:
-            return spec.dump(value)
+            raw = spec.dump(value)
         except (pydantic_core.PydanticSerializationError, pydantic.ValidationError) as exc:
             raise _FinalFailure(
                 NonRetryableError(
@@ -349,6 +356,12 @@ class RunExecution:
                     " Return JSON-compatible data or a pydantic model"
                 )
             ) from exc
+        if spec.detail is None:
+            return raw, None
+        try:
+            return raw, spec.detail(info.selected_branch, raw)
+        except GraphflowError as exc:
+            raise _FinalFailure(exc) from exc
 
     async def _backoff(self, options: StepOptions, attempt: int) -> None:
         delay = (options.retry_delay or 0.0) * (options.backoff or 1.0) ** (attempt - 1)
@@ -371,6 +384,7 @@ def _with_result(
     error: str | None,
     started_at: float,
     finished_at: float | None,
+    detail: str | None = None,
 ) -> StepRecord:
     # Built directly: dataclasses.replace costs several microseconds on the hot path.
     return StepRecord(
@@ -387,6 +401,7 @@ def _with_result(
         parents=base.parents,
         started_at=started_at,
         finished_at=finished_at,
+        detail=detail,
     )
 
 

@@ -128,6 +128,39 @@ def _load_any(raw: str | bytes) -> Any:
     return _ANY.validate_json(raw)
 
 
+def rpc_step(
+    execution: RunExecution,
+    name: str,
+    fn: Function[..., Any],
+    data: JSON,
+    options: StepOptions,
+    *,
+    kind: str = "rpc",
+) -> StepCall:
+    """A step that runs registered function ``fn`` as a job of this engine's worker."""
+    slots = execution.host.job_slots
+
+    async def call() -> Any:
+        args, kwargs = fn.validate_input(
+            data, workflow=execution.workflow, run_id=execution.run_id, step=name
+        )
+        await slots.acquire()
+        try:
+            return await fn.invoke(args, kwargs)
+        finally:
+            slots.release()
+
+    return StepCall(
+        name=name,
+        kind=kind,
+        function=fn.name,
+        call=call,
+        dump=fn.io.dump_output,
+        load=fn.io.load_output,
+        options=options.over(fn.options) if options is not _NO_OPTIONS else fn.options,
+    )
+
+
 class Workflow:
     """The handle a workflow function receives: issues durable steps."""
 
@@ -338,28 +371,7 @@ class Workflow:
     def _rpc_spec(
         self, name: str, fn: Function[..., Any], data: JSON, options: StepOptions
     ) -> StepCall:
-        execution = self._execution
-        slots = execution.host.job_slots
-
-        async def call() -> Any:
-            args, kwargs = fn.validate_input(
-                data, workflow=execution.workflow, run_id=execution.run_id, step=name
-            )
-            await slots.acquire()
-            try:
-                return await fn.invoke(args, kwargs)
-            finally:
-                slots.release()
-
-        return StepCall(
-            name=name,
-            kind="rpc",
-            function=fn.name,
-            call=call,
-            dump=fn.io.dump_output,
-            load=fn.io.load_output,
-            options=options.over(fn.options) if options is not _NO_OPTIONS else fn.options,
-        )
+        return rpc_step(self._execution, name, fn, data, options)
 
     def _inline_spec(self, name: str, target: Callable[[], Any], options: StepOptions) -> StepCall:
         async def call() -> Any:

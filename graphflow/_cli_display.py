@@ -1,0 +1,272 @@
+"""Terminal output of the ``graphflow`` command line: live and plain run progress, tables.
+
+Everything for people goes to stderr (progress, notes, errors) through ``stderr``; tables asked for
+by ``status`` and ``runs`` go to stdout. On a terminal ``run`` shows a live rich table of the
+run's steps; elsewhere (pipes, CI logs) it prints one plain line per change.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from types import TracebackType
+from typing import Protocol
+
+from rich.console import Console, Group, RenderableType
+from rich.live import Live
+from rich.table import Table
+from rich.text import Text
+
+from ._types import JSON
+from .runtime.status import RunStatus, StepStatus
+
+__all__ = (
+    "STATE_STYLES",
+    "LiveView",
+    "PlainView",
+    "View",
+    "dump_json",
+    "error_line",
+    "format_time",
+    "make_view",
+    "note",
+    "print_runs",
+    "print_status",
+    "run_detail",
+    "stderr",
+    "stdout_console",
+)
+
+STATE_STYLES = {
+    "pending": "dim",
+    "running": "cyan",
+    "sleeping": "blue",
+    "suspended": "magenta",
+    "completed": "green",
+    "failed": "red",
+    "cancelled": "yellow",
+    "skipped": "dim",
+}
+
+
+def stdout_console() -> Console:
+    """A console on the current stdout; wide when piped, so tables are not squeezed to 80."""
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+
+stderr = Console(stderr=True, highlight=False, soft_wrap=True)
+"""Where progress, notes and errors go."""
+
+
+def dump_json(value: JSON) -> str:
+    """``value`` as one line of JSON."""
+    return json.dumps(value, ensure_ascii=False)
+
+
+def error_line(message: str) -> None:
+    """Print ``error: message`` on stderr (one line: never wrapped)."""
+    stderr.print(Text(f"error: {message}", style="bold red"))
+
+
+def note(message: str, style: str | None = None) -> None:
+    """Print a line for people on stderr."""
+    stderr.print(Text(message, style=style or ""))
+
+
+def format_time(value: datetime | None) -> str:
+    """Local time to the second, or empty."""
+    return "" if value is None else value.astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def duration(step: StepStatus) -> str:
+    """How long the step ran (so far, if it is running)."""
+    if step.started_at is None:
+        return ""
+    end = step.finished_at or datetime.now(UTC)
+    seconds = max((end - step.started_at).total_seconds(), 0.0)
+    return f"{seconds * 1000:.0f}ms" if seconds < 1 else f"{seconds:.2f}s"
+
+
+def styled(state: str) -> Text:
+    """A state coloured by ``STATE_STYLES``."""
+    return Text(state, style=STATE_STYLES.get(state, ""))
+
+
+def step_detail(step: StepStatus) -> str:
+    """The error, wake time or last failed attempt worth showing beside a step."""
+    if step.error is not None and step.state in ("failed", "cancelled"):
+        return str(step.error)
+    if step.state == "sleeping" and step.wake_at is not None:
+        return f"until {format_time(step.wake_at)}"
+    if step.attempt_errors and step.state != "completed":
+        return f"last error: {step.attempt_errors[-1]}"
+    return ""
+
+
+def resume_hint(status: RunStatus) -> str:
+    """The command that resumes a suspended run."""
+    return f"graphflow resume {status.run_id} --data '{{...}}'"
+
+
+def run_detail(status: RunStatus) -> str:
+    """The run's state with its wake time, suspend reason or error."""
+    if status.state == "sleeping" and status.wake_at is not None:
+        return f"sleeping until {format_time(status.wake_at)}"
+    if status.state == "suspended":
+        return f"suspended: {status.suspend_reason!r}; resume with: {resume_hint(status)}"
+    if status.error is not None:
+        return f"{status.state}: {status.error}"
+    return status.state
+
+
+# --- views ----------------------------------------------------------------------------------------
+
+
+class View(Protocol):
+    """Shows a run's progress while ``graphflow run`` waits for it."""
+
+    def update(self, status: RunStatus) -> None: ...
+
+    def __enter__(self) -> View: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
+
+
+class PlainView:
+    """Line-oriented progress on stderr: one line per step or run change (for logs and pipes)."""
+
+    def __init__(self) -> None:
+        self._steps: dict[str, tuple[str, int]] = {}
+        self._run: tuple[str, datetime | None, str | None] | None = None
+
+    def __enter__(self) -> PlainView:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        return None
+
+    def update(self, status: RunStatus) -> None:
+        for step in status.steps:
+            key = (step.state, step.attempts)
+            if self._steps.get(step.name) != key:
+                self._steps[step.name] = key
+                self._print_step(step)
+        run_key = (status.state, status.wake_at, status.suspend_reason)
+        if run_key != self._run:
+            # The first line already announced the run: only a change of state is news.
+            if self._run is not None or status.state not in ("pending", "running"):
+                note(f"run {status.run_id}: {run_detail(status)}")
+            self._run = run_key
+
+    @staticmethod
+    def _print_step(step: StepStatus) -> None:
+        parts = [f"step {step.name!r}: {step.state}"]
+        if step.attempts > 1 or step.state == "running":
+            parts.append(f"(attempt {max(step.attempts, 1)})")
+        if step.state in ("completed", "failed") and step.started_at is not None:
+            parts.append(f"in {duration(step)}")
+        detail = step_detail(step)
+        if detail:
+            parts.append(f"- {detail}")
+        note(" ".join(parts))
+
+
+class LiveView:
+    """A live rich table of the run's steps on stderr (for terminals)."""
+
+    def __init__(self) -> None:
+        self._live = Live(console=stderr, refresh_per_second=8, transient=False)
+
+    def __enter__(self) -> LiveView:
+        self._live.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._live.stop()
+
+    def update(self, status: RunStatus) -> None:
+        self._live.update(self._render(status))
+
+    def _render(self, status: RunStatus) -> RenderableType:
+        header = Text.assemble(
+            (f"{status.workflow} ", "bold"), (f"{status.run_id}  ", "dim"), styled(status.state)
+        )
+        detail = run_detail(status)
+        lines: list[RenderableType] = [header]
+        if detail != status.state:
+            lines.append(Text(detail, style=STATE_STYLES.get(status.state, "")))
+        lines.append(steps_table(status.steps, limit=max(stderr.height - 8, 5)))
+        return Group(*lines)
+
+
+def steps_table(steps: Sequence[StepStatus], limit: int | None = None) -> Table:
+    """A table of steps; with ``limit``, only the latest ``limit`` of them."""
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("Step", "Kind", "State", "Attempt", "Duration", "Detail"):
+        table.add_column(column, overflow="fold" if column == "Detail" else "ellipsis")
+    shown = steps if limit is None or len(steps) <= limit else steps[-limit:]
+    if len(shown) < len(steps):
+        table.add_row(Text(f"... {len(steps) - len(shown)} earlier steps", style="dim"))
+    for step in shown:
+        table.add_row(
+            step.name,
+            step.kind,
+            styled(step.state),
+            str(step.attempts or ""),
+            duration(step),
+            step_detail(step),
+        )
+    return table
+
+
+def make_view() -> View:
+    """A live table on a terminal, plain lines otherwise."""
+    return LiveView() if stderr.is_terminal else PlainView()
+
+
+def print_status(found: RunStatus) -> None:
+    """Print a run's facts and its steps on stdout."""
+    facts = Table.grid(padding=(0, 2))
+    facts.add_row(Text("run", style="bold"), found.run_id)
+    facts.add_row(Text("workflow", style="bold"), found.workflow)
+    facts.add_row(Text("state", style="bold"), styled(found.state))
+    facts.add_row(Text("created", style="bold"), format_time(found.created_at))
+    if found.finished_at is not None:
+        facts.add_row(Text("finished", style="bold"), format_time(found.finished_at))
+    if found.parent_run_id is not None:
+        facts.add_row(Text("parent", style="bold"), found.parent_run_id)
+    if found.state in ("sleeping", "suspended", "failed", "cancelled"):
+        facts.add_row(Text("detail", style="bold"), run_detail(found))
+    if found.state == "completed":
+        facts.add_row(Text("output", style="bold"), dump_json(found.output))
+    console = stdout_console()
+    console.print(facts)
+    if found.steps:
+        console.print()
+        console.print(steps_table(found.steps))
+
+
+def print_runs(found: list[RunStatus]) -> None:
+    """Print a table of runs on stdout (or say that none match, on stderr)."""
+    if not found:
+        note("no runs match")
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("Run ID", "Workflow", "State", "Created", "Finished"):
+        table.add_column(column, no_wrap=column == "Run ID")
+    for item in found:
+        table.add_row(
+            item.run_id,
+            item.workflow,
+            styled(item.state),
+            format_time(item.created_at),
+            format_time(item.finished_at),
+        )
+    stdout_console().print(table)

@@ -1,0 +1,45 @@
+"""The run graph: a run's steps (or a graph run's nodes) as a ``networkx.DiGraph``.
+
+Imperative runs grow their graph as they issue steps (each step's parents are the run's frontier
+when it was issued); graph runs show their declared graph with each node's state, unreached
+nodes ``pending``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+import networkx as nx
+
+__all__ = ("build_run_graph",)
+
+_STEP_FIELDS = ("kind", "function", "state", "attempts", "started_at", "finished_at", "wake_at")
+
+
+def build_run_graph(
+    steps: Iterable[Mapping[str, Any]], declared: nx.DiGraph[str] | None = None
+) -> nx.DiGraph[str]:
+    """Nodes with ``kind``, ``function``, ``state``, ``attempts`` and timings; edges from parents.
+
+    ``steps`` are mappings with a ``name``, ``parents`` and the fields above, in issue order.
+    With ``declared`` (a graph workflow's ``nx``), every declared node and edge is kept and the
+    steps fill in the states; ``for_each`` item steps (``node[i]``) stay folded into their node.
+    """
+    graph: nx.DiGraph[str] = nx.DiGraph()
+    if declared is not None:
+        for node_id, attrs in declared.nodes(data=True):
+            graph.add_node(
+                node_id, kind="node", function=attrs.get("function"), state="pending", attempts=0
+            )
+        for source, target, attrs in declared.edges(data=True):
+            graph.add_edge(source, target, **{k: v for k, v in attrs.items() if k != "keys"})
+    for step in steps:
+        name = step["name"]
+        if declared is not None and name not in graph:
+            continue
+        graph.add_node(name, **{key: step.get(key) for key in _STEP_FIELDS})
+        if declared is None:
+            for parent in step.get("parents") or ():
+                graph.add_edge(parent, name)
+    return graph

@@ -48,6 +48,9 @@ from .errors import SuspendTimeout as SuspendTimeout
 from .errors import UnknownFunctionError as UnknownFunctionError
 from .errors import UnknownWorkflowError as UnknownWorkflowError
 from .functions import DEFAULT_REGISTRY as DEFAULT_REGISTRY
+from .functions import Function as Function
+from .functions import Registry as Registry
+from .functions import function as function
 from .graph.render import RenderError as RenderError
 from .graph.render import to_dot as to_dot
 from .graph.render import to_mermaid as to_mermaid
@@ -57,9 +60,6 @@ from .graph.spec import workflow_graph as workflow_graph
 from .refs import RefResolutionError as RefResolutionError
 from .refs import RefUsageError as RefUsageError
 from .refs import ref as ref
-from .functions import Function as Function
-from .functions import Registry as Registry
-from .functions import function as function
 from .runtime.clock import Clock as Clock
 from .runtime.context import StepInfo as StepInfo
 from .runtime.context import branch as branch

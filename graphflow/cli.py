@@ -432,6 +432,10 @@ def _render(graph: DiGraph[Any] | GraphWorkflow, fmt: GraphFormat) -> str:
     return to_svg(graph)
 
 
+def _echo_text(text: str) -> None:
+    typer.echo(text, nl=not text.endswith("\n"))
+
+
 def _definition_graph(graph_name: str) -> GraphWorkflow:
     definition = DEFAULT_REGISTRY.get_workflow(graph_name)
     if not isinstance(definition, GraphWorkflow):
@@ -466,14 +470,14 @@ def dot(
         _load(target)
         if run_id is None:
             assert graph is not None
-            typer.echo(_render(_definition_graph(graph), fmt))
+            _echo_text(_render(_definition_graph(graph), fmt))
             return
 
         async def go() -> DiGraph[Any]:
             async with Engine(store, worker=False) as engine:
                 return await engine.run_graph(run_id)
 
-        typer.echo(_render(anyio.run(go), fmt))
+        _echo_text(_render(anyio.run(go), fmt))
 
 
 @app.command()

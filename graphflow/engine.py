@@ -33,8 +33,8 @@ from .graph.run_graph import build_run_graph
 from .graph.spec import GraphWorkflow
 from .runtime.clock import Clock, SystemClock
 from .runtime.execution import RunExecution, RunHost, Slots, error_info, live_record
-from .runtime.resume import check_resume_data
 from .runtime.jobs import execute_job
+from .runtime.resume import check_resume_data
 from .runtime.runner import UNSET, cancel_run, execute_run
 from .runtime.status import RunStatus, StepStatus, run_status, step_status
 from .store.base import ClaimQuery, Fence, JobRecord, OwnerRecord, RunRecord, Store, open_store

@@ -264,7 +264,8 @@ def test_migration_resumes_after_a_crash_without_repeating_batches(
     crashed = graphflow(*args, cwd=tmp_path, env={"MIGRATION_CRASH_AT_BATCH": "11"})
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
     before = migration_log(database)
-    assert [batch for batch, _ in before] == list(range(11))  # batch 11 died uncommitted
+    # Waves of two: 0-9 were done; 10 ran beside 11 and may have committed; 11 died uncommitted.
+    assert [batch for batch, _ in before] in (list(range(10)), list(range(11)))
 
     resumed = graphflow(*args, cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stderr
@@ -272,7 +273,7 @@ def test_migration_resumes_after_a_crash_without_repeating_batches(
     assert report == {"rows": 2_000, "batches": 20, "copied": 2_000, "verified": True}
     after = migration_log(database)
     assert [batch for batch, _ in after] == list(range(20))  # every batch committed exactly once
-    assert after[:11] == before
+    assert after[: len(before)] == before
     assert "step 'Copy batch 19': completed" in resumed.stderr
 
 

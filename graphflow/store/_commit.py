@@ -53,46 +53,82 @@ class GroupCommitter(Generic[OpT]):
     async def submit(self, op: OpT) -> Any:
         """Run ``op`` in the next batch; return its result or raise its exception.
 
-        The wait is shielded from cancellation: a write, once submitted, is committed before its
-        caller sees the cancellation, and leadership always passes to a live waiter.
+        A write, once submitted, is committed even if its caller is cancelled meanwhile, and
+        leadership always passes to a live waiter. Inline batches need no shield for that (a
+        cancelled leader commits synchronously before unwinding); threaded ones are shielded.
         """
         pending = _Pending(op)
         self._queue.append(pending)
+        if self._inline:
+            return await self._submit(pending)
         with anyio.CancelScope(shield=True):
-            if self._leading:
+            return await self._submit(pending)
+
+    async def _submit(self, pending: _Pending[OpT]) -> Any:
+        if self._leading:
+            try:
                 await pending.wake.wait()  # set when finished, or when promoted to leader
-                if pending.finished:
-                    return _outcome(pending)
-            self._leading = True
+            except BaseException:
+                if pending.wake.is_set() and not pending.finished:
+                    self._leading = False  # promoted while being cancelled: lead, then unwind
+                    self._lead_now()
+                raise
+            if pending.finished:
+                return _outcome(pending)
+        self._leading = True
+        try:
             try:
                 await anyio.lowlevel.checkpoint()  # let every runnable writer join this batch
-                while not pending.finished:
-                    await self._flush()
-            finally:
+            except BaseException:
                 self._leading = False
-                self._promote()
+                self._lead_now()
+                raise
+            while not pending.finished:
+                await self._flush()
+        finally:
+            self._leading = False
+            self._promote()
         return _outcome(pending)
+
+    def _lead_now(self) -> None:
+        """Commit what is queued without awaiting (inline batches only)."""
+        self._leading = True
+        try:
+            while self._queue:
+                self._settle(*self._take())
+        finally:
+            self._leading = False
+            self._promote()
 
     def _promote(self) -> None:
         if self._queue and not self._leading:
             self._leading = True
             self._queue[0].wake.set()
 
-    async def _flush(self) -> None:
+    def _take(self) -> tuple[list[_Pending[OpT]], list[tuple[bool, Any]]]:
         batch, self._queue = self._queue, []
-        ops = [p.op for p in batch]
         try:
-            if self._inline:
-                results = self._run_batch(ops)
-            else:
-                results = await anyio.to_thread.run_sync(self._run_batch, ops)
+            return batch, self._run_batch([p.op for p in batch])
         except Exception as exc:
-            results = [(False, exc)] * len(batch)
+            return batch, [(False, exc)] * len(batch)
+
+    def _settle(self, batch: list[_Pending[OpT]], results: list[tuple[bool, Any]]) -> None:
         self.batches += 1
         self.ops += len(batch)
         for p, (ok, value) in zip(batch, results, strict=True):
             p.ok, p.value, p.finished = ok, value, True
             p.wake.set()
+
+    async def _flush(self) -> None:
+        if self._inline:
+            self._settle(*self._take())
+            return
+        batch, self._queue = self._queue, []
+        try:
+            results = await anyio.to_thread.run_sync(self._run_batch, [p.op for p in batch])
+        except Exception as exc:
+            results = [(False, exc)] * len(batch)
+        self._settle(batch, results)
 
 
 def _outcome(pending: _Pending[Any]) -> Any:

@@ -655,8 +655,14 @@ class SqlStore(JobQueries):
         attempt = _params(failed, _ATTEMPT_COLUMNS) if failed is not None else None
 
         def op(tx: _Tx) -> None:
-            tx.check_fence(fence)
-            tx.execute(_UPSERT_STEP, params)
+            if self.is_sqlite:
+                # The fence folded into the insert: one statement (SQLite holds the write lock).
+                fenced = params | {"owner_id": fence.owner_id, "epoch": fence.epoch}
+                if not tx.execute(_FENCED_UPSERT_STEP, fenced):
+                    raise LeaseLostError(run_id=fence.run_id)
+            else:
+                tx.check_fence(fence)
+                tx.execute(_UPSERT_STEP, params)
             if attempt is not None:
                 tx.execute(_INSERT_ATTEMPT, attempt)
 
@@ -666,6 +672,14 @@ class SqlStore(JobQueries):
 _UPSERT_STEP = (
     f"INSERT INTO gf_steps ({', '.join(_STEP_COLUMNS)})"
     f" VALUES ({', '.join(':' + c for c in _STEP_COLUMNS)})"
+    " ON CONFLICT (run_id, name) DO UPDATE SET "
+    + ", ".join(f"{c} = excluded.{c}" for c in _STEP_COLUMNS if c not in ("run_id", "name"))
+)
+_FENCED_UPSERT_STEP = (
+    f"INSERT INTO gf_steps ({', '.join(_STEP_COLUMNS)})"
+    f" SELECT {', '.join(':' + c for c in _STEP_COLUMNS)}"
+    " WHERE EXISTS (SELECT 1 FROM gf_runs WHERE run_id = :run_id AND owner_id = :owner_id"
+    " AND lease_epoch = :epoch)"
     " ON CONFLICT (run_id, name) DO UPDATE SET "
     + ", ".join(f"{c} = excluded.{c}" for c in _STEP_COLUMNS if c not in ("run_id", "name"))
 )

@@ -62,6 +62,8 @@ class StepRow(_Base, table=True):
     """One step or graph node of a run."""
 
     __tablename__ = "gf_steps"
+    # Clustered on the key: one B-tree per insert instead of a rowid table plus its index.
+    __table_args__ = {"sqlite_with_rowid": False}
     run_id: str = Field(primary_key=True)
     name: str = Field(primary_key=True)
     seq: int
@@ -83,6 +85,7 @@ class AttemptRow(_Base, table=True):
     """A failed attempt of a step."""
 
     __tablename__ = "gf_attempts"
+    __table_args__ = {"sqlite_with_rowid": False}
     run_id: str = Field(primary_key=True)
     step_name: str = Field(primary_key=True)
     attempt: int = Field(primary_key=True)

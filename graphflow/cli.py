@@ -449,7 +449,7 @@ def _definition_graph(graph_name: str) -> GraphWorkflow:
 @app.command()
 def dot(
     target: Annotated[
-        str | None, typer.Argument(help="File or module defining the graph workflow.")
+        str | None, typer.Argument(help="File or module defining the graph (with --run: optional).")
     ] = None,
     graph: Annotated[str | None, typer.Argument(help="The graph workflow's name.")] = None,
     run_id: Annotated[

@@ -1,0 +1,152 @@
+"""Scale-out on PostgreSQL: several worker processes share runs; dead and stalled workers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+
+import graphflow as gf
+from tests.flows import scale_flows  # noqa: F401  (registers the workflows for the client)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+class Workers:
+    """Worker processes running ``tests.flows.scale_flows worker``."""
+
+    def __init__(self, url: str, log: Path) -> None:
+        self.url = url
+        self.env = os.environ | {"GF_SCALE_LOG": str(log), "PYTHONPATH": str(ROOT)}
+        self.procs: list[subprocess.Popen[str]] = []
+
+    def spawn(self) -> subprocess.Popen[str]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.flows.scale_flows", "worker", self.url],
+            cwd=ROOT,
+            env=self.env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "ready"
+        self.procs.append(proc)
+        return proc
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                os.kill(proc.pid, signal.SIGCONT)
+                proc.terminate()
+        for proc in self.procs:
+            proc.wait(timeout=30)
+
+
+@pytest.fixture
+def workers(pg_url: str, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(pg_url, tmp_path / "log")
+    try:
+        yield pool
+    finally:
+        pool.stop()
+
+
+def executions(workers: Workers) -> list[tuple[str, str, int]]:
+    log = Path(workers.env["GF_SCALE_LOG"])
+    if not log.exists():
+        return []
+    lines = [line.rsplit(" ", 1) for line in log.read_text().splitlines()]
+    return [(head.split(" ", 1)[0], head.split(" ", 1)[1], int(pid)) for head, pid in lines]
+
+
+async def test_dead_worker_share_is_taken_over(workers: Workers) -> None:
+    procs = [workers.spawn() for _ in range(3)]
+    async with gf.Engine(workers.url, worker=False) as client:
+        run_ids = [
+            await client.start("scale_run", {"steps": 15, "pause": 0.05}) for _ in range(12)
+        ]
+        with anyio.fail_after(30):
+            while len({pid for *_, pid in executions(workers)}) < 3 or len(executions(workers)) < 40:
+                await anyio.sleep(0.05)
+        victim = procs[0]
+        os.kill(victim.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        for run_id in run_ids:
+            status = await client.wait(run_id, timeout=60)
+            assert status.state == "completed"
+            assert status.output == sum(range(1, 16))
+        took = time.monotonic() - killed_at
+    counts = Counter((run_id, step) for run_id, step, _ in executions(workers))
+    assert set(counts) == {(r, f"step {i}") for r in run_ids for i in range(1, 16)}
+    twice = [key for key, n in counts.items() if n > 1]
+    assert all(counts[key] == 2 for key in twice)
+    by_victim = {(r, s) for r, s, pid in executions(workers) if pid == victim.pid}
+    assert all(key in by_victim for key in twice)  # only its in-flight steps ran again
+    assert len(twice) <= 4  # at most one in flight per run it held (max_runs=4)
+    assert took < 2 + 15 * 0.05 * 12  # lease + the remaining work, with margin
+
+
+async def test_stalled_worker_commits_nothing_after_takeover(workers: Workers) -> None:
+    stalled = workers.spawn()
+    async with gf.Engine(workers.url, worker=False) as client:
+        run_id = await client.start("scale_pids", {"pause": 1.5})
+        with anyio.fail_after(20):
+            while not any(step == "slow" for _, step, _ in executions(workers)):
+                await anyio.sleep(0.02)
+        os.kill(stalled.pid, signal.SIGSTOP)  # mid-step, beyond its 2 s lease
+        survivor = workers.spawn()
+        status = await client.wait(run_id, timeout=30)
+        os.kill(stalled.pid, signal.SIGCONT)
+        await anyio.sleep(2.5)  # the stalled worker's step finishes now, and must be refused
+        after = await client.status(run_id)
+    assert status.output is not None and status.output[1] == survivor.pid
+    assert after.output == status.output
+    assert [s.finished_at for s in after.steps] == [s.finished_at for s in status.steps]
+    slow_runs = [pid for _, step, pid in executions(workers) if step == "slow"]
+    assert slow_runs == [stalled.pid, survivor.pid]
+
+
+async def test_concurrent_starts_with_one_run_id_make_one_run(pg_url: str, tmp_path: Path) -> None:
+    env = os.environ | {"GF_SCALE_LOG": str(tmp_path / "log"), "PYTHONPATH": str(ROOT)}
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "tests.flows.scale_flows", "start", pg_url, "order-7", "10"],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(5)
+    ]
+    outputs = [proc.communicate(timeout=60)[0] for proc in procs]
+    assert all(proc.returncode == 0 for proc in procs)
+    assert {run_id for out in outputs for run_id in out.split()} == {"order-7"}
+    async with gf.Engine(pg_url, worker=False) as client:
+        assert [r.run_id for r in await client.list_runs()] == ["order-7"]
+
+
+async def test_sleepers_and_suspends_wake_once_across_workers(workers: Workers) -> None:
+    for _ in range(3):
+        workers.spawn()
+    async with gf.Engine(workers.url, worker=False) as client:
+        sleepers = [await client.start("scale_wait", {"mode": "sleep"}) for _ in range(4)]
+        waiters = [await client.start("scale_wait", {"mode": "suspend"}) for _ in range(4)]
+        with anyio.fail_after(20):
+            for run_id in waiters:
+                while (await client.status(run_id)).state != "suspended":
+                    await anyio.sleep(0.05)
+        for run_id in waiters:
+            await client.resume(run_id, {"ok": True})
+        for run_id in sleepers + waiters:
+            assert (await client.wait(run_id, timeout=30)).state == "completed"
+    counts = Counter((run_id, step) for run_id, step, _ in executions(workers))
+    assert all(counts[(run_id, "after")] == 1 for run_id in sleepers + waiters)
+    assert all(counts[(run_id, "before")] == 1 for run_id in sleepers + waiters)

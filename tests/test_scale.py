@@ -150,3 +150,25 @@ async def test_sleepers_and_suspends_wake_once_across_workers(workers: Workers) 
     counts = Counter((run_id, step) for run_id, step, _ in executions(workers))
     assert all(counts[(run_id, "after")] == 1 for run_id in sleepers + waiters)
     assert all(counts[(run_id, "before")] == 1 for run_id in sleepers + waiters)
+
+
+async def test_function_served_only_by_another_worker_runs_there_as_a_job(
+    workers: Workers, registry: gf.Registry
+) -> None:
+    server = workers.spawn()
+
+    @gf.workflow(registry=registry)
+    async def delegating(wf: gf.Workflow, data: None) -> list[int]:
+        first = await wf.do("remote", "scale_pid")  # not registered here: a job for the worker
+        again = await wf.do("remote again", "scale_pid")
+        return [first, again]
+
+    async with gf.Engine(workers.url, registry=registry, poll_interval=0.1) as engine:
+        run_id = await engine.start("delegating")
+        status = await engine.wait(run_id, timeout=30)
+    assert status.output == [server.pid, server.pid]
+    assert [(s.name, s.kind, s.function, s.state) for s in status.steps] == [
+        ("remote", "rpc", "scale_pid", "completed"),
+        ("remote again", "rpc", "scale_pid", "completed"),
+    ]
+    assert [(r, s) for r, s, _ in executions(workers)] == [(run_id, "remote"), (run_id, "remote again")]

@@ -1,7 +1,8 @@
 """User onboarding, the seed's first use case: imperative and as a graph.
 
 Run it:  python examples/onboarding.py        (state goes to sqlite:///graphflow.db)
-Or:      graphflow run examples/onboarding.py onboard_user --input '{"email": "ada@example.com", "user_id": "u1"}'
+Or:      graphflow run examples/onboarding.py onboard_user \
+             --input '{"email": "ada@example.com", "user_id": "u1"}'
 """
 
 from __future__ import annotations

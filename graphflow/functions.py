@@ -42,6 +42,7 @@ __all__ = (
 
 P = ParamSpec("P")
 R = TypeVar("R")
+R_co = TypeVar("R_co", covariant=True)
 
 _ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
 
@@ -186,10 +187,10 @@ class TypedIO:
         return self.output_adapter.validate_json(raw)
 
 
-class Function(Generic[P, R]):
+class Function(Generic[P, R_co]):
     """A registered function: still the plain callable, plus its name, options and typed I/O."""
 
-    def __init__(self, fn: Callable[P, R], *, name: str, options: StepOptions) -> None:
+    def __init__(self, fn: Callable[P, R_co], *, name: str, options: StepOptions) -> None:
         self.fn = fn
         self.name = name
         self.options = options
@@ -198,7 +199,7 @@ class Function(Generic[P, R]):
         self.identity = f"{fn.__module__}.{fn.__qualname__}"
         functools.update_wrapper(self, fn)
 
-    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
         """Call the plain function, with no engine involved."""
         return self.fn(*args, **kwargs)
 
@@ -262,7 +263,7 @@ class WorkflowDefinition:
             return self.input_adapter.validate_python(data)
         except pydantic.ValidationError as exc:
             raise InputValidationError(
-                what=f"input for workflow {self.name!r}",
+                what="workflow input",
                 errors=_errors(exc),
                 workflow=self.name,
                 run_id=run_id,

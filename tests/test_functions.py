@@ -103,7 +103,7 @@ def test_single_structured_parameter_receives_validated_data(
         return p
 
     fn = {"model": model, "dataclass": dataclass_, "typeddict": typeddict}[annotation_fn]
-    registered = gf.function(registry=gf.Registry())(fn)
+    registered: gf.Function[..., object] = gf.function(registry=gf.Registry())(fn)  # type: ignore[arg-type]
     args, kwargs = registered.validate_input(data)
     assert args == (expected,)
     assert kwargs == {}

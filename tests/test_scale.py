@@ -70,11 +70,11 @@ def executions(workers: Workers) -> list[tuple[str, str, int]]:
 async def test_dead_worker_share_is_taken_over(workers: Workers) -> None:
     procs = [workers.spawn() for _ in range(3)]
     async with gf.Engine(workers.url, worker=False) as client:
-        run_ids = [
-            await client.start("scale_run", {"steps": 15, "pause": 0.05}) for _ in range(12)
-        ]
+        run_ids = [await client.start("scale_run", {"steps": 15, "pause": 0.05}) for _ in range(12)]
         with anyio.fail_after(30):
-            while len({pid for *_, pid in executions(workers)}) < 3 or len(executions(workers)) < 40:
+            while (
+                len({pid for *_, pid in executions(workers)}) < 3 or len(executions(workers)) < 40
+            ):
                 await anyio.sleep(0.05)
         victim = procs[0]
         os.kill(victim.pid, signal.SIGKILL)
@@ -171,4 +171,7 @@ async def test_function_served_only_by_another_worker_runs_there_as_a_job(
         ("remote", "rpc", "scale_pid", "completed"),
         ("remote again", "rpc", "scale_pid", "completed"),
     ]
-    assert [(r, s) for r, s, _ in executions(workers)] == [(run_id, "remote"), (run_id, "remote again")]
+    assert [(r, s) for r, s, _ in executions(workers)] == [
+        (run_id, "remote"),
+        (run_id, "remote again"),
+    ]

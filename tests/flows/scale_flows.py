@@ -40,7 +40,9 @@ async def scale_pid() -> int:
 async def scale_run(wf: gf.Workflow, data: dict[str, float]) -> int:
     total = 0
     for i in range(1, int(data["steps"]) + 1):
-        total = await wf.do(f"step {i}", scale_step, {"total": total, "i": i, "pause": data["pause"]})
+        total = await wf.do(
+            f"step {i}", scale_step, {"total": total, "i": i, "pause": data["pause"]}
+        )
     return total
 
 
@@ -85,5 +87,7 @@ async def start(url: str, run_id: str, count: str) -> None:
 
 
 if __name__ == "__main__":
-    command, *args = sys.argv[1:]
-    anyio.run(worker if command == "worker" else start, *args)
+    if sys.argv[1] == "worker":
+        anyio.run(worker, sys.argv[2])
+    else:
+        anyio.run(start, sys.argv[2], sys.argv[3], sys.argv[4])

@@ -27,7 +27,12 @@ def _log(line: str) -> None:
 async def nap(wf: gf.Workflow, data: None) -> dict[str, float]:
     await wf.do("before", lambda: _log("before"))
     await wf.sleep("nap", "3s")
-    return {"woke_at": await wf.do("after", lambda: (_log("after"), time.time())[1])}
+
+    def after() -> float:
+        _log("after")
+        return time.time()
+
+    return {"woke_at": await wf.do("after", after)}
 
 
 async def main(url: str, run_id: str, mode: str) -> None:
@@ -43,4 +48,4 @@ async def main(url: str, run_id: str, mode: str) -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main, *sys.argv[1:4])
+    anyio.run(main, sys.argv[1], sys.argv[2], sys.argv[3])

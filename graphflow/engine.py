@@ -36,7 +36,7 @@ from .runtime.execution import RunExecution, RunHost, Slots, error_info, live_re
 from .runtime.jobs import execute_job
 from .runtime.resume import check_resume_data
 from .runtime.runner import UNSET, cancel_run, execute_run
-from .runtime.status import RunStatus, StepStatus, run_status, step_status
+from .runtime.status import RunStatus, StepStatus, load_error, run_status, step_status
 from .store.base import ClaimQuery, Fence, JobRecord, OwnerRecord, RunRecord, Store, open_store
 
 __all__ = ("Engine", "run")
@@ -510,13 +510,17 @@ class Engine:
             TimeoutError: ``timeout`` seconds passed first.
             RunNotFoundError: no run has this id.
         """
+        await self._wait_ended(run_id, timeout)
+        return await self.status(run_id)
+
+    async def _wait_ended(self, run_id: str, timeout: float | None) -> RunRecord:
         with anyio.fail_after(timeout):
             delay = 0.005
             while True:
                 event = self._changed.setdefault(run_id, anyio.Event())
                 run = await self._get_run(run_id)
                 if run.state in TERMINAL_RUN_STATES:
-                    return await self.status(run_id)
+                    return run
                 with anyio.move_on_after(delay if run_id not in self._held else 3600):
                     await event.wait()
                 delay = min(delay * 2, self.poll_interval)
@@ -535,12 +539,12 @@ class Engine:
             RunFailed: the run ended failed or cancelled.
         """
         run_id = await self.start(workflow, data, run_id=run_id)
-        status = await self.wait(run_id, timeout=timeout)
-        if status.state != "completed":
+        run = await self._wait_ended(run_id, timeout)
+        if run.state != "completed":
             raise RunFailed(
-                run_id=run_id, workflow=status.workflow, state=status.state, error=status.error
+                run_id=run_id, workflow=run.workflow, state=run.state, error=load_error(run.error)
             )
-        return status.output
+        return json.loads(run.output or "null")
 
     # --- control --------------------------------------------------------------------------------
 

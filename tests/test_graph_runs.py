@@ -594,3 +594,72 @@ async def test_a_missing_ref_path_fails_the_node_without_retry(
     assert "ref('profile', 'user.address.city')" in step.error.message
     assert "has no key 'address'" in step.error.message
     assert status.error is not None and "'send'" in status.error.message
+
+
+async def test_a_failing_item_fails_the_for_each_node_and_runs_its_on_error(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
+    @gf.function(registry=registry)
+    async def check(n: int) -> int:
+        await anyio.sleep(0.001 * (n % 3))
+        if n == 2:
+            raise ValueError("two is not allowed")
+        return n
+
+    @gf.function(registry=registry)
+    async def report(error: dict[str, str], step: str) -> str:
+        return f"{step}: {error['message']}"
+
+    gf.workflow_graph(
+        name="checks",
+        nodes={"check": check, "report": report},
+        config={
+            "check": {
+                "for_each": gf.ref("$input", "$.numbers[*]"),
+                "input": {"n": gf.ref("$item")},
+                "on_error": "report",
+            }
+        },
+        registry=registry,
+    )
+    async with engine(sqlite_url, registry) as e:
+        status = await failed_run(e, "checks", {"numbers": [0, 1, 2, 3]})
+    assert status.error is not None
+    assert status.error.type == "StepFailed"
+    assert "'check[2]'" in status.error.message
+    by_name = {step.name: step for step in status.steps}
+    assert by_name["check[2]"].state == "failed"
+    assert by_name["check"].state == "failed"
+    assert by_name["check"].error is not None
+    assert str(by_name["check"].error) == "ValueError: two is not allowed"
+    assert by_name["report"].output == "check: two is not allowed"
+
+
+async def test_a_branch_callable_on_a_for_each_node_that_returns_no_key_fails_the_run(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
+    @gf.function(registry=registry)
+    async def square(n: int) -> int:
+        return n * n
+
+    echo_function(registry, "echo")
+    gf.workflow_graph(
+        name="squares",
+        nodes={"square": square, "big": "echo", "small": "echo"},
+        config={
+            "square": {
+                "for_each": gf.ref("$input"),
+                "input": {"n": gf.ref("$item")},
+                "next": {"big": "big", "small": "small"},
+                "branch": lambda output: "huge" if sum(output) > 10 else "small",
+            }
+        },
+        registry=registry,
+    )
+    async with engine(sqlite_url, registry) as e:
+        status = await failed_run(e, "squares", [1, 2, 3])
+    assert status.error is not None
+    assert status.error.type == "BranchError"
+    assert "unknown branch key 'huge'" in status.error.message
+    assert "['big', 'small']" in status.error.message
+    assert dict(states(status))["square"] == "failed"

@@ -128,6 +128,14 @@ def _load_any(raw: str | bytes) -> Any:
     return _ANY.validate_json(raw)
 
 
+def _check_name(execution: RunExecution, name: object) -> None:
+    if not isinstance(name, str) or not name or name.endswith(":on_error"):
+        raise GraphflowError(
+            f"invalid step name {name!r} in run {execution.run_id!r}: give a non-empty string"
+            " not ending in ':on_error' (that suffix is reserved for compensation steps)"
+        )
+
+
 def rpc_step(
     execution: RunExecution,
     name: str,
@@ -193,6 +201,7 @@ class Workflow:
         """
         from .waiting import sleep
 
+        _check_name(self._execution, name)
         await sleep(self._execution, name, duration)
 
     @overload
@@ -214,6 +223,7 @@ class Workflow:
         """
         from .waiting import suspend
 
+        _check_name(self._execution, reason)
         return await suspend(self._execution, reason, schema, timeout)
 
     @overload
@@ -305,11 +315,7 @@ class Workflow:
             NonDeterminismError: the recorded step was a different call.
         """
         execution = self._execution
-        if not name or name.endswith(":on_error"):
-            raise GraphflowError(
-                f"invalid step name {name!r} in run {execution.run_id!r}: give a non-empty string"
-                " not ending in ':on_error'"
-            )
+        _check_name(execution, name)
         options = (
             _NO_OPTIONS
             if retries is None and retry_delay is None and backoff is None and timeout is None

@@ -304,10 +304,13 @@ class SqlStore(JobQueries):
                 anyio.from_thread.run_sync(on_notify, payload, token=token)
 
         def pump() -> None:
-            conn.execute("LISTEN graphflow")
-            while not stop.is_set():
-                for notice in conn.notifies(timeout=0.25):
-                    deliver(notice.payload)
+            try:
+                conn.execute("LISTEN graphflow")
+                while not stop.is_set():
+                    for notice in conn.notifies(timeout=0.25):
+                        deliver(notice.payload)
+            finally:
+                conn.close()
 
         try:
             await anyio.to_thread.run_sync(pump, abandon_on_cancel=True)

@@ -2,19 +2,22 @@
 
 Run ``python benchmarks/bench_scale.py`` (``--quick`` for smaller sizes, ``--repeat N`` for the
 number of repetitions whose median is printed). The workload is ``--workflows`` runs of ``--steps``
-sequential RPC steps of a trivial async function. On PostgreSQL a client process (this one, an
-engine with ``worker=False``) starts every run and then waits for all of them, while worker
-processes (``python benchmarks/bench_scale.py --worker URL``) execute them; on SQLite this process
-runs the same workload on one engine with ``worker=True``. Every measurement uses a fresh database
-(PostgreSQL) or file (SQLite), and is printed beside the raw floor of its store measured in the same
-repetition: one INSERT + COMMIT per row. Nothing here asserts on timings.
+sequential RPC steps of a trivial async function. On PostgreSQL a client (this process, an engine
+with ``worker=False``) starts every run and then waits for all of them, while worker processes
+(``python benchmarks/bench_scale.py --worker URL``, started and warm before the timing) execute
+them; on SQLite this process runs the same workload on one engine with ``worker=True``. Each
+measurement uses a fresh database (PostgreSQL) or file (SQLite) and is printed beside the raw floor
+of its store measured in the same repetition: one INSERT + COMMIT per row. A second table shows
+where the CPU went (read from ``/proc`` on Linux). Nothing here asserts on timings.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import gc
+import math
 import os
 import platform
 import resource
@@ -26,11 +29,9 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import anyio
@@ -46,13 +47,18 @@ ROW = "x" * 200
 POLL_INTERVAL = 0.1
 WORKER_COUNTS = (1, 2, 4)
 SQLITE_MODES = ("normal", "full")
+CPUS = os.cpu_count() or 1
+NA = math.nan
 
-# --- the workload (registered in the client and in every worker process) -------------------------
+# --- the workload (registered in the client and in every worker process) --------------------------
+
+EXECUTED = {"steps": 0}
 
 
 @gf.function(registry=REGISTRY)
 async def bump(x: int) -> int:
-    """A trivial async step."""
+    """A trivial async step (counted, so each worker can say how many it ran)."""
+    EXECUTED["steps"] += 1
     return x + 1
 
 
@@ -65,10 +71,10 @@ async def scale_seq(wf: gf.Workflow, data: dict[str, int]) -> int:
     return x
 
 
-# --- sizes and results ---------------------------------------------------------------------------
+# --- sizes, settings, samples ---------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Sizes:
     """How big each workload is."""
 
@@ -83,11 +89,11 @@ class Sizes:
 
 
 DEFAULT_SIZES = Sizes(workflows=200, steps=10, floor_rows=2_000)
-QUICK_SIZES = Sizes(workflows=60, steps=5, floor_rows=300)
+QUICK_SIZES = Sizes(workflows=200, steps=3, floor_rows=300)
 WARM_UP_SIZES = Sizes(workflows=20, steps=3, floor_rows=50)
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Options:
     """Engine settings of the workers (and of the SQLite engine)."""
 
@@ -95,36 +101,91 @@ class Options:
     max_jobs: int
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Sample:
-    """One measurement of the workload."""
+    """One measurement of the workload. CPU figures are seconds over the same window."""
 
     seconds: float
     """From just before the first ``start`` to the last run's ``finished_at`` in the store."""
     wait_lag: float
-    """How much later the client's ``wait`` calls had all returned."""
-    worker_cpu: float
-    """CPU seconds used by the worker processes (or the SQLite process) while measuring."""
+    """How much later the client's ``wait`` calls had all returned (not in ``seconds``)."""
+    window: float
+    """The CPU window: from the first ``start`` until every ``wait`` returned."""
+    workers_cpu: float
+    """The worker processes (the engine's own process, on SQLite)."""
     client_cpu: float
-    """CPU seconds used by this process while measuring (the client, on PostgreSQL)."""
+    """The client process (PostgreSQL only)."""
+    server_cpu: float
+    """The PostgreSQL server's processes (NaN when they cannot be read)."""
+    busy_cpu: float
+    """The whole machine (NaN without ``/proc/stat``)."""
+    split: tuple[int, ...] = ()
+    """Steps run by each worker process, busiest first."""
 
 
-@dataclass(frozen=True)
-class Row:
-    """One line of the graphflow table: medians over the repetitions."""
-
-    label: str
-    floor: str
-    steps_per_s: float
-    workflows_per_s: float
-    us_per_step: float
-    x_floor: float
-    wait_lag_ms: float
-    worker_cpu_us: float
-    client_cpu_us: float
+# --- CPU accounting -------------------------------------------------------------------------------
 
 
-# --- floors ----------------------------------------------------------------------------------------
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _proc_stat(pid: int | str) -> tuple[str, float] | None:
+    """``(command name, CPU seconds)`` of a process, from ``/proc`` (``None`` if unreadable)."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    name = text[text.index("(") + 1 : text.rindex(")")]
+    fields = text[text.rindex(")") + 2 :].split()
+    return name, (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _server_cpu() -> dict[int, float]:
+    """CPU seconds of every local PostgreSQL process (postmaster and backends) by pid."""
+    found: dict[int, float] = {}
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
+        if entry.isdigit() and (stat := _proc_stat(entry)) and stat[0].startswith("postgres"):
+            found[int(entry)] = stat[1]
+    return found
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all CPUs), or NaN."""
+    try:
+        values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return NA
+    return (sum(values) - values[3] - values[4]) / _TICK  # minus idle and iowait
+
+
+@dataclasses.dataclass(frozen=True)
+class CpuMark:
+    """A reading of every CPU counter, at one instant."""
+
+    client: float
+    workers: tuple[float, ...]
+    server: dict[int, float]
+    busy: float
+
+    @classmethod
+    def read(cls, worker_pids: Sequence[int]) -> CpuMark:
+        """Read the counters now."""
+        workers = tuple(stat[1] if (stat := _proc_stat(pid)) else NA for pid in worker_pids)
+        return cls(time.process_time(), workers, _server_cpu(), _machine_busy())
+
+    def since(self, start: CpuMark) -> tuple[float, float, float, float]:
+        """``(client, workers, server, machine)`` CPU seconds from ``start`` to this mark."""
+        server = sum(t - start.server.get(pid, 0.0) for pid, t in self.server.items())
+        workers = sum(b - a for a, b in zip(start.workers, self.workers, strict=True))
+        return (
+            self.client - start.client,
+            workers,
+            server if self.server else NA,
+            (self.busy - start.busy),
+        )
+
+
+# --- floors ---------------------------------------------------------------------------------------
 
 
 def sqlite_floor(mode: str, rows: int) -> float:
@@ -159,7 +220,7 @@ def postgres_floor(admin_url: str, rows: int) -> float:
     return elapsed / rows * 1e6
 
 
-# --- PostgreSQL: fresh databases and worker processes ----------------------------------------------
+# --- PostgreSQL: fresh databases and worker processes ---------------------------------------------
 
 
 @contextmanager
@@ -178,7 +239,7 @@ def fresh_database(admin_url: str) -> Iterator[str]:
 
 
 class WorkerPool:
-    """Worker processes running ``bench_scale.py --worker URL``, each ready (and warm) once up."""
+    """Worker processes running ``bench_scale.py --worker URL``, started at once."""
 
     def __init__(self, url: str, count: int, options: Options, warm_steps: int) -> None:
         command = [
@@ -196,27 +257,34 @@ class WorkerPool:
         self.procs = [
             subprocess.Popen(command, stdout=subprocess.PIPE, text=True) for _ in range(count)
         ]
-        self.ready_cpu = [self._expect(proc, "ready") for proc in self.procs]
+
+    def wait_ready(self) -> None:
+        """Return once every worker is open and warm."""
+        for proc in self.procs:
+            self._expect(proc, "ready")
+
+    @property
+    def pids(self) -> list[int]:
+        """The workers' process ids."""
+        return [proc.pid for proc in self.procs]
 
     @staticmethod
-    def _expect(proc: subprocess.Popen[str], word: str) -> float:
+    def _expect(proc: subprocess.Popen[str], word: str) -> int:
         assert proc.stdout is not None
         line = proc.stdout.readline().split()
         if len(line) != 2 or line[0] != word:
             proc.kill()
             raise RuntimeError(f"worker {proc.pid} said {line!r}, expected {word!r} (see stderr)")
-        return float(line[1])
+        return int(line[1])
 
-    def stop(self) -> float:
-        """SIGTERM every worker; return the CPU seconds they used since they were ready."""
+    def stop(self) -> tuple[int, ...]:
+        """SIGTERM every worker; return how many steps each ran once ready, busiest first."""
         for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        used = 0.0
-        for proc, ready in zip(self.procs, self.ready_cpu, strict=True):
-            used += self._expect(proc, "cpu") - ready
+            proc.send_signal(signal.SIGTERM)
+        steps = [self._expect(proc, "steps") for proc in self.procs]
+        for proc in self.procs:
             proc.wait(timeout=30)
-        return used
+        return tuple(sorted(steps, reverse=True))
 
     def kill(self) -> None:
         """Kill what is still running (after a failure)."""
@@ -242,20 +310,27 @@ def worker_main(url: str, options: Options, warm_steps: int) -> None:
                 # First-use costs (statement compilation, validators) land in no figure.
                 for i in range(3):
                     await engine.run(WORKFLOW, {"x": i, "k": warm_steps})
-                print("ready", time.process_time(), flush=True)
+                EXECUTED["steps"] = 0
+                print("ready 0", flush=True)
                 async for _ in signals:
                     break
             await engine.aclose()
-        print("cpu", time.process_time(), flush=True)
+        print("steps", EXECUTED["steps"], flush=True)
 
     anyio.run(main)
 
 
-# --- the workload, driven from this process --------------------------------------------------------
+# --- the workload, driven from this process -------------------------------------------------------
 
 
-async def drive(url: str, sizes: Sizes, *, worker: bool, options: Options) -> Sample:
-    """Start every run, then wait for all; time from the first start to the last completion."""
+async def drive(
+    url: str, sizes: Sizes, options: Options, worker_pids: Sequence[int] = ()
+) -> Sample:
+    """Start every run, then wait for all; time from the first start to the last completion.
+
+    Without ``worker_pids`` this engine is the worker (SQLite); with them it is a client.
+    """
+    worker = not worker_pids
     engine = gf.Engine(
         url,
         registry=REGISTRY,
@@ -265,14 +340,14 @@ async def drive(url: str, sizes: Sizes, *, worker: bool, options: Options) -> Sa
         poll_interval=POLL_INTERVAL,
     )
     async with engine:
-        cpu = time.process_time()
+        mark = CpuMark.read(worker_pids)
         started = time.time()
         run_ids = await asyncio.gather(
             *(engine.start(WORKFLOW, {"x": i, "k": sizes.steps}) for i in range(sizes.workflows))
         )
         statuses = await asyncio.gather(*(engine.wait(run_id) for run_id in run_ids))
         waited = time.time()
-        cpu = time.process_time() - cpu
+        client, workers, server, busy = CpuMark.read(worker_pids).since(mark)
     outputs = [status.output for status in statuses]
     expected = [i + sizes.steps for i in range(sizes.workflows)]
     if outputs != expected:
@@ -281,8 +356,11 @@ async def drive(url: str, sizes: Sizes, *, worker: bool, options: Options) -> Sa
     return Sample(
         seconds=finished - started,
         wait_lag=waited - finished,
-        worker_cpu=cpu if worker else 0.0,
-        client_cpu=0.0 if worker else cpu,
+        window=waited - started,
+        workers_cpu=client if worker else workers,
+        client_cpu=NA if worker else client,
+        server_cpu=NA if worker else server,
+        busy_cpu=busy,
     )
 
 
@@ -291,12 +369,15 @@ def measure_postgres(admin_url: str, workers: int, sizes: Sizes, options: Option
     with fresh_database(admin_url) as url:
         pool = WorkerPool(url, workers, options, sizes.steps)
         try:
+            pool.wait_ready()
             gc.collect()
-            sample = asyncio.run(drive(url, sizes, worker=False, options=options))
-            worker_cpu = pool.stop()
+            sample = asyncio.run(drive(url, sizes, options, pool.pids))
+            split = pool.stop()
         finally:
             pool.kill()
-    return Sample(sample.seconds, sample.wait_lag, worker_cpu, sample.client_cpu)
+    if sum(split) != sizes.total_steps:
+        raise RuntimeError(f"workers ran {split} steps, expected {sizes.total_steps} in all")
+    return dataclasses.replace(sample, split=split)
 
 
 def measure_sqlite(mode: str, sizes: Sizes, options: Options) -> Sample:
@@ -304,45 +385,20 @@ def measure_sqlite(mode: str, sizes: Sizes, options: Options) -> Sample:
     with tempfile.TemporaryDirectory(prefix="gf-bench-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'graphflow.db'}?durability={mode}"
         gc.collect()
-        return asyncio.run(drive(url, sizes, worker=True, options=options))
+        return asyncio.run(drive(url, sizes, options))
 
 
-def warm_up(options: Options) -> None:
-    """An untimed small pass in this process, so first-use costs land in no figure."""
-    measure_sqlite("normal", WARM_UP_SIZES, options)
+# --- running --------------------------------------------------------------------------------------
 
 
-# --- running and printing ------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Config:
     """One graphflow line: how to measure it, and which floor it is compared with."""
 
     label: str
     floor: str
     measure: Callable[[], Sample]
-
-
-def configs(admin_url: str, sizes: Sizes, options: Options) -> list[Config]:
-    """The graphflow lines of the table, in order."""
-    rows = []
-    for count in WORKER_COUNTS:
-        label = f"PostgreSQL, {count} worker process{'es' if count > 1 else ''}"
-        if count + 1 > (os.cpu_count() or 1):
-            label += " *"
-
-        def pg(count: int = count) -> Sample:
-            return measure_postgres(admin_url, count, sizes, options)
-
-        rows.append(Config(label, "postgres", pg))
-    for mode in SQLITE_MODES:
-
-        def lite(mode: str = mode) -> Sample:
-            return measure_sqlite(mode, sizes, options)
-
-        rows.append(Config(f"SQLite {mode}, 1 process (worker=True)", f"sqlite {mode}", lite))
-    return rows
+    workers: int = 0
 
 
 FLOORS: dict[str, str] = {
@@ -352,6 +408,26 @@ FLOORS: dict[str, str] = {
 }
 
 
+def configs(admin_url: str, sizes: Sizes, options: Options) -> list[Config]:
+    """The graphflow lines of the table, in order."""
+    lines = []
+    for count in WORKER_COUNTS:
+        label = f"PostgreSQL, {count} worker process{'es' if count > 1 else ''}"
+        label += " *" if count > CPUS else ""
+
+        def pg(count: int = count) -> Sample:
+            return measure_postgres(admin_url, count, sizes, options)
+
+        lines.append(Config(label, "postgres", pg, count))
+    for mode in SQLITE_MODES:
+
+        def lite(mode: str = mode) -> Sample:
+            return measure_sqlite(mode, sizes, options)
+
+        lines.append(Config(f"SQLite {mode}, 1 process", f"sqlite {mode}", lite))
+    return lines
+
+
 def measure_floor(name: str, admin_url: str, rows: int) -> float:
     """µs per row of the named floor."""
     if name == "postgres":
@@ -359,111 +435,157 @@ def measure_floor(name: str, admin_url: str, rows: int) -> float:
     return sqlite_floor(name.removeprefix("sqlite "), rows)
 
 
-def measure_all(
-    admin_url: str, sizes: Sizes, options: Options, repeat: int
-) -> tuple[dict[str, float], list[Row]]:
-    """Medians of every floor and line; each repetition measures its floors beside its lines."""
+@dataclasses.dataclass(frozen=True)
+class Results:
+    """Every sample and floor of a run, by line label / floor name, in repetition order."""
+
+    lines: list[Config]
+    floors: dict[str, list[float]]
+    samples: dict[str, list[Sample]]
+    ratios: dict[str, list[float]]
+
+
+def measure_all(admin_url: str, sizes: Sizes, options: Options, repeat: int) -> Results:
+    """Each repetition measures every floor just before the lines compared with it."""
     lines = configs(admin_url, sizes, options)
-    floors: dict[str, list[float]] = {name: [] for name in FLOORS}
-    samples: dict[str, list[Sample]] = {line.label: [] for line in lines}
-    ratios: dict[str, list[float]] = {line.label: [] for line in lines}
+    results = Results(
+        lines,
+        {name: [] for name in FLOORS},
+        {line.label: [] for line in lines},
+        {line.label: [] for line in lines},
+    )
     for rep in range(repeat):
         floor_now: dict[str, float] = {}
         for line in lines:
             if line.floor not in floor_now:
                 progress(f"repetition {rep + 1} of {repeat}: floor {line.floor}")
                 floor_now[line.floor] = measure_floor(line.floor, admin_url, sizes.floor_rows)
-                floors[line.floor].append(floor_now[line.floor])
+                results.floors[line.floor].append(floor_now[line.floor])
             progress(f"repetition {rep + 1} of {repeat}: {line.label}")
             sample = line.measure()
-            samples[line.label].append(sample)
+            results.samples[line.label].append(sample)
             us_per_step = sample.seconds / sizes.total_steps * 1e6
-            ratios[line.label].append(us_per_step / floor_now[line.floor])
-    median = statistics.median
-    rows = []
-    for line in lines:
-        got = samples[line.label]
-        seconds = median(s.seconds for s in got)
-        rows.append(
-            Row(
-                label=line.label,
-                floor=line.floor,
-                steps_per_s=sizes.total_steps / seconds,
-                workflows_per_s=sizes.workflows / seconds,
-                us_per_step=seconds / sizes.total_steps * 1e6,
-                x_floor=median(ratios[line.label]),
-                wait_lag_ms=median(s.wait_lag for s in got) * 1e3,
-                worker_cpu_us=median(s.worker_cpu for s in got) / sizes.total_steps * 1e6,
-                client_cpu_us=median(s.client_cpu for s in got) / sizes.total_steps * 1e6,
-            )
-        )
-    return {name: median(values) for name, values in floors.items()}, rows
+            results.ratios[line.label].append(us_per_step / floor_now[line.floor])
+    return results
 
 
-def fmt(value: float) -> str:
-    """Three significant figures, thousands separated."""
-    if value >= 100:
-        return f"{value:,.0f}"
-    return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
+# --- printing -------------------------------------------------------------------------------------
 
 
-def print_results(floors: dict[str, float], rows: list[Row], sizes: Sizes) -> None:
-    """The floors, then the graphflow lines side by side."""
+def fmt(value: float, suffix: str = "") -> str:
+    """Three significant figures, thousands separated; ``-`` for NaN."""
+    if math.isnan(value):
+        return "-"
+    if abs(value) >= 100:
+        return f"{value:,.0f}{suffix}"
+    return (f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}") + suffix
+
+
+def median(values: Sequence[float]) -> float:
+    """The median, NaN if any value is NaN."""
+    return NA if any(math.isnan(v) for v in values) else statistics.median(values)
+
+
+def print_floors(results: Results) -> None:
+    """The raw floors of every store."""
     width = max(len(label) for label in FLOORS.values()) + 2
     print(f"{'floor (one row per transaction)':<{width}}{'µs/row':>9}{'rows/s':>9}")
     print("-" * (width + 18))
     for name, label in FLOORS.items():
-        print(f"{label:<{width}}{fmt(floors[name]):>9}{fmt(1e6 / floors[name]):>9}")
-    print()
-    one_worker = rows[0].steps_per_s
-    width = max(len(row.label) for row in rows) + 2
+        value = statistics.median(results.floors[name])
+        print(f"{label:<{width}}{fmt(value):>9}{fmt(1e6 / value):>9}")
+
+
+def print_throughput(results: Results, sizes: Sizes) -> None:
+    """Throughput of every line, with its ratio to its floor and to one worker."""
+    n = sizes.total_steps
+    width = max(len(line.label) for line in results.lines) + 2
+    title = f"graphflow: {sizes.workflows} workflows x {sizes.steps} steps"
+    header = f"{title:<{width}}{'steps/s':>9}{'wf/s':>8}{'µs/step':>9}{'x floor':>9}{'vs 1 w.':>9}"
+    print(header)
+    print("-" * len(header))
+    one_worker = statistics.median(s.seconds for s in results.samples[results.lines[0].label])
+    for line in results.lines:
+        seconds = statistics.median(s.seconds for s in results.samples[line.label])
+        speedup = fmt(one_worker / seconds, "x") if line.workers else ""
+        print(
+            f"{line.label:<{width}}{fmt(n / seconds):>9}{fmt(sizes.workflows / seconds):>8}"
+            f"{fmt(seconds / n * 1e6):>9}{fmt(median(results.ratios[line.label]), 'x'):>9}"
+            f"{speedup:>9}"
+        )
+    print(
+        "µs/step: wall time ÷ steps, all processes together (time: first start → last"
+        " finished_at in the store);\nx floor: that ÷ one floor INSERT + COMMIT of the same store"
+        " in the same repetition; vs 1 w.: steps/s ÷ steps/s\nwith 1 worker process."
+    )
+
+
+def print_cpu(results: Results, sizes: Sizes) -> None:
+    """Where the CPU went: per step, over the window from first start to the last wait."""
+    n = sizes.total_steps
+    width = max(len(line.label) for line in results.lines) + 2
     header = (
-        f"{'graphflow, ' + f'{sizes.workflows} × {sizes.steps} steps':<{width}}"
-        f"{'steps/s':>9}{'wf/s':>8}{'µs/step':>9}{'x floor':>9}{'vs 1 w.':>9}"
-        f"{'wait lag':>10}{'CPU µs/step: workers':>22}{'client':>8}"
+        f"{'CPU µs per step':<{width}}{'busy':>6}{'workers':>9}{'client':>8}{'server':>8}"
+        f"{'other':>7}{'wait lag':>10}   steps per worker"
     )
     print(header)
     print("-" * len(header))
-    for row in rows:
-        speedup = f"{row.steps_per_s / one_worker:.2f}x" if row.floor == "postgres" else ""
-        client = fmt(row.client_cpu_us) if row.floor == "postgres" else "-"
-        print(
-            f"{row.label:<{width}}{fmt(row.steps_per_s):>9}{fmt(row.workflows_per_s):>8}"
-            f"{fmt(row.us_per_step):>9}{fmt(row.x_floor) + 'x':>9}{speedup:>9}"
-            f"{fmt(row.wait_lag_ms) + ' ms':>10}{fmt(row.worker_cpu_us):>22}{client:>8}"
+    for line in results.lines:
+        samples = results.samples[line.label]
+
+        def per_step(get: Callable[[Sample], float], samples: list[Sample] = samples) -> float:
+            return median([get(s) / n * 1e6 for s in samples])
+
+        busy = median([s.busy_cpu / (s.window * CPUS) * 100 for s in samples])
+        other = per_step(
+            lambda s: max(
+                0.0, s.busy_cpu - s.workers_cpu - _zero(s.client_cpu) - _zero(s.server_cpu)
+            )
         )
-    cpus = os.cpu_count() or 1
+        typical = sorted(samples, key=lambda s: s.seconds)[(len(samples) - 1) // 2]
+        split = " / ".join(f"{steps:,}" for steps in typical.split)
+        print(
+            f"{line.label:<{width}}{fmt(busy, '%'):>6}{fmt(per_step(lambda s: s.workers_cpu)):>9}"
+            f"{fmt(per_step(lambda s: s.client_cpu)):>8}{fmt(per_step(lambda s: s.server_cpu)):>8}"
+            f"{fmt(other):>7}{fmt(median([s.wait_lag * 1e3 for s in samples]), ' ms'):>10}"
+            f"   {split}".rstrip()
+        )
     print(
-        "µs/step: wall time ÷ steps (all processes together); x floor: that ÷ one floor INSERT +"
-        " COMMIT of the\nsame store in the same repetition; vs 1 w.: steps/s ÷ steps/s with 1"
-        " worker; wait lag: how long after\nthe last finished_at the client's waits had all"
-        " returned (not in the timing); CPU µs/step: CPU time\nof the worker processes (the"
-        " SQLite process) and of the client process, per step."
+        f"busy: the whole machine, % of its {CPUS} CPUs; workers: the worker processes (on SQLite,"
+        " the one process);\nclient: the process that starts and waits; server: PostgreSQL's"
+        " processes; other: the rest of the machine\n(background load included). wait lag: how"
+        " long after the last finished_at the client's waits had all\nreturned (outside the"
+        " timing). steps per worker: from the repetition with the median time, busiest first."
     )
-    if any(count + 1 > cpus for count in WORKER_COUNTS):
+    if any(line.workers > CPUS for line in results.lines):
         print(
-            f"* more processes than the {cpus} CPUs here: the workers, the client and the"
-            " PostgreSQL server contend\n  for them, so these lines measure contention, not"
-            " scale-out."
+            f"* more worker processes than the {CPUS} CPUs here, which they also share with the"
+            " client and the\n  PostgreSQL server: that line measures contention, not scale-out."
         )
+
+
+def _zero(value: float) -> float:
+    return 0.0 if math.isnan(value) else value
 
 
 def print_header(admin_url: str, sizes: Sizes, options: Options, repeat: int) -> None:
     """What was measured, where."""
     with psycopg.connect(admin_url, autocommit=True) as conn:
-        row = conn.execute("SHOW server_version").fetchone()
+        version = conn.execute("SHOW server_version").fetchone()
         sync = conn.execute("SHOW synchronous_commit").fetchone()
-    version = row[0].split()[0] if row else "?"
     print(
         f"graphflow {gf.__version__} bench_scale: Python {platform.python_version()},"
-        f" PostgreSQL {version} (synchronous_commit={sync[0] if sync else '?'}),"
-        f" SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, medians of {repeat}"
+        f" PostgreSQL {version[0].split()[0] if version else '?'}"
+        f" (synchronous_commit={sync[0] if sync else '?'}), SQLite {sqlite3.sqlite_version},"
+        f" {CPUS} CPUs, medians of {repeat}"
     )
     print(
-        f"workload: {sizes.workflows} workflows × {sizes.steps} sequential RPC steps (trivial"
-        f" async fn) = {sizes.total_steps:,} steps, started at once, then waited;"
-        f" engines: max_runs={options.max_runs}, max_jobs={options.max_jobs},"
-        f" poll_interval={POLL_INTERVAL} s; floors: {sizes.floor_rows:,} rows\n"
+        f"workload: {sizes.workflows} workflows x {sizes.steps} sequential RPC steps (a trivial"
+        f" async fn) = {sizes.total_steps:,} steps,\nall started at once by one client, then"
+        f" waited for; engines: max_runs={options.max_runs}, max_jobs={options.max_jobs},"
+        f" poll_interval={POLL_INTERVAL} s;\nfloors: {sizes.floor_rows:,} rows. PostgreSQL:"
+        " worker processes + a client engine (worker=False); SQLite: one engine\n(worker=True)"
+        " in one process.\n"
     )
 
 
@@ -481,11 +603,16 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, help="sequential steps per workflow (K)")
     parser.add_argument("--max-runs", type=int, default=100, help="Engine(max_runs=...)")
     parser.add_argument("--max-jobs", type=int, default=64, help="Engine(max_jobs=...)")
-    parser.add_argument("--pg", default=ADMIN_URL, help="PostgreSQL server (any existing db)")
+    parser.add_argument(
+        "--pg", default=ADMIN_URL, help="PostgreSQL server, as a URL of any database on it"
+    )
     parser.add_argument("--worker", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
+    for name in ("workflows", "steps", "max_runs", "max_jobs"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
 
@@ -496,27 +623,31 @@ def main(argv: list[str] | None = None) -> None:
     if args.worker:
         worker_main(args.worker, options, args.steps or DEFAULT_SIZES.steps)
         return
-    sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
+    base = QUICK_SIZES if args.quick else DEFAULT_SIZES
     sizes = Sizes(
-        workflows=args.workflows or sizes.workflows,
-        steps=args.steps or sizes.steps,
-        floor_rows=sizes.floor_rows,
+        workflows=args.workflows or base.workflows,
+        steps=args.steps or base.steps,
+        floor_rows=base.floor_rows,
     )
     try:
         psycopg.connect(args.pg, autocommit=True, connect_timeout=5).close()
     except psycopg.OperationalError as exc:
         raise SystemExit(
-            f"bench_scale needs PostgreSQL at {args.pg} ({exc}). Start it with:"
-            " pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start"
+            f"bench_scale needs PostgreSQL at {args.pg}: {exc}\nStart it with: pg_ctlcluster"
+            " --skip-systemctl-redirect $(ls /etc/postgresql) main start"
         ) from exc
     started = time.perf_counter()
     print_header(args.pg, sizes, options, args.repeat)
     progress("warming up")
-    warm_up(options)
-    floors, rows = measure_all(args.pg, sizes, options, args.repeat)
-    print_results(floors, rows, sizes)
-    cpu = resource.getrusage(resource.RUSAGE_SELF)
-    print(f"\n(total {time.perf_counter() - started:.1f} s, this process {cpu.ru_utime:.1f} s CPU)")
+    measure_sqlite("normal", WARM_UP_SIZES, options)
+    results = measure_all(args.pg, sizes, options, args.repeat)
+    print_floors(results)
+    print()
+    print_throughput(results, sizes)
+    print()
+    print_cpu(results, sizes)
+    own = resource.getrusage(resource.RUSAGE_SELF).ru_utime
+    print(f"\n(total {time.perf_counter() - started:.1f} s; this process {own:.1f} s user CPU)")
 
 
 if __name__ == "__main__":

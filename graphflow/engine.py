@@ -132,6 +132,7 @@ class Engine:
         self._wake_claimer = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
         self._open = False
+        self._last_created = 0.0
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -205,8 +206,11 @@ class Engine:
     # --- starting -------------------------------------------------------------------------------
 
     def _definition(self, workflow: str | WorkflowDefinition) -> WorkflowDefinition:
-        name = workflow.name if isinstance(workflow, WorkflowDefinition) else workflow
-        return self.registry.get_workflow(name)
+        if isinstance(workflow, WorkflowDefinition):
+            if self.registry.find_workflow(workflow.name) is not workflow:
+                self.registry.add_workflow(workflow)  # so this engine can replay it too
+            return workflow
+        return self.registry.get_workflow(workflow)
 
     async def start(
         self,
@@ -231,7 +235,10 @@ class Engine:
         definition = self._definition(workflow)
         validated = definition.validate_input(data, run_id=run_id)
         input_json = definition.dump_input(data)
-        now = self.clock.time()
+        # Strictly increasing per engine, so runs started at one (virtual) instant still list
+        # newest first.
+        now = max(self.clock.time(), self._last_created + 1e-6)
+        self._last_created = now
         # A child run is held beside its waiting parent even at max_runs: parents holding every
         # slot while their children wait for one would deadlock.
         owned = self.worker and (len(self._held) < self.max_runs or parent is not None)
@@ -296,8 +303,7 @@ class Engine:
         try:
             with held.scope:
                 if load_history:
-                    steps = await self.store.load_steps(run_id)
-                    execution.history = {step.name: step for step in steps}
+                    execution.set_history(await self.store.load_steps(run_id))
                 definition = self.registry.get_workflow(execution.workflow)
                 await execute_run(self._host, definition, execution, data)
         finally:
@@ -474,7 +480,8 @@ class Engine:
             name: step_status(live_record(step)) for name, step in held.execution.live.items()
         }
         merged = [live.pop(step.name, step) for step in status.steps]
-        merged.extend(sorted(live.values(), key=lambda s: s.name))
+        seqs = {name: step[0].seq for name, step in held.execution.live.items()}
+        merged.extend(sorted(live.values(), key=lambda s: seqs.get(s.name, 0)))
         return status.model_copy(update={"steps": merged})
 
     async def run_graph(self, run_id: str) -> nx.DiGraph[str]:
@@ -606,8 +613,11 @@ class Engine:
         if held is not None:
             held.execution.stop(cancel=True)
             await held.done.wait()
-            outcome = "cancelled"
-        else:
+        run = await self.store.get_run(run_id)
+        if held is not None and run is not None and run.state in TERMINAL_RUN_STATES:
+            # The run ended while the cancel landed: cancelled, or it finished first.
+            outcome = "cancelled" if run.state == "cancelled" else f"ended:{run.state}"
+        else:  # unheld, or it parked before the cancel reached it
             outcome = await self.store.cancel_run(run_id, self.clock.time())
         if outcome == "missing":
             raise RunNotFoundError(run_id=run_id)

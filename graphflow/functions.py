@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import inspect
+import sys
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -94,9 +95,10 @@ def _is_number(value: object, *, integer: bool, minimum: float) -> bool:
     return value >= minimum
 
 
-def _type_hints(fn: Callable[..., Any]) -> dict[str, Any]:
+def type_hints(fn: Callable[..., Any], localns: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``fn``'s resolved annotations; names local to the decorating scope come from ``localns``."""
     try:
-        return typing.get_type_hints(fn, include_extras=True)
+        return typing.get_type_hints(fn, localns=localns, include_extras=True)
     except (NameError, TypeError):
         # Annotations naming classes local to a function cannot be resolved; treat them as Any.
         hints: dict[str, Any] = {}
@@ -118,8 +120,14 @@ class TypedIO:
 
     __slots__ = ("_input_model", "_mode", "_param", "_single_adapter", "output_adapter", "typed")
 
-    def __init__(self, fn: Callable[..., Any], *, skip_first: bool = False) -> None:
-        hints = _type_hints(fn)
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        *,
+        skip_first: bool = False,
+        localns: dict[str, Any] | None = None,
+    ) -> None:
+        hints = type_hints(fn, localns)
         params = [
             p
             for p in inspect.signature(fn).parameters.values()
@@ -190,12 +198,19 @@ class TypedIO:
 class Function(Generic[P, R_co]):
     """A registered function: still the plain callable, plus its name, options and typed I/O."""
 
-    def __init__(self, fn: Callable[P, R_co], *, name: str, options: StepOptions) -> None:
+    def __init__(
+        self,
+        fn: Callable[P, R_co],
+        *,
+        name: str,
+        options: StepOptions,
+        localns: dict[str, Any] | None = None,
+    ) -> None:
         self.fn = fn
         self.name = name
         self.options = options
         self.is_async = inspect.iscoroutinefunction(fn)
-        self.io = compile_io(fn, what=f"function {name!r}")
+        self.io = compile_io(fn, what=f"function {name!r}", localns=localns)
         self.identity = f"{fn.__module__}.{fn.__qualname__}"
         functools.update_wrapper(self, fn)
 
@@ -231,10 +246,16 @@ class Function(Generic[P, R_co]):
         )
 
 
-def compile_io(fn: Callable[..., Any], *, what: str, skip_first: bool = False) -> TypedIO:
+def compile_io(
+    fn: Callable[..., Any],
+    *,
+    what: str,
+    skip_first: bool = False,
+    localns: dict[str, Any] | None = None,
+) -> TypedIO:
     """``TypedIO(fn)``, turning pydantic's schema errors into a ``DefinitionError``."""
     try:
-        return TypedIO(fn, skip_first=skip_first)
+        return TypedIO(fn, skip_first=skip_first, localns=localns)
     except (pydantic.PydanticUserError, pydantic.PydanticSchemaGenerationError) as exc:
         raise DefinitionError(
             f"cannot use the annotations of {what}: {exc}. Use types pydantic can validate"
@@ -242,10 +263,7 @@ def compile_io(fn: Callable[..., Any], *, what: str, skip_first: bool = False) -
 
 
 def _errors(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
-    return [
-        {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]}
-        for e in exc.errors(include_url=False)
-    ]
+    return [dict(error) for error in exc.errors(include_url=False)]
 
 
 @dataclass(eq=False, kw_only=True)
@@ -366,6 +384,8 @@ def function(
     Raises:
         RegistrationError: the name is taken by another callable.
     """
+    # Models defined in the decorating function's body are only reachable through its locals.
+    localns = dict(sys._getframe(1).f_locals)
 
     def register(target: Callable[P, R]) -> Function[P, R]:
         if isinstance(target, Function):
@@ -378,7 +398,7 @@ def function(
             timeout=timeout,
             where=f"@gf.function {fn_name!r}",
         )
-        registered = Function(target, name=fn_name, options=options)
+        registered = Function(target, name=fn_name, options=options, localns=localns)
         (registry or DEFAULT_REGISTRY).add_function(registered)
         return registered
 

@@ -143,7 +143,7 @@ async def test_unknown_workflow_and_invalid_input_write_nothing(
             await e.start("nope", {})
         with pytest.raises(gf.InputValidationError, match="user_id") as caught:
             await e.start("typed", {"email": "a@b.c"})
-        assert caught.value.errors[0]["loc"] == ["user_id"]
+        assert caught.value.errors[0]["loc"] == ("user_id",)
         with pytest.raises(gf.RunNotFoundError):
             await e.status("missing")
         assert await e.list_runs() == []

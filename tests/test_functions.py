@@ -117,7 +117,7 @@ def test_keyword_arguments_are_validated_against_annotations(registry: gf.Regist
     assert scale.validate_input({"value": "3"}) == ((), {"value": 3, "factor": 2.0})
     with pytest.raises(gf.InputValidationError, match="value") as caught:
         scale.validate_input({"value": "not a number"}, workflow="w", run_id="r", step="s")
-    assert caught.value.errors[0]["loc"] == ["value"]
+    assert caught.value.errors[0]["loc"] == ("value",)
     assert "step 's'" in str(caught.value)
 
 

@@ -134,7 +134,7 @@ async def test_suspend_resume_across_engines_with_schema(
     async with engine(sqlite_url, gf.Registry(), worker=False) as client:
         with pytest.raises(gf.InputValidationError, match="approved") as refused:
             await client.resume(run_id, {"approved": "maybe", "by": "kim"})
-        assert refused.value.errors[0]["loc"] == ["approved"]
+        assert refused.value.errors[0]["loc"] == ("approved",)
         assert (await client.status(run_id)).state == "suspended"
         await client.resume(run_id, {"approved": True, "by": "kim"})
         with pytest.raises(gf.InvalidStateError, match="resume"):

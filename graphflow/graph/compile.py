@@ -7,8 +7,10 @@ nodes that are always resolved before their consumer.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
+import operator
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -148,10 +150,10 @@ def _check_target(
 
 
 def _check_acyclic(name: str, graph: nx.DiGraph[str]) -> None:
-    try:
-        cycle = nx.find_cycle(graph)
-    except nx.NetworkXNoCycle:
+    # find_cycle alone is quadratic on wide DAGs; the linear check settles the common case.
+    if nx.is_directed_acyclic_graph(graph):
         return
+    cycle = nx.find_cycle(graph)
     path = " -> ".join([str(edge[0]) for edge in cycle] + [str(cycle[0][0])])
     raise GraphDefinitionError(
         graph=name,
@@ -162,44 +164,60 @@ def _check_acyclic(name: str, graph: nx.DiGraph[str]) -> None:
 
 
 def _check_refs(name: str, ordered: Sequence[NodeSpec], output: JSON | None) -> None:
-    """Every ref must name a node that is always resolved before its consumer runs."""
-    known = frozenset(spec.node_id for spec in ordered)
-    parents: dict[str, set[str]] = {node_id: set() for node_id in known}
-    sources: dict[str, list[str]] = {}
-    for spec in ordered:
+    """Every ref must name a node that is always resolved before its consumer runs.
+
+    The nodes resolved before each node are kept as bitsets (ints indexed by topological
+    position): linear in memory and fast to OR/AND, where sets of names grow quadratically.
+    """
+    position = {spec.node_id: i for i, spec in enumerate(ordered)}
+    parents: list[list[int]] = [[] for _ in ordered]
+    sources: dict[int, list[int]] = {}
+    for i, spec in enumerate(ordered):
         for target in spec.on_error:
-            sources.setdefault(target, []).append(spec.node_id)
+            sources.setdefault(position[target], []).append(i)
         for targets in spec.next.values():
             for target in targets:
-                parents[target].add(spec.node_id)
-    resolved: dict[str, frozenset[str]] = {}
-    for spec in ordered:
-        node_id = spec.node_id
-        if node_id in sources:  # a handler: only what every failing source had resolved
-            resolved[node_id] = frozenset.intersection(*(resolved[s] for s in sources[node_id]))
+                parents[position[target]].append(i)
+    names = tuple(spec.node_id for spec in ordered)
+    resolved: list[int] = []
+    for i, spec in enumerate(ordered):
+        if i in sources:  # a handler: only what every failing source had resolved
+            before = functools.reduce(operator.and_, (resolved[s] for s in sources[i]))
         else:
-            resolved[node_id] = frozenset(parents[node_id]).union(
-                *(resolved[p] for p in parents[node_id])
-            )
-        scope = _RefScope(name=name, node_id=node_id, known=known, before=resolved[node_id])
-        special = {ERROR} if node_id in sources else set()
+            before = 0
+            for p in parents[i]:
+                before |= resolved[p] | (1 << p)
+        resolved.append(before)
+        scope = _RefScope(
+            name=name, node_id=spec.node_id, names=names, position=position, before=before
+        )
+        special = {ERROR} if i in sources else set()
         scope.check("input", spec.input, special | ({ITEM} if spec.for_each is not None else set()))
         scope.check("for_each", spec.for_each, special)
-    normal = known - sources.keys()
-    _RefScope(name=name, node_id=None, known=known, before=normal).check("output", output, set())
+    handlers = sum(1 << i for i in sources)
+    normal = ((1 << len(ordered)) - 1) & ~handlers
+    _RefScope(name=name, node_id=None, names=names, position=position, before=normal).check(
+        "output", output, set()
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class _RefScope:
     name: str
     node_id: str | None
-    known: frozenset[str]
-    before: frozenset[str]
+    names: tuple[str, ...]
+    """Node ids by topological position."""
+    position: Mapping[str, int]
+    before: int
+    """Bitset of the positions of the nodes a ref here may name."""
 
     def check(self, option: str, template: JSON, special: set[str]) -> None:
         for found in iter_refs(template):
             target = found.node_id
-            if target == INPUT or target in special or target in self.before:
+            if target == INPUT or target in special:
+                continue
+            at = self.position.get(target)
+            if at is not None and self.before >> at & 1:
                 continue
             raise GraphDefinitionError(
                 graph=self.name,
@@ -208,12 +226,15 @@ class _RefScope:
                 fix=self._fix(target),
             )
 
+    def _allowed(self) -> list[str]:
+        return sorted(n for i, n in enumerate(self.names) if self.before >> i & 1)
+
     def _why(self, target: str) -> str:
         if target == ITEM:
             return "but $item exists only in the input of a for_each node"
         if target == ERROR:
             return "but $error exists only in the input of an on_error handler"
-        if target not in self.known:
+        if target not in self.position:
             return f"but there is no node {target!r}"
         if target == self.node_id:
             return "a ref to its own output"
@@ -222,8 +243,9 @@ class _RefScope:
         return f"but {target!r} is not an ancestor of {self.node_id!r}, so it may not have run"
 
     def _fix(self, target: str) -> str:
-        choices = f" ({', '.join(sorted(self.before))})" if self.before else ""
-        if target.startswith("$") or target not in self.known:
+        allowed = self._allowed()
+        choices = f" ({', '.join(allowed)})" if allowed else ""
+        if target.startswith("$") or target not in self.position:
             return f"use ref('$input', ...) or a ref to a node it may refer to{choices}"
         if self.node_id is None:
             return f"refer to nodes of the normal flow{choices}"

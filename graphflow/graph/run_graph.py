@@ -18,28 +18,35 @@ _STEP_FIELDS = ("kind", "function", "state", "attempts", "started_at", "finished
 
 
 def build_run_graph(
-    steps: Iterable[Mapping[str, Any]], declared: nx.DiGraph[str] | None = None
+    steps: Iterable[Mapping[str, Any]],
+    declared: nx.DiGraph[str] | None = None,
+    *,
+    name: str | None = None,
 ) -> nx.DiGraph[str]:
     """Nodes with ``kind``, ``function``, ``state``, ``attempts`` and timings; edges from parents.
 
     ``steps`` are mappings with a ``name``, ``parents`` and the fields above, in issue order.
     With ``declared`` (a graph workflow's ``nx``), every declared node and edge is kept and the
     steps fill in the states; ``for_each`` item steps (``node[i]``) stay folded into their node.
+    The graph is named ``name``, else after the declared graph (what renderers print as title).
     """
     graph: nx.DiGraph[str] = nx.DiGraph()
     if declared is not None:
+        graph.graph.update(declared.graph)
         for node_id, attrs in declared.nodes(data=True):
             graph.add_node(
                 node_id, kind="node", function=attrs.get("function"), state="pending", attempts=0
             )
         for source, target, attrs in declared.edges(data=True):
             graph.add_edge(source, target, **{k: v for k, v in attrs.items() if k != "keys"})
+    if name is not None:
+        graph.graph["name"] = name
     for step in steps:
-        name = step["name"]
-        if declared is not None and name not in graph:
+        step_name = step["name"]
+        if declared is not None and step_name not in graph:
             continue
-        graph.add_node(name, **{key: step.get(key) for key in _STEP_FIELDS})
+        graph.add_node(step_name, **{key: step.get(key) for key in _STEP_FIELDS})
         if declared is None:
             for parent in step.get("parents") or ():
-                graph.add_edge(parent, name)
+                graph.add_edge(parent, step_name)
     return graph

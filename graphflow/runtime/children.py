@@ -6,9 +6,9 @@ import uuid
 from typing import Any
 
 from .._types import JSON
-from ..errors import NonRetryableError
+from ..errors import ErrorInfo, NonRetryableError
 from ..functions import StepOptions, WorkflowDefinition
-from .execution import RunExecution, StepCall
+from .execution import ReportedError, RunExecution, StepCall
 
 __all__ = ("child_call", "child_run_id")
 
@@ -38,10 +38,11 @@ def child_call(
         await host.start_run(child.name, data, run_id, (execution.run_id, name))
         status = await host.wait_run(run_id)
         if status.state != "completed":
-            raise NonRetryableError(
-                f"child run {run_id!r} of workflow {child.name!r} ended {status.state}"
-                + (f": {status.error}" if status.error else "")
+            info = status.error or ErrorInfo(
+                type="RunFailed",
+                message=f"child run {run_id!r} of workflow {child.name!r} ended {status.state}",
             )
+            raise ReportedError(info, retryable=False)  # the child's failure is the step's
         return status.output
 
     from .workflow import _dump_any, _load_any

@@ -7,6 +7,7 @@ durable write when it finishes (plus one per failed attempt).
 
 from __future__ import annotations
 
+import contextvars
 import traceback
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -33,7 +34,21 @@ from ..store.base import AttemptRecord, Fence, JobRecord, RunRecord, StepRecord,
 from .clock import Clock
 from .context import StepInfo, enter_step, exit_step
 
-__all__ = ("Closing", "RunExecution", "RunHost", "StepCall", "error_info")
+__all__ = ("Closing", "ReportedError", "RunExecution", "RunHost", "StepCall", "error_info")
+
+
+_NOW_MARK: contextvars.ContextVar[tuple[object, float]] = contextvars.ContextVar(
+    "graphflow_now_mark"
+)
+
+
+class ReportedError(Exception):
+    """A failure reported as an ``ErrorInfo`` (by a worker process or a child run), kept as is."""
+
+    def __init__(self, info: ErrorInfo, *, retryable: bool) -> None:
+        super().__init__(info.message)
+        self.info = info
+        self.retryable = retryable
 
 
 class Closing(BaseException):
@@ -59,6 +74,8 @@ class RunHost:
 
 def error_info(exc: BaseException) -> ErrorInfo:
     """The stored form of an exception."""
+    if isinstance(exc, ReportedError):
+        return exc.info
     return ErrorInfo(
         type=type(exc).__name__,
         message=str(exc),
@@ -134,13 +151,16 @@ class RunExecution:
         self.host = host
         self.run = run
         self.fence = fence
-        self.history = {step.name: step for step in history}
+        self.history: dict[str, StepRecord] = {}
+        self.next_seq = 0
+        self.set_history(history)
         self.issued: set[str] = set()
         self.seq = 0
         self.frontier: dict[str, None] = {}
         self.live: dict[str, tuple[StepRecord, int, float]] = {}
         self.fatal: GraphflowError | None = None
-        self.now_mark = run.started_at or run.created_at
+        self.start_mark = run.started_at or run.created_at
+        self.finished: set[str] = set()
         # Parking: the run leaves memory when every active step is a long wait.
         self.executing = 0
         self.waiting: dict[str, tuple[str, float | None]] = {}
@@ -153,6 +173,13 @@ class RunExecution:
         self.cancel_requested = False
         self.live_at_cancel: dict[str, tuple[StepRecord, int, float]] = {}
 
+    def set_history(self, history: list[StepRecord]) -> None:
+        """The run's recorded steps, replayed instead of executed."""
+        self.history = {step.name: step for step in history}
+        # New steps are numbered after every recorded one: a replayed gather issues its steps
+        # in another interleaving than the first run did.
+        self.next_seq = max((step.seq for step in history), default=-1) + 1
+
     @property
     def run_id(self) -> str:
         """The run's id."""
@@ -164,8 +191,13 @@ class RunExecution:
         return self.run.workflow
 
     def now(self) -> datetime:
-        """The time this point of the workflow was first reached (deterministic on replay)."""
-        return datetime.fromtimestamp(self.now_mark, UTC)
+        """The time this point of the workflow was first reached (deterministic on replay).
+
+        Each branch of a gather keeps its own mark (a context variable, which tasks inherit), so
+        a sibling's completion, replayed in another order, never moves it.
+        """
+        owner, mark = _NOW_MARK.get((None, 0.0))
+        return datetime.fromtimestamp(mark if owner is self else self.start_mark, UTC)
 
     def signal(self) -> None:
         """Note progress (a step issued, finished, delivered): wakes waiters re-checking parking."""
@@ -205,13 +237,11 @@ class RunExecution:
                 DuplicateStepError(workflow=self.workflow, run_id=self.run_id, step=name)
             )
         self.issued.add(name)
-        # Deterministic code issues its steps in the same order on replay, so the issue count
-        # is the step's position in the run.
-        seq, self.seq = self.seq, self.seq + 1
         recorded = self.history.get(name)
         if recorded is not None:
             self._check_deterministic(recorded, kind, function)
             return recorded.seq, recorded.parents
+        seq, self.next_seq = self.next_seq, self.next_seq + 1
         return seq, tuple(self.frontier) if parents is None else parents
 
     def _check_deterministic(self, recorded: StepRecord, kind: str, function: str | None) -> None:
@@ -233,8 +263,12 @@ class RunExecution:
             self.frontier.pop(parent, None)
         self.frontier[name] = None
         self.progress += 1
-        if finished_at is not None and finished_at > self.now_mark:
-            self.now_mark = finished_at
+        if finished_at is not None:
+            owner, mark = _NOW_MARK.get((None, 0.0))
+            if owner is not self:
+                mark = self.start_mark
+            if finished_at > mark:
+                _NOW_MARK.set((self, finished_at))
 
     # --- executing ----------------------------------------------------------------------------
 
@@ -300,6 +334,7 @@ class RunExecution:
                     )
                     await host.store.record_step(self.fence, record, failed)
                     if final:
+                        self.finished.add(spec.name)
                         self.live.pop(spec.name, None)
                         await self._fail(spec, info, cause)
                     base = record
@@ -316,6 +351,7 @@ class RunExecution:
                     detail=detail,
                 )
                 await host.store.record_step(self.fence, record)
+                self.finished.add(spec.name)
                 self.live.pop(spec.name, None)
                 return raw, record
         finally:
@@ -344,6 +380,10 @@ class RunExecution:
                     ) from exc
         except (NonRetryableError, InputValidationError) as exc:
             raise _FinalFailure(exc) from exc
+        except ReportedError as exc:
+            if not exc.retryable:
+                raise _FinalFailure(exc) from exc
+            raise
         finally:
             exit_step(token)
         try:

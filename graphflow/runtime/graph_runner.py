@@ -3,34 +3,44 @@
 Every ready node starts at once (RPC concurrency is bounded by the engine's job slots); each node's
 result and selected branch are stored in one write before its children start. A replay restores
 the frontier from the stored nodes, so no completed node runs again.
+
+A ``for_each`` node runs its items as steps ``node[i]``, then stores the node itself: the ordered
+list of results, or the first failing item's error. Failures of nodes travel as ``StepFailed``
+into the frontier; anything else (the engine closing, a lost lease, a bug) cancels the run's task
+group and is re-raised bare, never inside an exception group.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import anyio
+import anyio.abc
 
 from .._types import JSON
 from ..errors import BranchError, ErrorInfo, GraphflowError, NonDeterminismError, StepFailed
 from ..functions import StepOptions
-from ..graph.plan import Plan
 from ..graph.spec import GraphWorkflow
 from ..refs import SKIPPED, RefResolutionError, Scope
 from ..store.base import StepRecord
-from .execution import RunExecution, StepCall
+from .execution import Closing, RunExecution, StepCall, error_info
 from .frontier import Frontier, RestoreError
 from .workflow import _ANY, _load_any, rpc_step
 
+if TYPE_CHECKING:
+    from ..graph.plan import Plan
+
 __all__ = ("run_graph_workflow",)
+
+_NO_RETRY = StepOptions(retries=0)
 
 
 class _GraphRun:
     """One execution of a graph run: outputs so far, the frontier, and failures."""
 
     def __init__(self, definition: GraphWorkflow, execution: RunExecution, data: JSON) -> None:
-        self.definition = definition
         self.plan: Plan = definition.plan
         self.execution = execution
         self.outputs: dict[str, JSON] = {}
@@ -38,25 +48,37 @@ class _GraphRun:
         self.frontier = Frontier(self.plan, run_id=execution.run_id)
         self.errors: dict[str, JSON] = {}
         self.branches: dict[str, str | None] = {}
-        self.first_failure: StepFailed | GraphflowError | None = None
+        self.first_failure: GraphflowError | None = None
+        self.abort: BaseException | None = None
         self.changed = anyio.Event()
+        self._tg: anyio.abc.TaskGroup | None = None
+
+    # --- replay ---------------------------------------------------------------------------------
 
     def restore(self) -> None:
-        """Seed the frontier and outputs from the stored nodes of this run."""
-        nodes = {
-            name: step
-            for name, step in self.execution.history.items()
-            if step.kind == "node" and name in self.plan.nodes
-        }
+        """Seed the frontier, outputs and failures from the stored nodes of this run.
+
+        Raises:
+            NonDeterminismError: the stored nodes could not have come from this graph.
+        """
+        history = self.execution.history
+        nodes = sorted(
+            (
+                step
+                for name, step in history.items()
+                if step.kind == "node" and name in self.plan.nodes
+            ),
+            key=lambda step: step.seq,
+        )
         completed = {
-            name: json.loads(step.detail or "{}").get("branch")
-            for name, step in nodes.items()
+            step.name: json.loads(step.detail or "{}").get("branch")
+            for step in nodes
             if step.state == "completed"
         }
-        skipped = [name for name, step in nodes.items() if step.state == "skipped"]
-        failed = [name for name, step in nodes.items() if step.state == "failed"]
+        skipped = [step.name for step in nodes if step.state == "skipped"]
+        failed = [step for step in nodes if step.state == "failed"]
         try:
-            self.frontier.restore(completed, skipped, failed)
+            self.frontier.restore(completed, skipped, [step.name for step in failed])
         except RestoreError as exc:
             raise self.execution.fail_run(
                 NonDeterminismError(
@@ -67,118 +89,82 @@ class _GraphRun:
                     new=f"a graph where {exc.reason}",
                 )
             ) from exc
-        for name in completed:
-            self.outputs[name] = json.loads(nodes[name].output or "null")
-        for name in skipped:
-            self.outputs[name] = SKIPPED
-        for name in failed:
-            self._remember_failure(name, ErrorInfo.model_validate_json(nodes[name].error or "{}"))
+        # A replay issues nodes in another order than the first run: new steps go after all
+        # recorded ones, so ``status.steps`` keeps its order.
+        self.execution.seq = max((step.seq for step in history.values()), default=-1) + 1
+        for step in nodes:
+            if step.state == "completed":
+                self.outputs[step.name] = json.loads(step.output or "null")
+            elif step.state == "skipped":
+                self.outputs[step.name] = SKIPPED
+        for step in failed:
+            info = ErrorInfo.model_validate_json(step.error or '{"type": "?", "message": "?"}')
+            self._failed(step.name, self._step_failed(step.name, info), running=False)
+
+    # --- driving --------------------------------------------------------------------------------
 
     async def run(self) -> JSON:
         """Drive the frontier to the end; return the run's output or raise its failure."""
         async with anyio.create_task_group() as tg:
-            while True:
-                for node_id in self.frontier.skipped():
-                    await self._record_skip(node_id)
-                for node_id in self.frontier.ready():
-                    tg.start_soon(self._run_node, node_id)
-                if not self.frontier.is_active():
-                    break
-                changed = self.changed
-                await changed.wait()
+            self._tg = tg
+            await self._guarded(self._drive, tg)
+        if self.abort is not None:
+            raise self.abort
         if self.first_failure is not None:
             raise self.first_failure
         return self.plan.run_output(self.scope)
 
-    def _signal(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
+    async def _drive(self, tg: anyio.abc.TaskGroup) -> None:
+        frontier = self.frontier
+        while True:
+            # Fresh before any await: a node finishing while skips are stored wakes the loop.
+            self.changed = changed = anyio.Event()
+            while skipped := frontier.skipped():
+                for node_id in skipped:
+                    await self._record(node_id, "skipped")
+            for node_id in frontier.ready():
+                tg.start_soon(self._guarded, self._run_node, node_id)
+            if not frontier.is_active():
+                return
+            await changed.wait()
 
-    async def _record_skip(self, node_id: str) -> None:
-        execution = self.execution
-        self.outputs[node_id] = SKIPPED
-        seq, parents = execution.issue(
-            node_id, "node", self.plan.nodes[node_id].function, self.plan.nodes[node_id].parents
-        )
-        now = execution.host.clock.time()
-        record = StepRecord(
-            run_id=execution.run_id,
-            name=node_id,
-            seq=seq,
-            kind="node",
-            function=self.plan.nodes[node_id].function,
-            state="skipped",
-            parents=parents,
-            started_at=now,
-            finished_at=now,
-        )
-        await execution.host.store.record_step(execution.fence, record)
+    async def _guarded(self, fn: Callable[..., Awaitable[None]], *args: Any) -> None:
+        """Run ``fn``; an error that is not a node's failure stops the whole run, bare."""
+        try:
+            await fn(*args)
+        except (Exception, Closing) as exc:
+            if self.abort is None:
+                self.abort = exc
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
+
+    # --- nodes ----------------------------------------------------------------------------------
 
     async def _run_node(self, node_id: str) -> None:
         node = self.plan.nodes[node_id]
         lookup = self.scope.with_error(self.errors[node_id]) if node.handles else self.scope
         try:
-            if node.for_each is not None:
-                output, branch = await self._run_for_each(node_id, lookup)
+            if node.for_each is None:
+                output, branch = await self._run_single(node_id, lookup)
             else:
-                data = self.plan.node_input(node_id, lookup)
-                output, branch = await self._run_step(node_id, node_id, data, lookup)
+                output, branch = await self._run_for_each(node_id, lookup)
         except StepFailed as failure:
             self._failed(node_id, failure)
-        except RefResolutionError as exc:
-            await self._fail_before_running(node_id, exc)
         else:
             self.outputs[node_id] = output
             self.frontier.done(node_id, branch)
-        self._signal()
+        self.changed.set()
 
-    def _remember_failure(self, node_id: str, error: ErrorInfo) -> None:
-        payload = {
-            "error": {"type": error.type, "message": error.message},
-            "step": node_id,
-            "input": None,
-        }
-        for handler in self.plan.nodes[node_id].on_error:
-            self.errors.setdefault(handler, payload)
-
-    async def _fail_before_running(self, node_id: str, exc: GraphflowError) -> None:
-        """A node whose input cannot be built fails at once, recorded like a failed step."""
-        spec = self._spec(node_id, node_id, None)
-
-        async def refuse() -> Any:
-            raise exc
-
-        spec.call = refuse
-        spec.options = StepOptions(retries=0)
+    async def _run_single(self, node_id: str, lookup: Scope) -> tuple[JSON, str | None]:
         try:
-            await self.execution.step(spec)
-        except StepFailed as failure:
-            self._failed(node_id, failure)
-
-    def _failed(self, node_id: str, failure: StepFailed) -> None:
-        self._remember_failure(node_id, failure.error)
-        if self.first_failure is None:
-            # A wrong branch key is the run's own error, not just a failed node.
-            cause = failure.__cause__
-            self.first_failure = cause if isinstance(cause, BranchError) else failure
-        self.frontier.failed(node_id)
-
-    def _spec(self, node_id: str, step_name: str, data: JSON) -> StepCall:
-        node = self.plan.nodes[node_id]
-        fn = self.execution.host.registry.get_function(node.function)
-        spec = rpc_step(self.execution, step_name, fn, data, node.options, kind="node")
-        spec.load = _load_any
-        spec.parents = node.parents if step_name == node_id else (node_id,)
-        return spec
-
-    async def _run_step(
-        self, node_id: str, step_name: str, data: JSON, lookup: Scope
-    ) -> tuple[JSON, str | None]:
-        spec = self._spec(node_id, step_name, data)
-        if step_name == node_id:
+            data = self.plan.node_input(node_id, lookup)
+        except RefResolutionError as exc:
+            await self._refuse(node_id, node_id, exc)
+        spec = self._spec(node_id, node_id, data)
+        if self.plan.nodes[node_id].keys is not None:
             spec.detail = lambda selected, raw: self._branch_detail(node_id, selected, raw)
         output = await self.execution.step(spec)
-        return output, self.branches.pop(step_name, None)
+        return output, self.branches.pop(node_id, None)
 
     def _branch_detail(self, node_id: str, selected: str | None, raw: bytes) -> str | None:
         key = self.plan.branch_key(
@@ -188,30 +174,108 @@ class _GraphRun:
         return None if key is None else json.dumps({"branch": key})
 
     async def _run_for_each(self, node_id: str, lookup: Scope) -> tuple[JSON, str | None]:
-        node = self.plan.nodes[node_id]
-        items = self.plan.items(node_id, lookup)
+        started = self.execution.host.clock.time()
+        try:
+            items = self.plan.items(node_id, lookup)
+        except RefResolutionError as exc:
+            await self._refuse(node_id, node_id, exc)
         results: list[JSON] = [None] * len(items)
+        failures: dict[int, StepFailed] = {}
 
         async def one(index: int, item: JSON) -> None:
-            data = self.plan.node_input(node_id, lookup.with_item(item))
-            results[index], _ = await self._run_step(node_id, f"{node_id}[{index}]", data, lookup)
+            step_name = f"{node_id}[{index}]"
+            try:
+                try:
+                    data = self.plan.node_input(node_id, lookup.with_item(item))
+                except RefResolutionError as exc:
+                    await self._refuse(node_id, step_name, exc)
+                results[index] = await self.execution.step(self._spec(node_id, step_name, data))
+            except StepFailed as failure:
+                failures[index] = failure
 
-        if node.mode == "sequential":
+        if self.plan.nodes[node_id].mode == "sequential":
             for index, item in enumerate(items):
                 await one(index, item)
+                if failures:
+                    break
         else:
             async with anyio.create_task_group() as tg:
                 for index, item in enumerate(items):
-                    tg.start_soon(one, index, item)
-        branch = self.plan.branch_key(
-            node_id, selected=None, output=results, run_id=self.execution.run_id
-        )
-        await self._record_aggregate(node_id, results, branch)
-        return results, branch
+                    tg.start_soon(self._guarded, one, index, item)
+        if failures:
+            failure = failures[min(failures)]
+            await self._record(node_id, "failed", started=started, error=failure.error)
+            raise failure
+        return results, await self._aggregate(node_id, results, started)
 
-    async def _record_aggregate(
-        self, node_id: str, results: list[JSON], branch: str | None
+    async def _aggregate(self, node_id: str, results: list[JSON], started: float) -> str | None:
+        """Store a ``for_each`` node's results; return its branch key."""
+        try:
+            branch = self.plan.branch_key(
+                node_id, selected=None, output=results, run_id=self.execution.run_id
+            )
+        except Exception as exc:  # BranchError, or the user's branch= callable raised
+            info = error_info(exc)
+            await self._record(node_id, "failed", started=started, error=info)
+            raise self._step_failed(node_id, info) from exc
+        detail = None if branch is None else json.dumps({"branch": branch})
+        await self._record(node_id, "completed", started=started, output=results, detail=detail)
+        return branch
+
+    async def _refuse(self, node_id: str, step_name: str, exc: GraphflowError) -> NoReturn:
+        """Fail a step whose input cannot be built, recorded like any failed step (no retry)."""
+        spec = self._spec(node_id, step_name, None)
+
+        async def refuse() -> Any:
+            raise exc
+
+        spec.call = refuse
+        spec.options = _NO_RETRY
+        await self.execution.step(spec)
+        raise GraphflowError(f"step {step_name!r} was recorded completed but cannot run") from exc
+
+    def _spec(self, node_id: str, step_name: str, data: JSON) -> StepCall:
+        node = self.plan.nodes[node_id]
+        fn = self.execution.host.registry.get_function(node.function)
+        spec = rpc_step(self.execution, step_name, fn, data, node.options, kind="node")
+        spec.load = _load_any
+        spec.parents = node.parents if step_name == node_id else (node_id,)
+        return spec
+
+    # --- failures and records -------------------------------------------------------------------
+
+    def _step_failed(self, node_id: str, info: ErrorInfo) -> StepFailed:
+        execution = self.execution
+        return StepFailed(
+            workflow=execution.workflow, run_id=execution.run_id, step=node_id, error=info
+        )
+
+    def _failed(self, node_id: str, failure: StepFailed, *, running: bool = True) -> None:
+        payload = {
+            "error": {"type": failure.error.type, "message": failure.error.message},
+            "step": node_id,
+            "input": None,
+        }
+        for handler in self.plan.nodes[node_id].on_error:
+            self.errors.setdefault(handler, payload)
+        if self.first_failure is None:
+            # A wrong branch key is the run's own error, not just a failed node.
+            cause = failure.__cause__
+            self.first_failure = cause if isinstance(cause, BranchError) else failure
+        if running:
+            self.frontier.failed(node_id)
+
+    async def _record(
+        self,
+        node_id: str,
+        state: str,
+        *,
+        started: float | None = None,
+        output: JSON = None,
+        error: ErrorInfo | None = None,
+        detail: str | None = None,
     ) -> None:
+        """Store a node that ran no step of its own: skipped, or a ``for_each`` aggregate."""
         execution = self.execution
         node = self.plan.nodes[node_id]
         seq, parents = execution.issue(node_id, "node", node.function, node.parents)
@@ -222,16 +286,20 @@ class _GraphRun:
             seq=seq,
             kind="node",
             function=node.function,
-            state="completed",
-            attempts=1,
-            output=json.dumps(results),
+            state=state,
+            attempts=0 if state == "skipped" else 1,
+            output=None if state != "completed" else json.dumps(output),
+            error=None if error is None else error.model_dump_json(),
             parents=parents,
-            started_at=now,
+            started_at=now if started is None else started,
             finished_at=now,
-            detail=None if branch is None else json.dumps({"branch": branch}),
+            detail=detail,
         )
+        if state == "skipped":
+            self.outputs[node_id] = SKIPPED
         await execution.host.store.record_step(execution.fence, record)
-        execution.completed(node_id, parents, now)
+        if state == "completed":
+            execution.completed(node_id, parents, now)
 
 
 async def run_graph_workflow(definition: Any, execution: RunExecution, data: JSON) -> bytes:
@@ -240,6 +308,7 @@ async def run_graph_workflow(definition: Any, execution: RunExecution, data: JSO
     Raises:
         NonDeterminismError: the run was stored under a different graph.
         StepFailed: a node failed after its last attempt (after its ``on_error`` handlers ran).
+        BranchError: a node selected no branch key or an unknown one.
     """
     if not isinstance(definition, GraphWorkflow):
         raise GraphflowError(f"workflow {definition.name!r} is neither imperative nor a graph")

@@ -19,15 +19,11 @@ from ..errors import ErrorInfo, InputValidationError, NonRetryableError
 from ..functions import Function, StepOptions
 from ..store.base import JobRecord
 from .context import StepInfo, current_step, enter_step, exit_step
-from .execution import RunExecution, RunHost, StepCall, error_info
+from .execution import ReportedError, RunExecution, RunHost, StepCall, error_info
 
-__all__ = ("RemoteStepError", "execute_job", "remote_call")
+__all__ = ("execute_job", "remote_call")
 
 _NAMESPACE = uuid.UUID("5d2b8c1e-7a43-4f0e-9f5e-2c6a1b9d3e77")
-
-
-class RemoteStepError(Exception):
-    """A job failed in the worker that ran it (the message is that worker's ``Type: message``)."""
 
 
 def _raw_json(value: Any) -> bytes:
@@ -60,9 +56,7 @@ def remote_call(
         if job.state == "completed" and job.output is not None:
             return job.output
         info = ErrorInfo.model_validate_json(job.error or '{"type": "Error", "message": "?"}')
-        if not job.retryable:
-            raise NonRetryableError(str(info))
-        raise RemoteStepError(str(info))
+        raise ReportedError(info, retryable=job.retryable)
 
     from .workflow import _load_any
 

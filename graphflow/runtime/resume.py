@@ -10,12 +10,24 @@ import json
 from typing import Any
 
 import jsonschema
+import pydantic
+from pydantic import TypeAdapter
 
 from .._types import JSON
 from ..errors import InputValidationError
 from ..store.base import RunRecord, StepRecord
 
-__all__ = ("check_resume_data",)
+__all__ = ("SCHEMA_ADAPTERS", "check_resume_data", "remember_schema")
+
+SCHEMA_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
+"""Suspend schemas this process has seen, by their JSON Schema text: exact validation."""
+
+
+def remember_schema(adapter: TypeAdapter[Any]) -> dict[str, Any]:
+    """The JSON Schema of ``adapter``, remembered so a resume here validates with pydantic."""
+    schema = adapter.json_schema()
+    SCHEMA_ADAPTERS[json.dumps(schema, sort_keys=True)] = adapter
+    return schema
 
 
 def check_resume_data(run: RunRecord, step: StepRecord, data: JSON) -> None:
@@ -24,11 +36,23 @@ def check_resume_data(run: RunRecord, step: StepRecord, data: JSON) -> None:
     schema = detail.get("schema")
     if schema is None:
         return
-    validator = jsonschema.Draft202012Validator(schema)
-    errors: list[dict[str, Any]] = [
-        {"loc": list(error.absolute_path), "msg": error.message, "type": str(error.validator)}
-        for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
-    ]
+    adapter = SCHEMA_ADAPTERS.get(json.dumps(schema, sort_keys=True))
+    if adapter is not None:
+        # This process knows the schema's type: validate exactly as the workflow will.
+        try:
+            adapter.validate_python(data)
+        except pydantic.ValidationError as exc:
+            errors = [dict(error) for error in exc.errors(include_url=False)]
+        else:
+            return
+    else:
+        validator = jsonschema.Draft202012Validator(
+            schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER
+        )
+        errors = [
+            {"loc": tuple(error.absolute_path), "msg": error.message, "type": str(error.validator)}
+            for error in sorted(validator.iter_errors(data), key=lambda e: list(e.absolute_path))
+        ]
     if errors:
         raise InputValidationError(
             what=f"resume data for suspend {step.name!r}",

@@ -61,7 +61,9 @@ async def execute_run(
 async def cancel_run(host: RunHost, execution: RunExecution) -> str:
     """Store a held run as cancelled, with every step it had in flight."""
     now = host.clock.time()
-    for base, attempts, started_at in list(execution.live_at_cancel.values()):
+    for name, (base, attempts, started_at) in list(execution.live_at_cancel.items()):
+        if name in execution.finished:
+            continue  # it completed (or failed) before the cancel landed: keep that
         await host.store.record_step(
             execution.fence,
             replace(base, state="cancelled", attempts=attempts, started_at=started_at,

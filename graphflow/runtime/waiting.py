@@ -20,6 +20,7 @@ from ..durations import Duration, to_seconds
 from ..errors import GraphflowError, SuspendTimeout
 from ..store.base import StepRecord
 from .execution import RunExecution, error_info
+from .resume import remember_schema
 
 __all__ = ("PARK_THRESHOLD", "sleep", "suspend")
 
@@ -42,7 +43,7 @@ async def sleep(execution: RunExecution, name: str, duration: Duration) -> None:
     if recorded is None:
         now = clock.time()
         recorded = _waiting_record(execution, name, seq, parents, "sleep", now + seconds, None)
-        await execution.host.store.record_step(execution.fence, recorded)
+        await _record_waiting(execution, recorded)
     deadline = recorded.wake_at if recorded.wake_at is not None else clock.time()
     if deadline - clock.time() <= PARK_THRESHOLD:
         execution.executing += 1
@@ -77,13 +78,13 @@ async def suspend(
     if recorded is None:
         deadline = None if seconds is None else execution.host.clock.time() + seconds
         detail = {
-            "schema": adapter.json_schema() if adapter is not None else None,
+            "schema": remember_schema(adapter) if adapter is not None else None,
             "timeout": seconds,
         }
         recorded = _waiting_record(
             execution, reason, seq, parents, "suspend", deadline, json.dumps(detail)
         )
-        await execution.host.store.record_step(execution.fence, recorded)
+        await _record_waiting(execution, recorded)
     error = SuspendTimeout(
         workflow=execution.workflow,
         run_id=execution.run_id,
@@ -99,6 +100,15 @@ async def suspend(
             return _load(adapter, outcome)
         await _finish(execution, recorded, parents, state="failed", output=None, error=error)
     raise error
+
+
+async def _record_waiting(execution: RunExecution, record: StepRecord) -> None:
+    # Counted as executing: the run must not park before this wait is stored and registered.
+    execution.executing += 1
+    try:
+        await execution.host.store.record_step(execution.fence, record)
+    finally:
+        execution.executing -= 1
 
 
 def _load(adapter: TypeAdapter[Any] | None, raw: str) -> Any:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import inspect
-import typing
+import sys
 import weakref
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -23,6 +23,7 @@ from ..functions import (
     TypedIO,
     WorkflowDefinition,
     compile_io,
+    type_hints,
 )
 from .execution import RunExecution, StepCall
 
@@ -71,6 +72,7 @@ def workflow(
         RegistrationError: the name is taken by another callable.
         GraphflowError: the function is not ``async``.
     """
+    localns = dict(sys._getframe(1).f_locals)
 
     def register(target: WorkflowFn) -> DslWorkflow:
         if not inspect.iscoroutinefunction(target):
@@ -78,8 +80,13 @@ def workflow(
                 f"workflow {getattr(target, '__name__', target)!r} must be an async function:"
                 " declare it as `async def f(wf, data)`"
             )
-        io = compile_io(target, what=f"workflow {name or target.__name__!r}", skip_first=True)
-        hints = typing.get_type_hints(target) if _resolvable(target) else {}
+        io = compile_io(
+            target,
+            what=f"workflow {name or target.__name__!r}",
+            skip_first=True,
+            localns=localns,
+        )
+        hints = type_hints(target, localns)
         params = list(inspect.signature(target).parameters)
         data_type = hints.get(params[1], Any) if len(params) > 1 else Any
         definition = DslWorkflow(
@@ -94,14 +101,6 @@ def workflow(
         return definition
 
     return register if fn is None else register(fn)
-
-
-def _resolvable(fn: Callable[..., Any]) -> bool:
-    try:
-        typing.get_type_hints(fn)
-    except (NameError, TypeError):
-        return False
-    return True
 
 
 def _inline_io(fn: Callable[..., Any]) -> TypedIO | None:

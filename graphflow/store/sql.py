@@ -513,10 +513,12 @@ class SqlStore(JobQueries):
                 params,
             )
             if changed:
+                # A run parked on a sleep may also wait on this suspend: wake it either way;
+                # its replay parks again on whatever still waits.
                 tx.execute(
                     "UPDATE gf_runs SET state = 'running', owner_id = NULL, wake_at = NULL,"
-                    " suspend_reason = NULL, updated_at = :at"
-                    " WHERE run_id = :run_id AND state = 'suspended'",
+                    " suspend_reason = NULL, updated_at = :at WHERE run_id = :run_id"
+                    " AND state IN ('sleeping', 'suspended') AND owner_id IS NULL",
                     params,
                 )
                 self.notify(tx, f"run:{run_id}")

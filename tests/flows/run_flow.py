@@ -1,4 +1,4 @@
-"""Run a workflow of ``tests.flows.crash_flows`` to completion in this process.
+"""Run a workflow of ``tests.flows.crash_flows`` or ``graph_flows`` to completion in this process.
 
 Usage: python -m tests.flows.run_flow STORE_URL WORKFLOW RUN_ID JSON_INPUT
 Prints the output JSON. Without WORKFLOW (``-``), only recovers: opens the engine and waits RUN_ID.
@@ -12,7 +12,7 @@ import sys
 import anyio
 
 import graphflow as gf
-from tests.flows import crash_flows  # noqa: F401  (registers the workflows)
+from tests.flows import crash_flows, graph_flows  # noqa: F401  (registers the workflows)
 
 
 async def main(url: str, workflow: str, run_id: str, data: str) -> None:

@@ -27,6 +27,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -49,6 +50,7 @@ WORKER_COUNTS = (1, 2, 4)
 SQLITE_MODES = ("normal", "full")
 CPUS = os.cpu_count() or 1
 NA = math.nan
+DISTURBED = 0.2  # share of the busy CPU used by other processes that flags a line
 
 # --- the workload (registered in the client and in every worker process) --------------------------
 
@@ -530,18 +532,17 @@ def print_cpu(results: Results, sizes: Sizes) -> None:
     )
     print(header)
     print("-" * len(header))
+    disturbed = []
     for line in results.lines:
         samples = results.samples[line.label]
 
         def per_step(get: Callable[[Sample], float], samples: list[Sample] = samples) -> float:
             return median([get(s) / n * 1e6 for s in samples])
 
-        busy = median([s.busy_cpu / (s.window * CPUS) * 100 for s in samples])
-        other = per_step(
-            lambda s: max(
-                0.0, s.busy_cpu - s.workers_cpu - _zero(s.client_cpu) - _zero(s.server_cpu)
-            )
-        )
+        busy = median([min(100.0, s.busy_cpu / (s.window * CPUS) * 100) for s in samples])
+        other = per_step(_other_cpu)
+        if other > DISTURBED * per_step(lambda s: s.busy_cpu):
+            disturbed.append(line.label)
         typical = sorted(samples, key=lambda s: s.seconds)[(len(samples) - 1) // 2]
         split = " / ".join(f"{steps:,}" for steps in typical.split)
         print(
@@ -562,6 +563,18 @@ def print_cpu(results: Results, sizes: Sizes) -> None:
             f"* more worker processes than the {CPUS} CPUs here, which they also share with the"
             " client and the\n  PostgreSQL server: that line measures contention, not scale-out."
         )
+    if disturbed:
+        note = (
+            f"! other processes used over {DISTURBED:.0%} of the busy CPU while measuring"
+            f" {'; '.join(disturbed)}: those figures are low, run again on a quieter machine."
+        )
+        print(textwrap.fill(note, width=100, subsequent_indent="  "))
+
+
+def _other_cpu(sample: Sample) -> float:
+    """CPU seconds of the rest of the machine (never below zero: clock ticks are coarse)."""
+    own = sample.workers_cpu + _zero(sample.client_cpu) + _zero(sample.server_cpu)
+    return max(0.0, sample.busy_cpu - own)
 
 
 def _zero(value: float) -> float:

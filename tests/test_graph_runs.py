@@ -1,13 +1,12 @@
-"""Graph runs through the public API: fan-out, refs, branches, for_each, on_error, replay."""
+"""Graph runs through the public API: fan-out, refs, branches, for_each, on_error, retries.
+
+Replay and recovery are in ``test_graph_replay.py``; status order and run graphs in
+``test_run_graph.py``.
+"""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from collections import Counter
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -15,9 +14,6 @@ import pytest
 from pydantic import BaseModel, ConfigDict
 
 import graphflow as gf
-from tests.flows import graph_flows
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 class Anything(BaseModel):
@@ -490,7 +486,7 @@ async def test_for_each_without_input_receives_each_item(
 async def test_on_error_node_receives_the_error_and_the_run_fails(
     sqlite_url: str, registry: gf.Registry
 ) -> None:
-    received: list[Any] = []
+    received: dict[str, Any] = {}
 
     @gf.function(registry=registry)
     async def charge(amount: int) -> int:
@@ -498,12 +494,12 @@ async def test_on_error_node_receives_the_error_and_the_run_fails(
 
     @gf.function(registry=registry)
     async def refund(error: dict[str, str]) -> str:
-        received.append(error)
+        received["refund"] = error
         return "refunded"
 
     @gf.function(registry=registry)
     async def alert(message: str) -> str:
-        received.append(message)
+        received["alert"] = message
         return "alerted"
 
     echo_function(registry, "echo")
@@ -518,13 +514,10 @@ async def test_on_error_node_receives_the_error_and_the_run_fails(
     )
     async with engine(sqlite_url, registry) as e:
         status = await failed_run(e, "payment")
-    assert received == [
-        {"type": "ValueError", "message": "card declined for 5"},
-        "card declined for 5",
-    ] or received[::-1] == [
-        "card declined for 5",
-        {"type": "ValueError", "message": "card declined for 5"},
-    ]
+    assert received == {
+        "refund": {"type": "ValueError", "message": "card declined for 5"},
+        "alert": "card declined for 5",
+    }
     assert status.error is not None
     assert status.error.type == "StepFailed"
     assert "'charge'" in status.error.message
@@ -567,6 +560,52 @@ async def test_per_node_retries_record_every_attempt(
         "ConnectionError: attempt 1",
         "ConnectionError: attempt 2",
     ]
+
+
+async def test_a_node_timeout_fails_the_node(sqlite_url: str, registry: gf.Registry) -> None:
+    @gf.function(registry=registry)
+    async def hang() -> str:
+        await anyio.sleep_forever()
+        return "never"
+
+    gf.workflow_graph(
+        name="hanging",
+        nodes={"hang": hang},
+        config={"hang": {"timeout": "50ms"}},
+        registry=registry,
+    )
+    async with engine(sqlite_url, registry) as e:
+        status = await failed_run(e, "hanging")
+    (step,) = status.steps
+    assert (step.state, step.attempts) == ("failed", 1)
+    assert step.error is not None and step.error.type == "StepTimeout"
+    assert "timed out" in step.error.message
+
+
+async def test_parallel_nodes_execute_within_the_engines_job_limit(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
+    active = {"now": 0, "most": 0}
+
+    @gf.function(registry=registry)
+    async def busy(i: int) -> int:
+        active["now"] += 1
+        active["most"] = max(active["most"], active["now"])
+        await anyio.sleep(0.001)
+        active["now"] -= 1
+        return i
+
+    width = 12
+    gf.workflow_graph(
+        name="bounded",
+        nodes={f"n{i}": busy for i in range(width)},
+        config={f"n{i}": {"input": {"i": i}} for i in range(width)},
+        registry=registry,
+    )
+    async with engine(sqlite_url, registry, max_jobs=3) as e:
+        output = await e.run("bounded")
+    assert output == {f"n{i}": i for i in range(width)}
+    assert active["most"] == 3
 
 
 async def test_a_missing_ref_path_fails_the_node_without_retry(
@@ -670,342 +709,3 @@ async def test_a_branch_callable_on_a_for_each_node_that_returns_no_key_fails_th
     assert "unknown branch key 'huge'" in status.error.message
     assert "['big', 'small']" in status.error.message
     assert dict(states(status))["square"] == "failed"
-
-
-# --- replay ---------------------------------------------------------------------------------
-
-
-class Gate:
-    """Holds a node until opened, so a test can close its engine with the run mid-way."""
-
-    def __init__(self) -> None:
-        self.opened = False
-        self.reached = anyio.Event()
-        self.until: Callable[[], bool] | None = None
-        """If set, the held node finishes once this is true, instead of never."""
-
-    async def pass_through(self) -> None:
-        if self.opened:
-            return
-        self.reached.set()
-        until = self.until
-        if until is None:
-            await anyio.sleep_forever()
-            return
-        while not until():
-            await anyio.sleep(0.001)
-
-
-async def interrupt(url: str, registry: gf.Registry, workflow: str, gate: Gate) -> str:
-    """Start ``workflow`` as run ``r1``, close the engine once the gate is reached."""
-    e = engine(url, registry)
-    async with e:
-        await e.start(workflow, None, run_id="r1")
-        with anyio.fail_after(10):
-            await gate.reached.wait()
-        await e.aclose(grace=0)  # the held node is cut off; the run stays for the next engine
-    gate.opened = True
-    return "r1"
-
-
-def gated_graph(registry: gf.Registry, gate: Gate, calls: Counter[str], *, extra: bool) -> None:
-    """a -> [b, hold]; hold -> c. ``extra`` adds a node, changing the graph's hash."""
-
-    @gf.function(name="work", registry=registry)
-    async def work(node: str) -> str:
-        calls[node] += 1
-        return node
-
-    @gf.function(name="held", registry=registry)
-    async def held(node: str) -> str:
-        calls[node] += 1
-        await gate.pass_through()
-        return node
-
-    nodes: dict[str, str | gf.Function[..., Any]] = {"a": work, "b": work, "hold": held, "c": work}
-    config: dict[str, dict[str, Any]] = {
-        "a": {"next": ["b", "hold"], "input": {"node": "a"}},
-        "b": {"input": {"node": "b"}},
-        "hold": {"next": "c", "input": {"node": "hold"}},
-        "c": {"input": {"node": "c"}},
-    }
-    if extra:
-        nodes["d"] = work
-        config["c"]["next"] = "d"
-    gf.workflow_graph(name="gated", nodes=nodes, config=config, registry=registry)
-
-
-async def test_a_resumed_graph_run_reruns_no_completed_node_and_keeps_step_order(
-    sqlite_url: str, registry: gf.Registry
-) -> None:
-    gate, calls = Gate(), Counter[str]()
-    gated_graph(registry, gate, calls, extra=False)
-    run_id = await interrupt(sqlite_url, registry, "gated", gate)
-    async with engine(sqlite_url, registry) as e:
-        status = await e.wait(run_id, timeout=30)
-    assert status.state == "completed"
-    assert status.output == {"b": "b", "c": "c"}
-    assert calls == Counter({"a": 1, "b": 1, "hold": 2, "c": 1})
-    assert [step.name for step in status.steps] == ["a", "b", "hold", "c"]
-
-
-async def test_resuming_a_run_under_a_changed_graph_fails_it_with_non_determinism(
-    sqlite_url: str, registry: gf.Registry
-) -> None:
-    gate, calls = Gate(), Counter[str]()
-    gated_graph(registry, gate, calls, extra=False)
-    run_id = await interrupt(sqlite_url, registry, "gated", gate)
-    changed = gf.Registry()
-    gated_graph(changed, gate, calls, extra=True)
-    async with engine(sqlite_url, changed) as e:
-        status = await e.wait(run_id, timeout=30)
-    assert status.state == "failed"
-    assert status.error is not None
-    assert status.error.type == "NonDeterminismError"
-    assert "'gated'" in status.error.message
-    assert states(status) == [("a", "completed"), ("b", "completed")]
-    assert calls == Counter({"a": 1, "b": 1, "hold": 1})
-
-
-async def test_a_run_resumed_while_an_on_error_node_ran_still_fails_with_the_node_error(
-    sqlite_url: str, registry: gf.Registry
-) -> None:
-    gate = Gate()
-
-    @gf.function(registry=registry)
-    async def charge() -> str:
-        raise ValueError("declined")
-
-    @gf.function(registry=registry)
-    async def refund(error: dict[str, str]) -> str:
-        await gate.pass_through()
-        return f"refunded after {error['message']}"
-
-    @gf.function(registry=registry)
-    async def audit() -> str:
-        return "audited"
-
-    gf.workflow_graph(
-        name="refunding",
-        nodes={"charge": charge, "refund": refund, "audit": audit},
-        config={"charge": {"on_error": "refund"}},
-        registry=registry,
-    )
-    run_id = await interrupt(sqlite_url, registry, "refunding", gate)
-    async with engine(sqlite_url, registry) as e:
-        status = await e.wait(run_id, timeout=30)
-    assert status.state == "failed"
-    assert status.error is not None
-    assert status.error.type == "StepFailed"
-    assert "ValueError: declined" in status.error.message
-    assert dict(states(status)) == {
-        "charge": "failed",
-        "audit": "completed",
-        "refund": "completed",
-    }
-    assert next(s for s in status.steps if s.name == "refund").output == "refunded after declined"
-
-
-async def test_closing_the_engine_as_a_node_finishes_leaves_the_run_to_the_next_engine(
-    sqlite_url: str, registry: gf.Registry
-) -> None:
-    gate, calls = Gate(), Counter[str]()
-    gated_graph(registry, gate, calls, extra=False)
-    e = engine(sqlite_url, registry)
-    # "hold" finishes once the engine closes, in its grace period: "c" may not be issued then.
-    gate.until = lambda: not e.is_open
-    async with e:
-        await e.start("gated", None, run_id="r1")
-        with anyio.fail_after(10):
-            await gate.reached.wait()
-    gate.opened = True
-    async with engine(sqlite_url, registry) as e:
-        status = await e.wait("r1", timeout=30)
-    assert status.state == "completed"
-    assert status.output == {"b": "b", "c": "c"}
-    assert calls == Counter({"a": 1, "b": 1, "hold": 1, "c": 1})
-
-
-async def test_cancelling_a_graph_run_cancels_its_running_node(
-    sqlite_url: str, registry: gf.Registry
-) -> None:
-    gate, calls = Gate(), Counter[str]()
-    gated_graph(registry, gate, calls, extra=False)
-    async with engine(sqlite_url, registry) as e:
-        run_id = await e.start("gated")
-        with anyio.fail_after(10):
-            await gate.reached.wait()
-        await e.cancel(run_id)
-        status = await e.status(run_id)
-    assert status.state == "cancelled"
-    assert dict(states(status)) == {"a": "completed", "b": "completed", "hold": "cancelled"}
-
-
-# --- status and run graphs ------------------------------------------------------------------
-
-
-async def test_status_lists_nodes_in_the_order_they_were_resolved(
-    sqlite_url: str, registry: gf.Registry
-) -> None:
-    @gf.function(registry=registry)
-    async def pick(key: str) -> str:
-        gf.branch(key)
-        return key
-
-    echo_function(registry, "echo")
-    gf.workflow_graph(
-        name="ordered",
-        nodes={"start": pick, "left": "echo", "right": "echo", "end": "echo", "after": "echo"},
-        config={
-            "start": {"next": {"left": "left", "right": "right"}},
-            "left": {"next": "end", "input": {}},
-            "right": {"next": "end", "input": {}},
-            "end": {"next": "after", "input": {}},
-            "after": {"input": {}},
-        },
-        registry=registry,
-    )
-    async with engine(sqlite_url, registry) as e:
-        run_id = await e.start("ordered", {"key": "left"})
-        status = await e.wait(run_id)
-    assert states(status) == [
-        ("start", "completed"),
-        ("right", "skipped"),
-        ("left", "completed"),
-        ("end", "completed"),
-        ("after", "completed"),
-    ]
-
-
-async def test_run_graph_of_a_graph_run_shows_every_declared_node_with_its_state(
-    sqlite_url: str, registry: gf.Registry
-) -> None:
-    @gf.function(registry=registry)
-    async def ok(n: int) -> int:
-        return n
-
-    @gf.function(registry=registry)
-    async def boom(n: int) -> int:
-        raise RuntimeError(f"boom {n}")
-
-    gf.workflow_graph(
-        name="partial",
-        nodes={"a": ok, "b": boom, "c": ok, "d": ok},
-        config={
-            "a": {"next": ["b", "d"], "input": {"n": 1}},
-            "b": {"next": "c", "retries": 1, "input": {"n": 2}},
-            "d": {"input": {"n": 3}},
-        },
-        registry=registry,
-    )
-    async with engine(sqlite_url, registry) as e:
-        status = await failed_run(e, "partial")
-        graph = await e.run_graph(status.run_id)
-    assert graph.graph["name"] == "partial"
-    assert sorted(graph.edges) == [("a", "b"), ("a", "d"), ("b", "c")]
-    assert {
-        node: (attrs["state"], attrs["attempts"]) for node, attrs in graph.nodes(data=True)
-    } == {
-        "a": ("completed", 1),
-        "b": ("failed", 2),
-        "c": ("pending", 0),
-        "d": ("completed", 1),
-    }
-    assert all(attrs["kind"] == "node" for _, attrs in graph.nodes(data=True))
-    assert graph.nodes["b"]["function"] == "boom"
-    assert graph.nodes["a"]["finished_at"] is not None
-
-
-async def test_run_graph_of_an_imperative_run_shows_gather_as_fan_out_and_fan_in(
-    sqlite_url: str, registry: gf.Registry
-) -> None:
-    @gf.function(registry=registry)
-    async def square(x: int) -> int:
-        await anyio.sleep(0.001 * (3 - x))
-        return x * x
-
-    @gf.workflow(registry=registry)
-    async def fan(wf: gf.Workflow, data: None) -> int:
-        first = await wf.do("first", lambda: 1)
-        async with anyio.create_task_group() as tg:
-            for x in range(3):
-                tg.start_soon(wf.do, f"square {x}", square, {"x": x + first})
-        return await wf.do("last", lambda: 0)
-
-    async with engine(sqlite_url, registry) as e:
-        run_id = await e.start("fan")
-        await e.wait(run_id)
-        graph = await e.run_graph(run_id)
-    squares = [f"square {x}" for x in range(3)]
-    assert sorted(graph.edges) == sorted(
-        [("first", name) for name in squares] + [(name, "last") for name in squares]
-    )
-    assert {node: graph.nodes[node]["kind"] for node in graph} == {
-        "first": "inline",
-        **dict.fromkeys(squares, "rpc"),
-        "last": "inline",
-    }
-    assert all(attrs["state"] == "completed" for _, attrs in graph.nodes(data=True))
-    assert graph.nodes["square 0"]["function"] == "square"
-
-
-GOLDEN_DOT = r"""digraph "golden_signup" {
-  rankdir=LR;
-  node [shape=box, style="rounded,filled", fillcolor="#ffffff", fontname="Helvetica"];
-  edge [fontname="Helvetica"];
-  "classify" [label="classify\nclassify_plan\ncompleted", style="rounded,filled", fillcolor="#c8e6c9", color="#2e7d32"];
-  "notify" [label="notify\nnotify_user\ncompleted", style="rounded,filled", fillcolor="#c8e6c9", color="#2e7d32"];
-  "undo" [label="undo\nundo_signup\npending", style="rounded,filled", fillcolor="#ffffff", color="#9e9e9e"];
-  "upgrade" [label="upgrade\nupgrade_account\nskipped", style="rounded,filled,dashed", fillcolor="#eeeeee", color="#9e9e9e", fontcolor="#616161"];
-  "welcome" [label="welcome\nsend_welcome\ncompleted, 2 attempts", style="rounded,filled", fillcolor="#c8e6c9", color="#2e7d32"];
-  "classify" -> "undo" [label="on_error", style=dashed, color="#c62828", fontcolor="#c62828"];
-  "classify" -> "upgrade" [label="pro"];
-  "classify" -> "welcome" [label="basic | pro"];
-  "upgrade" -> "notify";
-  "welcome" -> "notify";
-}
-"""
-
-GOLDEN_MERMAID = """flowchart LR
-  n0["classify<br/>classify_plan<br/>completed"]
-  n1["notify<br/>notify_user<br/>completed"]
-  n2["undo<br/>undo_signup<br/>pending"]
-  n3["upgrade<br/>upgrade_account<br/>skipped"]
-  n4["welcome<br/>send_welcome<br/>completed, 2 attempts"]
-  n0 -.->|"on_error"| n2
-  n0 -->|"pro"| n3
-  n0 -->|"basic #124; pro"| n4
-  n3 --> n1
-  n4 --> n1
-  classDef completed fill:#c8e6c9,stroke:#2e7d32,color:#000000
-  class n0,n1,n4 completed
-  classDef pending fill:#ffffff,stroke:#9e9e9e,color:#000000
-  class n2 pending
-  classDef skipped fill:#eeeeee,stroke:#9e9e9e,color:#616161,stroke-dasharray:5 5
-  class n3 skipped
-"""
-
-
-async def test_finished_run_graph_renders_to_golden_dot_and_mermaid(sqlite_url: str) -> None:
-    dot, mermaid = await graph_flows.golden_texts(sqlite_url)
-    assert dot == GOLDEN_DOT
-    assert mermaid == GOLDEN_MERMAID
-
-
-@pytest.mark.parametrize("seed", ["0", "4242"])
-def test_finished_run_graph_renders_identically_under_another_hash_seed(
-    tmp_path: Path, seed: str
-) -> None:
-    env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": str(ROOT)}
-    url = f"sqlite:///{tmp_path / 'golden.db'}"
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.flows.graph_flows", url],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        check=False,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout == GOLDEN_DOT + GOLDEN_MERMAID

@@ -8,13 +8,43 @@ import pytest
 
 import graphflow as gf
 
-DESIGN_NAMES = """
-function workflow Workflow Registry Engine run RunStatus StepStatus ErrorInfo current_step branch
-workflow_graph ref to_dot to_mermaid GraphflowError RegistrationError GraphDefinitionError
-DurationError InputValidationError UnknownWorkflowError UnknownFunctionError RunNotFoundError
-RunConflictError InvalidStateError DuplicateStepError NonDeterminismError BranchError StepFailed
-RunFailed SuspendTimeout SchemaVersionError StoreError StepTimeout NonRetryableError
-""".split()
+DESIGN_NAMES = [
+    "function",
+    "workflow",
+    "Workflow",
+    "Registry",
+    "Engine",
+    "run",
+    "RunStatus",
+    "StepStatus",
+    "ErrorInfo",
+    "current_step",
+    "branch",
+    "workflow_graph",
+    "ref",
+    "to_dot",
+    "to_mermaid",
+    "GraphflowError",
+    "RegistrationError",
+    "GraphDefinitionError",
+    "DurationError",
+    "InputValidationError",
+    "UnknownWorkflowError",
+    "UnknownFunctionError",
+    "RunNotFoundError",
+    "RunConflictError",
+    "InvalidStateError",
+    "DuplicateStepError",
+    "NonDeterminismError",
+    "BranchError",
+    "StepFailed",
+    "RunFailed",
+    "SuspendTimeout",
+    "SchemaVersionError",
+    "StoreError",
+    "StepTimeout",
+    "NonRetryableError",
+]
 
 
 def test_all_is_a_tuple_of_real_names() -> None:

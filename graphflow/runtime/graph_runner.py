@@ -89,9 +89,6 @@ class _GraphRun:
                     new=f"a graph where {exc.reason}",
                 )
             ) from exc
-        # A replay issues nodes in another order than the first run: new steps go after all
-        # recorded ones, so ``status.steps`` keeps its order.
-        self.execution.seq = max((step.seq for step in history.values()), default=-1) + 1
         for step in nodes:
             if step.state == "completed":
                 self.outputs[step.name] = json.loads(step.output or "null")
@@ -122,8 +119,9 @@ class _GraphRun:
             while skipped := frontier.skipped():
                 for node_id in skipped:
                     await self._record(node_id, "skipped")
+            # Every ready node starts now; the engine's job slots bound how many execute.
             for node_id in frontier.ready():
-                tg.start_soon(self._guarded, self._run_node, node_id)
+                tg.start_soon(self._run_node, node_id)
             if not frontier.is_active():
                 return
             await changed.wait()
@@ -133,10 +131,13 @@ class _GraphRun:
         try:
             await fn(*args)
         except (Exception, Closing) as exc:
-            if self.abort is None:
-                self.abort = exc
-            if self._tg is not None:
-                self._tg.cancel_scope.cancel()
+            self._abort(exc)
+
+    def _abort(self, exc: BaseException) -> None:
+        if self.abort is None:
+            self.abort = exc
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
 
     # --- nodes ----------------------------------------------------------------------------------
 
@@ -150,6 +151,8 @@ class _GraphRun:
                 output, branch = await self._run_for_each(node_id, lookup)
         except StepFailed as failure:
             self._failed(node_id, failure)
+        except (Exception, Closing) as exc:  # not the node's failure: it stops the whole run
+            self._abort(exc)
         else:
             self.outputs[node_id] = output
             self.frontier.done(node_id, branch)

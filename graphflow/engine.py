@@ -496,7 +496,9 @@ class Engine:
         status = await self.status(run_id)
         definition = self.registry.find_workflow(status.workflow)
         declared = definition.nx if isinstance(definition, GraphWorkflow) else None
-        return build_run_graph((step.model_dump() for step in status.steps), declared)
+        return build_run_graph(
+            (step.model_dump() for step in status.steps), declared, name=status.workflow
+        )
 
     async def list_runs(
         self,

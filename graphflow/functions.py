@@ -118,7 +118,7 @@ def _is_structured(annotation: Any) -> bool:
 class TypedIO:
     """The compiled input and output contract of a user callable."""
 
-    __slots__ = ("_input_model", "_mode", "_param", "_single_adapter", "output_adapter", "typed")
+    __slots__ = ("_extra", "_input_model", "_mode", "_single_adapter", "output_adapter")
 
     def __init__(
         self,
@@ -128,22 +128,19 @@ class TypedIO:
         localns: dict[str, Any] | None = None,
     ) -> None:
         hints = type_hints(fn, localns)
-        params = [
-            p
-            for p in inspect.signature(fn).parameters.values()
-            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
-        ]
+        every = list(inspect.signature(fn).parameters.values())
         if skip_first:
-            params = params[1:]
+            every = every[1:]
+        params = [p for p in every if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+        # ``def f(**data)`` takes every key of ``data``, unvalidated beyond its named parameters.
+        self._extra = any(p.kind == p.VAR_KEYWORD for p in every)
         returns = hints.get("return", Any)
-        self.typed = "return" in hints
         self.output_adapter: TypeAdapter[Any] = (
             _ANY_ADAPTER if returns is Any else TypeAdapter(returns)
         )
-        self._param = params[0].name if params else ""
         self._single_adapter: TypeAdapter[Any] | None = None
         self._input_model: type[pydantic.BaseModel] | None = None
-        if not params:
+        if not params and not self._extra:
             self._mode = "none"
         elif len(params) == 1 and _is_structured(hints.get(params[0].name)):
             self._mode = "single"
@@ -159,7 +156,9 @@ class TypedIO:
             }
             self._input_model = pydantic.create_model(
                 f"{getattr(fn, '__name__', 'fn')}_input",
-                __config__=pydantic.ConfigDict(arbitrary_types_allowed=True),
+                __config__=pydantic.ConfigDict(
+                    arbitrary_types_allowed=True, extra="allow" if self._extra else "ignore"
+                ),
                 **fields,
             )
 
@@ -172,17 +171,10 @@ class TypedIO:
             return (self._single_adapter.validate_python({} if data is None else data),), {}
         assert self._input_model is not None
         model = self._input_model.model_validate({} if data is None else data)
-        return (), {name: getattr(model, name) for name in type(model).model_fields}
-
-    def validate_single(self, data: JSON) -> Any:
-        """Validate ``data`` as the one value a workflow receives (``f(wf, data)``)."""
-        if self._mode == "none":
-            return data
-        if self._mode == "single":
-            assert self._single_adapter is not None
-            return self._single_adapter.validate_python(data)
-        _, kwargs = self.validate(data)
-        return kwargs[self._param] if len(kwargs) == 1 and self._param in kwargs else kwargs
+        kwargs = {name: getattr(model, name) for name in type(model).model_fields}
+        if model.__pydantic_extra__:
+            kwargs.update(model.__pydantic_extra__)
+        return (), kwargs
 
     def dump_output(self, value: Any) -> bytes:
         """Validate ``value`` against the return type and serialise it to JSON bytes."""

@@ -172,3 +172,14 @@ def test_durations(text: str | int, seconds: float) -> None:
 def test_bad_durations_name_the_text(bad: object) -> None:
     with pytest.raises(gf.DurationError, match=repr(bad)):
         gf.parse_duration(bad)  # type: ignore[arg-type]
+
+
+def test_var_keyword_function_receives_every_key(registry: gf.Registry) -> None:
+    @gf.function(registry=registry)
+    def collect(required: int, **rest: object) -> dict[str, object]:
+        return {"required": required, **rest}
+
+    args, kwargs = collect.validate_input({"required": "2", "extra": "x"})
+    assert args == ()
+    assert kwargs == {"required": 2, "extra": "x"}
+    assert collect(**kwargs) == {"required": 2, "extra": "x"}

@@ -50,6 +50,29 @@ async def test_status_lists_nodes_in_the_order_they_were_resolved(
     ]
 
 
+async def test_parallel_nodes_are_listed_as_they_finish(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
+    @gf.function(registry=registry)
+    async def slow() -> str:
+        await anyio.sleep(0.2)
+        return "slow"
+
+    @gf.function(registry=registry)
+    async def fast() -> str:
+        return "fast"
+
+    gf.workflow_graph(
+        name="racing",
+        nodes={"a_slow": slow, "b_fast": fast},
+        config={"a_slow": {"input": {}}, "b_fast": {"input": {}}},
+        registry=registry,
+    )
+    async with engine(sqlite_url, registry) as e:
+        status = await e.wait(await e.start("racing", {}))
+    assert [step.name for step in status.steps] == ["b_fast", "a_slow"]
+
+
 async def test_run_graph_of_a_graph_run_shows_every_declared_node_with_its_state(
     sqlite_url: str, registry: gf.Registry
 ) -> None:

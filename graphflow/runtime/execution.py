@@ -140,6 +140,9 @@ class StepCall:
     """Run-graph parents; ``None``: the run's frontier (imperative runs)."""
     detail: Callable[[str | None, bytes], str | None] | None = None
     """Called with the selected branch and the result: the ``detail`` to store, or raise."""
+    number_at_finish: bool = False
+    """Take the step's position in ``status.steps`` when it finishes (graph nodes list in the
+    order they were resolved), not when it is issued."""
 
 
 class RunExecution:
@@ -155,7 +158,6 @@ class RunExecution:
         self.next_seq = 0
         self.set_history(history)
         self.issued: set[str] = set()
-        self.seq = 0
         self.frontier: dict[str, None] = {}
         self.live: dict[str, tuple[StepRecord, int, float]] = {}
         self.fatal: GraphflowError | None = None
@@ -317,6 +319,7 @@ class RunExecution:
                     info = error_info(cause)
                     record = _with_result(
                         base,
+                        seq=self._finish_seq(spec, base) if final else base.seq,
                         state="failed" if final else "running",
                         attempts=attempt,
                         output=None,
@@ -342,6 +345,7 @@ class RunExecution:
                     continue
                 record = _with_result(
                     base,
+                    seq=self._finish_seq(spec, base),
                     state="completed",
                     attempts=attempt,
                     output=raw.decode(),
@@ -360,6 +364,12 @@ class RunExecution:
             self.live.pop(spec.name, None)
             if self.waiting:
                 self.signal()
+
+    def _finish_seq(self, spec: StepCall, base: StepRecord) -> int:
+        if not spec.number_at_finish:
+            return base.seq
+        seq, self.next_seq = self.next_seq, self.next_seq + 1
+        return seq
 
     async def _attempt(self, spec: StepCall, attempt: int) -> tuple[bytes, str | None]:
         info = StepInfo(
@@ -418,6 +428,7 @@ class RunExecution:
 def _with_result(
     base: StepRecord,
     *,
+    seq: int,
     state: str,
     attempts: int,
     output: str | None,
@@ -430,7 +441,7 @@ def _with_result(
     return StepRecord(
         run_id=base.run_id,
         name=base.name,
-        seq=base.seq,
+        seq=seq,
         kind=base.kind,
         function=base.function,
         state=state,

@@ -243,6 +243,7 @@ class _GraphRun:
         spec = rpc_step(self.execution, step_name, fn, data, node.options, kind="node")
         spec.load = _load_any
         spec.parents = node.parents if step_name == node_id else (node_id,)
+        spec.number_at_finish = step_name == node_id
         return spec
 
     # --- failures and records -------------------------------------------------------------------

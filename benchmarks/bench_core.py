@@ -438,6 +438,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--repeat", type=int, default=3, help="repetitions per figure (median)")
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    parser.add_argument(
+        "--gc-freeze",
+        action="store_true",
+        help="gc.freeze() after imports, as servers do: the cyclic GC stops rescanning libraries",
+    )
     parser.add_argument("--crash-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -459,6 +464,9 @@ def main(argv: list[str] | None = None) -> None:
     sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
     started = time.perf_counter()
     print_header(sizes, args.repeat)
+    if args.gc_freeze:
+        gc.freeze()
+        print(f"gc.freeze(): {gc.get_freeze_count():,} objects moved out of the GC's scans\n")
     progress("warming up")
     warm_up()
     table = {mode: measure_mode(mode, sizes, args.repeat, progress) for mode in MODES}

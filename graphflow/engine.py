@@ -142,11 +142,31 @@ class Engine:
         return self._open
 
     async def __aenter__(self) -> Engine:
-        await self.store.open()
+        """Open the store, recover abandoned runs and start the claim, lease and listen loops.
+
+        Raises:
+            StoreError: the store cannot be opened (nothing is left running).
+            SchemaVersionError: the database's schema is another version.
+        """
+        if self._open:
+            raise GraphflowError("this engine is already open: open each Engine once")
+        try:
+            await self.store.open()
+        except BaseException:
+            await self.store.aclose()
+            raise
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._open = True
         self._host.closing = False
+        try:
+            await self._start_loops(self._tg)
+        except BaseException:
+            await self.aclose(grace=0)
+            raise
+        return self
+
+    async def _start_loops(self, tg: anyio.abc.TaskGroup) -> None:
         if self.worker:
             await self.store.register_owner(
                 OwnerRecord(
@@ -158,10 +178,9 @@ class Engine:
                 )
             )
             await self._claim()
-            self._tg.start_soon(self._claim_loop)
-            self._tg.start_soon(self._lease_loop)
-        self._tg.start_soon(self.store.listen, self._on_notify)
-        return self
+            tg.start_soon(self._claim_loop)
+            tg.start_soon(self._lease_loop)
+        tg.start_soon(self.store.listen, self._on_notify)
 
     async def __aexit__(
         self,

@@ -118,7 +118,7 @@ def _is_structured(annotation: Any) -> bool:
 class TypedIO:
     """The compiled input and output contract of a user callable."""
 
-    __slots__ = ("_extra", "_input_model", "_mode", "_single_adapter", "output_adapter")
+    __slots__ = ("_extra", "_fields", "_input_model", "_mode", "_single_adapter", "output_adapter")
 
     def __init__(
         self,
@@ -140,6 +140,7 @@ class TypedIO:
         )
         self._single_adapter: TypeAdapter[Any] | None = None
         self._input_model: type[pydantic.BaseModel] | None = None
+        self._fields: tuple[str, ...] = ()
         if not params and not self._extra:
             self._mode = "none"
         elif len(params) == 1 and _is_structured(hints.get(params[0].name)):
@@ -161,6 +162,7 @@ class TypedIO:
                 ),
                 **fields,
             )
+            self._fields = tuple(fields)
 
     def validate(self, data: JSON) -> tuple[tuple[Any, ...], dict[str, Any]]:
         """Turn ``data`` into call arguments; raises ``pydantic.ValidationError``."""
@@ -171,7 +173,7 @@ class TypedIO:
             return (self._single_adapter.validate_python({} if data is None else data),), {}
         assert self._input_model is not None
         model = self._input_model.model_validate({} if data is None else data)
-        kwargs = {name: getattr(model, name) for name in type(model).model_fields}
+        kwargs = {name: getattr(model, name) for name in self._fields}
         if model.__pydantic_extra__:
             kwargs.update(model.__pydantic_extra__)
         return (), kwargs
@@ -232,7 +234,9 @@ class Function(Generic[P, R_co]):
     async def invoke(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         """Call the function: async ones on the loop, sync ones in a worker thread."""
         if self.is_async:
-            return await typing.cast(Callable[..., Awaitable[Any]], self.fn)(*args, **kwargs)
+            # is_async: the call returns an awaitable (a cast would build a type per call).
+            result: Awaitable[Any] = self.fn(*args, **kwargs)  # type: ignore[assignment]
+            return await result
         return await anyio.to_thread.run_sync(
             functools.partial(self.fn, *args, **kwargs), abandon_on_cancel=True
         )

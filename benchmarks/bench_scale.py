@@ -7,7 +7,7 @@ with ``worker=False``) starts every run and then waits for all of them, while wo
 (``python benchmarks/bench_scale.py --worker URL``, started and warm before the timing) execute
 them; on SQLite this process runs the same workload on one engine with ``worker=True``. Each
 measurement uses a fresh database (PostgreSQL) or file (SQLite) and is printed beside the raw floor
-of its store measured in the same repetition: one INSERT + COMMIT per row. A second table shows
+of its store measured in the same repetition: one INSERT + COMMIT per row. A last table shows
 where the CPU went (read from ``/proc`` on Linux). Nothing here asserts on timings.
 """
 
@@ -179,12 +179,8 @@ class CpuMark:
         """``(client, workers, server, machine)`` CPU seconds from ``start`` to this mark."""
         server = sum(t - start.server.get(pid, 0.0) for pid, t in self.server.items())
         workers = sum(b - a for a, b in zip(start.workers, self.workers, strict=True))
-        return (
-            self.client - start.client,
-            workers,
-            server if self.server else NA,
-            (self.busy - start.busy),
-        )
+        client = self.client - start.client
+        return client, workers, server if self.server else NA, self.busy - start.busy
 
 
 # --- floors ---------------------------------------------------------------------------------------
@@ -271,19 +267,20 @@ class WorkerPool:
         return [proc.pid for proc in self.procs]
 
     @staticmethod
-    def _expect(proc: subprocess.Popen[str], word: str) -> int:
+    def _expect(proc: subprocess.Popen[str], word: str) -> list[str]:
+        """The words after ``word`` on the worker's next line of output."""
         assert proc.stdout is not None
         line = proc.stdout.readline().split()
-        if len(line) != 2 or line[0] != word:
+        if not line or line[0] != word:
             proc.kill()
             raise RuntimeError(f"worker {proc.pid} said {line!r}, expected {word!r} (see stderr)")
-        return int(line[1])
+        return line[1:]
 
     def stop(self) -> tuple[int, ...]:
         """SIGTERM every worker; return how many steps each ran once ready, busiest first."""
         for proc in self.procs:
             proc.send_signal(signal.SIGTERM)
-        steps = [self._expect(proc, "steps") for proc in self.procs]
+        steps = [int(self._expect(proc, "steps")[0]) for proc in self.procs]
         for proc in self.procs:
             proc.wait(timeout=30)
         return tuple(sorted(steps, reverse=True))
@@ -313,7 +310,7 @@ def worker_main(url: str, options: Options, warm_steps: int) -> None:
                 for i in range(3):
                     await engine.run(WORKFLOW, {"x": i, "k": warm_steps})
                 EXECUTED["steps"] = 0
-                print("ready 0", flush=True)
+                print("ready", flush=True)
                 async for _ in signals:
                     break
             await engine.aclose()

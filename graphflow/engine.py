@@ -39,7 +39,10 @@ from .runtime.runner import UNSET, cancel_run, execute_run
 from .runtime.status import RunStatus, StepStatus, load_error, run_status, step_status
 from .store.base import ClaimQuery, Fence, JobRecord, OwnerRecord, RunRecord, Store, open_store
 
-__all__ = ("Engine", "run")
+__all__ = ("Engine", "EngineStats", "run")
+
+_CLAIM_BATCH = 10
+"""Runs claimed per query: workers woken by one notification share the new work."""
 
 
 @dataclass(eq=False)
@@ -346,31 +349,36 @@ class Engine:
             if o.owner_id != self.owner_id and o.pid != os.getpid() and not _pid_alive(o.pid)
         ]
 
-    async def _claim(self, run_id: str | None = None) -> int:
-        tg = self._tg
-        free = self.max_runs - len(self._held)
-        if tg is None or free <= 0 or not self._open:
-            return 0
-        query = ClaimQuery(
-            owner_id=self.owner_id,
-            workflows=self.registry.workflow_names,
-            dead_owners=await self._dead_owners(),
-            limit=free,
-            lease=self.lease,
-            run_id=run_id,
-        )
-        claimed = await self.store.claim_runs(query, self.clock.time())
-        for run in claimed:
-            fence = Fence(run_id=run.run_id, owner_id=self.owner_id, epoch=run.lease_epoch)
-            if run.cancel_requested:
-                execution = RunExecution(self._host, run, fence, [])
-                await cancel_run(self._host, execution)
-                self._notify(run.run_id)
-            elif run.recoveries > self.max_recoveries:
-                await self._give_up(run, fence)
-            else:
-                self._hold(tg, run, fence, None)
-        return len(claimed)
+    async def _claim(self) -> None:
+        """Take runnable runs, a small batch at a time, so idle workers woken together share."""
+        dead_owners = await self._dead_owners()
+        while True:
+            tg = self._tg
+            batch = min(self.max_runs - len(self._held), _CLAIM_BATCH)
+            if tg is None or batch <= 0 or not self._open:
+                return
+            query = ClaimQuery(
+                owner_id=self.owner_id,
+                workflows=self.registry.workflow_names,
+                dead_owners=dead_owners,
+                limit=batch,
+                lease=self.lease,
+            )
+            claimed = await self.store.claim_runs(query, self.clock.time())
+            for run in claimed:
+                await self._take(tg, run)
+            if len(claimed) < batch:
+                return
+
+    async def _take(self, tg: anyio.abc.TaskGroup, run: RunRecord) -> None:
+        fence = Fence(run_id=run.run_id, owner_id=self.owner_id, epoch=run.lease_epoch)
+        if run.cancel_requested:
+            await cancel_run(self._host, RunExecution(self._host, run, fence, []))
+            self._notify(run.run_id)
+        elif run.recoveries > self.max_recoveries:
+            await self._give_up(run, fence)
+        else:
+            self._hold(tg, run, fence, None)
 
     async def _give_up(self, run: RunRecord, fence: Fence) -> None:
         error = GraphflowError(
@@ -439,6 +447,8 @@ class Engine:
             held = self._held.get(key)
             if held is not None:
                 held.execution.stop(cancel=True)
+        elif kind == "end":
+            self._notify(key)
         elif kind == "run":
             self._notify(key)
             self._wake_claimer.set()
@@ -543,7 +553,9 @@ class Engine:
 
     async def _wait_ended(self, run_id: str, timeout: float | None) -> RunRecord:
         with anyio.fail_after(timeout):
-            delay = 0.005
+            # Local runs and (on PostgreSQL) notified ends wake the event; polling is the
+            # fallback for runs other processes finish without telling us.
+            delay = 0.005 if self.store.url.startswith(("sqlite", "memory")) else self.poll_interval
             while True:
                 event = self._changed.setdefault(run_id, anyio.Event())
                 run = await self._get_run(run_id)

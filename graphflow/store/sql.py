@@ -44,7 +44,7 @@ from .base import (
     RunRecord,
     StepRecord,
 )
-from .tables import METADATA
+from .tables import METADATA, StepRow
 
 __all__ = ("SqlStore",)
 
@@ -85,7 +85,6 @@ class _Tx:
     def __init__(self, store: SqlStore, cursor: Any) -> None:
         self.store = store
         self.cursor = cursor
-        self.fenced: set[tuple[str, str, int]] = set()
 
     def execute(self, sql: str, params: dict[str, Any] | None = None) -> int:
         self.cursor.execute(self.store.sql(sql), params or {})
@@ -94,19 +93,6 @@ class _Tx:
     def query(self, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
         self.cursor.execute(self.store.sql(sql), params or {})
         return list(self.cursor.fetchall())
-
-    def check_fence(self, fence: Fence) -> None:
-        key = (fence.run_id, fence.owner_id, fence.epoch)
-        if key in self.fenced:
-            return
-        rows = self.query(
-            "SELECT 1 FROM gf_runs WHERE run_id = :run_id AND owner_id = :owner_id"
-            " AND lease_epoch = :epoch" + self.store.lock_share,
-            {"run_id": fence.run_id, "owner_id": fence.owner_id, "epoch": fence.epoch},
-        )
-        if not rows:
-            raise LeaseLostError(run_id=fence.run_id)
-        self.fenced.add(key)
 
 
 Op = Callable[[_Tx], Any]
@@ -141,6 +127,7 @@ class SqlStore(JobQueries):
             self.lock_update = " FOR UPDATE"
             self.skip_locked = " FOR UPDATE SKIP LOCKED"
         self._compiled: dict[str, str] = {}
+        self._fenced_upsert = _fenced_upsert_step(self._dialect, self.lock_share)
         self._writer: Any = None
         self._reader: Any = None
         self._read_lock = anyio.Lock()
@@ -199,6 +186,13 @@ class SqlStore(JobQueries):
     def _create_schema(self, tx: _Tx) -> None:
         if not self.is_sqlite:
             tx.execute("SELECT pg_advisory_xact_lock(7474251)")
+        found = self._schema_version(tx)
+        if found is not None:
+            # No DDL on an existing schema: CREATE INDEX IF NOT EXISTS still takes a table lock
+            # that can deadlock with running workers.
+            if found != SCHEMA_VERSION:
+                raise SchemaVersionError(url=self.url, found=found, expected=SCHEMA_VERSION)
+            return
         for table in METADATA.sorted_tables:
             tx.cursor.execute(
                 str(CreateTable(table, if_not_exists=True).compile(dialect=self._dialect))
@@ -212,9 +206,21 @@ class SqlStore(JobQueries):
             " ON CONFLICT (key) DO NOTHING",
             {"v": str(SCHEMA_VERSION)},
         )
-        found = int(tx.query("SELECT value FROM gf_meta WHERE key = 'schema_version'")[0][0])
+        found = self._schema_version(tx)
         if found != SCHEMA_VERSION:
-            raise SchemaVersionError(url=self.url, found=found, expected=SCHEMA_VERSION)
+            raise SchemaVersionError(url=self.url, found=found or 0, expected=SCHEMA_VERSION)
+
+    def _schema_version(self, tx: _Tx) -> int | None:
+        exists = (
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'gf_meta'"
+            if self.is_sqlite
+            else "SELECT to_regclass('gf_meta')"
+        )
+        rows = tx.query(exists)
+        if not rows or rows[0][0] is None:
+            return None
+        rows = tx.query("SELECT value FROM gf_meta WHERE key = 'schema_version'")
+        return int(rows[0][0]) if rows else None
 
     async def aclose(self) -> None:
         """Close the connections."""
@@ -482,6 +488,8 @@ class SqlStore(JobQueries):
             )
             if not changed:
                 raise LeaseLostError(run_id=fence.run_id)
+            if terminal:
+                self.notify(tx, f"end:{fence.run_id}")
             if resumable:
                 names_params: dict[str, Any] = {"run_id": fence.run_id}
                 names = _bind_list(names_params, "n", resumable)
@@ -659,35 +667,37 @@ class SqlStore(JobQueries):
         params = _step_params(step)
         attempt = _params(failed, _ATTEMPT_COLUMNS) if failed is not None else None
 
+        fenced = params | {"owner_id": fence.owner_id, "epoch": fence.epoch}
+
         def op(tx: _Tx) -> None:
-            if self.is_sqlite:
-                # The fence folded into the insert: one statement (SQLite holds the write lock).
-                fenced = params | {"owner_id": fence.owner_id, "epoch": fence.epoch}
-                if not tx.execute(_FENCED_UPSERT_STEP, fenced):
-                    raise LeaseLostError(run_id=fence.run_id)
-            else:
-                tx.check_fence(fence)
-                tx.execute(_UPSERT_STEP, params)
+            # The fence folded into the insert: one statement, one round trip.
+            if not tx.execute(self._fenced_upsert, fenced):
+                raise LeaseLostError(run_id=fence.run_id)
             if attempt is not None:
                 tx.execute(_INSERT_ATTEMPT, attempt)
 
         await self.write(op)
 
 
-_UPSERT_STEP = (
-    f"INSERT INTO gf_steps ({', '.join(_STEP_COLUMNS)})"
-    f" VALUES ({', '.join(':' + c for c in _STEP_COLUMNS)})"
-    " ON CONFLICT (run_id, name) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _STEP_COLUMNS if c not in ("run_id", "name"))
-)
-_FENCED_UPSERT_STEP = (
-    f"INSERT INTO gf_steps ({', '.join(_STEP_COLUMNS)})"
-    f" SELECT {', '.join(':' + c for c in _STEP_COLUMNS)}"
-    " WHERE EXISTS (SELECT 1 FROM gf_runs WHERE run_id = :run_id AND owner_id = :owner_id"
-    " AND lease_epoch = :epoch)"
-    " ON CONFLICT (run_id, name) DO UPDATE SET "
-    + ", ".join(f"{c} = excluded.{c}" for c in _STEP_COLUMNS if c not in ("run_id", "name"))
-)
+def _fenced_upsert_step(dialect: Dialect, lock_share: str) -> str:
+    """Upsert a step only while the run's lease is held (``WHERE EXISTS`` on the fence).
+
+    PostgreSQL cannot infer the types of bare parameters in a ``SELECT`` list: cast them.
+    """
+    columns = StepRow.__table__.columns  # type: ignore[attr-defined]
+    if dialect.name == "sqlite":
+        values = ", ".join(f":{c}" for c in _STEP_COLUMNS)
+    else:
+        values = ", ".join(
+            f"CAST(:{c} AS {columns[c].type.compile(dialect=dialect)})" for c in _STEP_COLUMNS
+        )
+    return (
+        f"INSERT INTO gf_steps ({', '.join(_STEP_COLUMNS)}) SELECT {values}"
+        " WHERE EXISTS (SELECT 1 FROM gf_runs WHERE run_id = :run_id AND owner_id = :owner_id"
+        f" AND lease_epoch = :epoch{lock_share})"
+        " ON CONFLICT (run_id, name) DO UPDATE SET "
+        + ", ".join(f"{c} = excluded.{c}" for c in _STEP_COLUMNS if c not in ("run_id", "name"))
+    )
 _INSERT_ATTEMPT = (
     f"INSERT INTO gf_attempts ({', '.join(_ATTEMPT_COLUMNS)})"
     f" VALUES ({', '.join(':' + c for c in _ATTEMPT_COLUMNS)})"

@@ -698,6 +698,8 @@ def _fenced_upsert_step(dialect: Dialect, lock_share: str) -> str:
         " ON CONFLICT (run_id, name) DO UPDATE SET "
         + ", ".join(f"{c} = excluded.{c}" for c in _STEP_COLUMNS if c not in ("run_id", "name"))
     )
+
+
 _INSERT_ATTEMPT = (
     f"INSERT INTO gf_attempts ({', '.join(_ATTEMPT_COLUMNS)})"
     f" VALUES ({', '.join(':' + c for c in _ATTEMPT_COLUMNS)})"

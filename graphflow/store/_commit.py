@@ -1,8 +1,11 @@
 """Group commit: concurrent writes share one transaction; each caller waits for its commit.
 
 No background task: the first writer to arrive becomes the *leader*. It yields once so that every
-writer already runnable joins its batch, runs the batch, releases the batch's callers and, if more
-writes queued meanwhile, hands leadership to the first of them.
+writer already runnable joins its batch, then runs the batch and releases the batch's callers.
+
+Inline batches (SQLite, run on the event loop) cannot interleave with new writes, so every queued
+writer belongs to the leader's round and waits on one shared event. Threaded batches (PostgreSQL)
+let writes queue while a batch commits; the leader then hands leadership to the first of them.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ OpT = TypeVar("OpT")
 class _Pending(Generic[OpT]):
     __slots__ = ("finished", "ok", "op", "value", "wake")
 
-    def __init__(self, op: OpT) -> None:
+    def __init__(self, op: OpT, wake: anyio.Event | None) -> None:
         self.op = op
-        self.wake = anyio.Event()
+        self.wake = wake
         self.finished = False
         self.ok = False
         self.value: Any = None
@@ -47,63 +50,79 @@ class GroupCommitter(Generic[OpT]):
         self._inline = inline
         self._queue: list[_Pending[OpT]] = []
         self._leading = False
+        self._round: anyio.Event | None = None
         self.batches = 0
         self.ops = 0
 
     async def submit(self, op: OpT) -> Any:
         """Run ``op`` in the next batch; return its result or raise its exception.
 
-        A write, once submitted, is committed even if its caller is cancelled meanwhile, and
-        leadership always passes to a live waiter. Inline batches need no shield for that (a
-        cancelled leader commits synchronously before unwinding); threaded ones are shielded.
+        A write, once submitted, is committed even if its caller is cancelled meanwhile. Inline
+        batches need no shield for that (a cancelled leader commits synchronously before it
+        unwinds); threaded ones are shielded, so leadership always passes to a live waiter.
         """
-        pending = _Pending(op)
-        self._queue.append(pending)
         if self._inline:
-            return await self._submit(pending)
+            return await self._submit_inline(op)
+        pending = _Pending(op, anyio.Event())
+        self._queue.append(pending)
         with anyio.CancelScope(shield=True):
-            return await self._submit(pending)
+            return await self._submit_threaded(pending)
 
-    async def _submit(self, pending: _Pending[OpT]) -> Any:
+    # --- inline (SQLite) ------------------------------------------------------------------------
+
+    async def _submit_inline(self, op: OpT) -> Any:
+        pending = _Pending(op, None)
+        self._queue.append(pending)
         if self._leading:
-            try:
-                await pending.wake.wait()  # set when finished, or when promoted to leader
-            except BaseException:
-                if pending.wake.is_set() and not pending.finished:
-                    self._leading = False  # promoted while being cancelled: lead, then unwind
-                    self._lead_now()
-                raise
+            if self._round is None:
+                self._round = anyio.Event()
+            await self._round.wait()  # the leader settles its whole round at once
+            return _outcome(pending)
+        self._leading = True
+        try:
+            await anyio.lowlevel.checkpoint()  # let every runnable writer join this batch
+        finally:
+            self._flush_inline()  # also when cancelled: submitted writes are committed
+        return _outcome(pending)
+
+    def _flush_inline(self) -> None:
+        try:
+            self._settle(*self._take())
+        finally:
+            self._leading = False
+            finished, self._round = self._round, None
+            if finished is not None:
+                finished.set()
+
+    # --- threaded (PostgreSQL) ------------------------------------------------------------------
+
+    async def _submit_threaded(self, pending: _Pending[OpT]) -> Any:
+        assert pending.wake is not None
+        if self._leading:
+            await pending.wake.wait()  # set when finished, or when promoted to leader
             if pending.finished:
                 return _outcome(pending)
         self._leading = True
         try:
-            try:
-                await anyio.lowlevel.checkpoint()  # let every runnable writer join this batch
-            except BaseException:
-                self._leading = False
-                self._lead_now()
-                raise
+            await anyio.lowlevel.checkpoint()
             while not pending.finished:
-                await self._flush()
+                batch, self._queue = self._queue, []
+                try:
+                    ops = [p.op for p in batch]
+                    results = await anyio.to_thread.run_sync(self._run_batch, ops)
+                except Exception as exc:
+                    results = [(False, exc)] * len(batch)
+                self._settle(batch, results)
         finally:
             self._leading = False
-            self._promote()
+            if self._queue:  # writes that queued during the commit: the first one leads next
+                self._leading = True
+                wake = self._queue[0].wake
+                assert wake is not None
+                wake.set()
         return _outcome(pending)
 
-    def _lead_now(self) -> None:
-        """Commit what is queued without awaiting (inline batches only)."""
-        self._leading = True
-        try:
-            while self._queue:
-                self._settle(*self._take())
-        finally:
-            self._leading = False
-            self._promote()
-
-    def _promote(self) -> None:
-        if self._queue and not self._leading:
-            self._leading = True
-            self._queue[0].wake.set()
+    # --- shared -----------------------------------------------------------------------------------
 
     def _take(self) -> tuple[list[_Pending[OpT]], list[tuple[bool, Any]]]:
         batch, self._queue = self._queue, []
@@ -117,18 +136,8 @@ class GroupCommitter(Generic[OpT]):
         self.ops += len(batch)
         for p, (ok, value) in zip(batch, results, strict=True):
             p.ok, p.value, p.finished = ok, value, True
-            p.wake.set()
-
-    async def _flush(self) -> None:
-        if self._inline:
-            self._settle(*self._take())
-            return
-        batch, self._queue = self._queue, []
-        try:
-            results = await anyio.to_thread.run_sync(self._run_batch, [p.op for p in batch])
-        except Exception as exc:
-            results = [(False, exc)] * len(batch)
-        self._settle(batch, results)
+            if p.wake is not None:
+                p.wake.set()
 
 
 def _outcome(pending: _Pending[Any]) -> Any:

@@ -215,13 +215,13 @@ def steps_table(steps: Sequence[StepStatus], limit: int | None = None) -> Table:
     if len(shown) < len(steps):
         table.add_row(Text(f"... {len(steps) - len(shown)} earlier steps", style="dim"))
     for step in shown:
-        table.add_row(
-            step.name,
-            step.kind,
+        table.add_row(  # user data as Text: never parsed as rich markup
+            Text(step.name),
+            Text(step.kind),
             styled(step.state),
-            str(step.attempts or ""),
-            duration(step),
-            step_detail(step),
+            Text(str(step.attempts or "")),
+            Text(duration(step)),
+            Text(step_detail(step)),
         )
     return table
 
@@ -234,18 +234,18 @@ def make_view() -> View:
 def print_status(found: RunStatus) -> None:
     """Print a run's facts and its steps on stdout."""
     facts = Table.grid(padding=(0, 2))
-    facts.add_row(Text("run", style="bold"), found.run_id)
-    facts.add_row(Text("workflow", style="bold"), found.workflow)
+    facts.add_row(Text("run", style="bold"), Text(found.run_id))
+    facts.add_row(Text("workflow", style="bold"), Text(found.workflow))
     facts.add_row(Text("state", style="bold"), styled(found.state))
     facts.add_row(Text("created", style="bold"), format_time(found.created_at))
     if found.finished_at is not None:
         facts.add_row(Text("finished", style="bold"), format_time(found.finished_at))
     if found.parent_run_id is not None:
-        facts.add_row(Text("parent", style="bold"), found.parent_run_id)
+        facts.add_row(Text("parent", style="bold"), Text(found.parent_run_id))
     if found.state in ("sleeping", "suspended", "failed", "cancelled"):
-        facts.add_row(Text("detail", style="bold"), run_detail(found))
+        facts.add_row(Text("detail", style="bold"), Text(run_detail(found)))
     if found.state == "completed":
-        facts.add_row(Text("output", style="bold"), dump_json(found.output))
+        facts.add_row(Text("output", style="bold"), Text(dump_json(found.output)))
     console = stdout_console()
     console.print(facts)
     if found.steps:
@@ -263,8 +263,8 @@ def print_runs(found: list[RunStatus]) -> None:
         table.add_column(column, no_wrap=column == "Run ID")
     for item in found:
         table.add_row(
-            item.run_id,
-            item.workflow,
+            Text(item.run_id),
+            Text(item.workflow),
             styled(item.state),
             format_time(item.created_at),
             format_time(item.finished_at),

@@ -22,7 +22,7 @@ from jsonpath_ng.ext.parser import parse as parse_jsonpath
 from jsonpath_ng.jsonpath import Child, Fields, Index, JSONPath, Root
 
 from ._types import JSON
-from .errors import DefinitionError, GraphflowError
+from .errors import GraphDefinitionError, GraphflowError
 
 __all__ = (
     "ERROR",
@@ -68,19 +68,20 @@ _COMPUTE_FIX = (
 )
 
 
-class RefUsageError(DefinitionError, TypeError):
+class RefUsageError(GraphDefinitionError, TypeError):
     """A ref was computed with, or made with a bad node id or path, at definition time."""
 
     ref: str
-    problem: str
-    fix: str
 
     def __init__(self, *, ref: str, problem: str, fix: str) -> None:
-        super().__init__(
+        GraphflowError.__init__(
+            self,
             f"invalid use of {ref}: {problem}. Fix: {fix}",
             ref=ref,
             problem=problem,
             fix=fix,
+            graph=None,  # a ref made in a mapping is checked before its graph exists
+            node=None,
         )
 
 

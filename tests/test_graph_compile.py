@@ -373,13 +373,16 @@ def test_bad_option_values(registry: Registry, options: dict[str, Any], problem:
     assert problem in str(error)
 
 
-def test_bad_duration_is_a_duration_error_noting_the_node(registry: Registry) -> None:
+def test_bad_duration_is_a_duration_and_graph_definition_error_naming_the_node(
+    registry: Registry,
+) -> None:
     with pytest.raises(DurationError) as caught:
         workflow_graph(
             name="g", nodes={"a": "step"}, config={"a": {"timeout": "soon"}}, registry=registry
         )
+    assert isinstance(caught.value, GraphDefinitionError)
     assert "'soon'" in str(caught.value)
-    assert "node 'a'" in caught.value.__notes__[0]
+    assert "node 'a'" in str(caught.value)
 
 
 @pytest.mark.parametrize("node_id", ["$a", "a:b", "a[0]", ""])

@@ -498,8 +498,9 @@ async def test_on_error_node_receives_the_error_and_the_run_fails(
         return "refunded"
 
     @gf.function(registry=registry)
-    async def alert(message: str) -> str:
+    async def alert(message: str, failed_input: dict[str, int]) -> str:
         received["alert"] = message
+        received["failed_input"] = failed_input
         return "alerted"
 
     echo_function(registry, "echo")
@@ -508,7 +509,12 @@ async def test_on_error_node_receives_the_error_and_the_run_fails(
         nodes={"charge": charge, "ship": "echo", "refund": refund, "alert": alert},
         config={
             "charge": {"next": "ship", "on_error": ["refund", "alert"], "input": {"amount": 5}},
-            "alert": {"input": {"message": gf.ref("$error", "error.message")}},
+            "alert": {
+                "input": {
+                    "message": gf.ref("$error", "error.message"),
+                    "failed_input": gf.ref("$error", "input"),
+                }
+            },
         },
         registry=registry,
     )
@@ -517,6 +523,7 @@ async def test_on_error_node_receives_the_error_and_the_run_fails(
     assert received == {
         "refund": {"type": "ValueError", "message": "card declined for 5"},
         "alert": "card declined for 5",
+        "failed_input": {"amount": 5},
     }
     assert status.error is not None
     assert status.error.type == "StepFailed"

@@ -15,7 +15,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from ..errors import DefinitionError, DurationError, GraphDefinitionError
+from ..errors import DefinitionError, DurationError, GraphDefinitionError, GraphflowError
 from ..functions import DEFAULT_REGISTRY, Function, Registry, StepOptions, WorkflowDefinition
 from ..refs import Ref, RefUsageError, ref
 from .compile import NodeSpec, compile_graph
@@ -295,6 +295,23 @@ def _mode(graph: str, node_id: str, value: object, for_each: Ref | None) -> Mode
     )
 
 
+class _BadDurationOption(GraphDefinitionError, DurationError):
+    """A graph node's ``retry_delay`` or ``timeout`` is not a duration (both error kinds)."""
+
+    def __init__(self, *, graph: str, node: str, text: object) -> None:
+        problem = f"invalid duration {text!r}"
+        fix = "give retry_delay and timeout as seconds, a timedelta, or text like '500ms', '1h30m'"
+        GraphflowError.__init__(
+            self,
+            f"invalid workflow graph {graph!r} at node {node!r}: {problem}. Fix: {fix}",
+            graph=graph,
+            node=node,
+            text=text,
+            problem=problem,
+            fix=fix,
+        )
+
+
 def _options(graph: str, node_id: str, options: Mapping[Any, Any]) -> StepOptions:
     try:
         return StepOptions.build(
@@ -305,8 +322,7 @@ def _options(graph: str, node_id: str, options: Mapping[Any, Any]) -> StepOption
             where="bad step option",
         )
     except DurationError as exc:
-        exc.add_note(f"in workflow graph {graph!r}, node {node_id!r}")
-        raise
+        raise _BadDurationOption(graph=graph, node=node_id, text=exc.text) from exc
     except DefinitionError as exc:
         raise GraphDefinitionError(
             graph=graph,

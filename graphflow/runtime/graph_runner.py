@@ -48,6 +48,7 @@ class _GraphRun:
         self.frontier = Frontier(self.plan, run_id=execution.run_id)
         self.errors: dict[str, JSON] = {}
         self.branches: dict[str, str | None] = {}
+        self.inputs: dict[str, JSON] = {}
         self.first_failure: GraphflowError | None = None
         self.abort: BaseException | None = None
         self.changed = anyio.Event()
@@ -163,6 +164,7 @@ class _GraphRun:
             data = self.plan.node_input(node_id, lookup)
         except RefResolutionError as exc:
             await self._refuse(node_id, node_id, exc)
+        self.inputs[node_id] = data
         spec = self._spec(node_id, node_id, data)
         if self.plan.nodes[node_id].keys is not None:
             spec.detail = lambda selected, raw: self._branch_detail(node_id, selected, raw)
@@ -182,6 +184,7 @@ class _GraphRun:
             items = self.plan.items(node_id, lookup)
         except RefResolutionError as exc:
             await self._refuse(node_id, node_id, exc)
+        self.inputs[node_id] = items
         results: list[JSON] = [None] * len(items)
         failures: dict[int, StepFailed] = {}
 
@@ -258,7 +261,7 @@ class _GraphRun:
         payload = {
             "error": {"type": failure.error.type, "message": failure.error.message},
             "step": node_id,
-            "input": None,
+            "input": self.inputs.get(node_id),  # unknown for a failure replayed from the store
         }
         for handler in self.plan.nodes[node_id].on_error:
             self.errors.setdefault(handler, payload)

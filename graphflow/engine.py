@@ -498,9 +498,10 @@ class Engine:
         Raises:
             RunNotFoundError: no run has this id.
         """
-        run = await self._get_run(run_id)
-        steps = await self.store.load_steps(run_id)
-        attempts = await self.store.load_attempts(run_id)
+        self._require_open()
+        run, steps, attempts = await self.store.load_run(run_id)
+        if run is None:
+            raise RunNotFoundError(run_id=run_id)
         status = run_status(run, steps, attempts)
         held = self._held.get(run_id)
         if held is None or not held.execution.live:

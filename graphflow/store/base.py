@@ -193,6 +193,11 @@ class Store(Protocol):
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         """Every step of a run in issue order, in one query."""
 
+    async def load_run(
+        self, run_id: str
+    ) -> tuple[RunRecord | None, list[StepRecord], list[AttemptRecord]]:
+        """A run with its steps and failed attempts, read together."""
+
     async def load_attempts(self, run_id: str) -> list[AttemptRecord]:
         """Every failed attempt of a run."""
 

@@ -640,25 +640,24 @@ class SqlStore(JobQueries):
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         """Every step of a run in issue order (one query)."""
-        rows = await self.read(
-            lambda tx: tx.query(
-                f"SELECT {', '.join(_STEP_COLUMNS)} FROM gf_steps WHERE run_id = :run_id"
-                " ORDER BY seq",
-                {"run_id": run_id},
-            )
-        )
-        return [_step(row) for row in rows]
+        return await self.read(lambda tx: _load_steps(tx, run_id))
+
+    async def load_run(
+        self, run_id: str
+    ) -> tuple[RunRecord | None, list[StepRecord], list[AttemptRecord]]:
+        """A run with its steps and failed attempts, in one read (one thread hop on PostgreSQL)."""
+
+        def read(tx: _Tx) -> tuple[RunRecord | None, list[StepRecord], list[AttemptRecord]]:
+            rows = tx.query(f"{_RUN_SELECT} WHERE run_id = :run_id", {"run_id": run_id})
+            if not rows:
+                return None, [], []
+            return _run(rows[0]), _load_steps(tx, run_id), _load_attempts(tx, run_id)
+
+        return await self.read(read)
 
     async def load_attempts(self, run_id: str) -> list[AttemptRecord]:
         """Every failed attempt of a run."""
-        rows = await self.read(
-            lambda tx: tx.query(
-                f"SELECT {', '.join(_ATTEMPT_COLUMNS)} FROM gf_attempts WHERE run_id = :run_id"
-                " ORDER BY step_name, attempt",
-                {"run_id": run_id},
-            )
-        )
-        return [AttemptRecord(**dict(zip(_ATTEMPT_COLUMNS, row, strict=True))) for row in rows]
+        return await self.read(lambda tx: _load_attempts(tx, run_id))
 
     async def record_step(
         self, fence: Fence, step: StepRecord, failed: AttemptRecord | None = None
@@ -705,6 +704,23 @@ _INSERT_ATTEMPT = (
     f" VALUES ({', '.join(':' + c for c in _ATTEMPT_COLUMNS)})"
     " ON CONFLICT (run_id, step_name, attempt) DO NOTHING"
 )
+
+
+def _load_steps(tx: _Tx, run_id: str) -> list[StepRecord]:
+    rows = tx.query(
+        f"SELECT {', '.join(_STEP_COLUMNS)} FROM gf_steps WHERE run_id = :run_id ORDER BY seq",
+        {"run_id": run_id},
+    )
+    return [_step(row) for row in rows]
+
+
+def _load_attempts(tx: _Tx, run_id: str) -> list[AttemptRecord]:
+    rows = tx.query(
+        f"SELECT {', '.join(_ATTEMPT_COLUMNS)} FROM gf_attempts WHERE run_id = :run_id"
+        " ORDER BY step_name, attempt",
+        {"run_id": run_id},
+    )
+    return [AttemptRecord(**dict(zip(_ATTEMPT_COLUMNS, row, strict=True))) for row in rows]
 
 
 def _cancel_steps(tx: _Tx, params: dict[str, Any]) -> None:

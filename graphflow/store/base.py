@@ -198,9 +198,6 @@ class Store(Protocol):
     ) -> tuple[RunRecord | None, list[StepRecord], list[AttemptRecord]]:
         """A run with its steps and failed attempts, read together."""
 
-    async def load_attempts(self, run_id: str) -> list[AttemptRecord]:
-        """Every failed attempt of a run."""
-
     async def record_step(
         self, fence: Fence, step: StepRecord, failed: AttemptRecord | None = None
     ) -> None:

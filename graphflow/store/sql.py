@@ -655,10 +655,6 @@ class SqlStore(JobQueries):
 
         return await self.read(read)
 
-    async def load_attempts(self, run_id: str) -> list[AttemptRecord]:
-        """Every failed attempt of a run."""
-        return await self.read(lambda tx: _load_attempts(tx, run_id))
-
     async def record_step(
         self, fence: Fence, step: StepRecord, failed: AttemptRecord | None = None
     ) -> None:

@@ -11,6 +11,8 @@ import pytest
 
 import graphflow as gf
 
+pytest_plugins = ["graphflow.testing"]  # the fixtures users get: virtual_clock, memory_engine
+
 PG_URL = os.environ.get("GRAPHFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
 
 

@@ -106,6 +106,7 @@ async def test_start_with_run_id_is_idempotent_and_conflicts_on_other_input(
 ) -> None:
     @gf.workflow(registry=registry)
     async def echo(wf: gf.Workflow, data: dict[str, int]) -> dict[str, int]:
+        assert (wf.run_id, wf.workflow_name) == ("order-1", "echo")
         return data
 
     async with engine(sqlite_url, registry) as e:

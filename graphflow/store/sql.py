@@ -17,7 +17,6 @@ import re
 import sqlite3
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 from urllib.parse import parse_qs, urlsplit
@@ -748,8 +747,3 @@ def _store_error(url: str, exc: BaseException) -> BaseException:
     if isinstance(exc, StoreError):
         return exc
     return StoreError(f"store {url!r} failed: {type(exc).__name__}: {exc}")
-
-
-def new_owner_id() -> str:
-    """A random owner id."""
-    return uuid.uuid4().hex

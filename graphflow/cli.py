@@ -13,10 +13,10 @@ import json
 import signal
 import sys
 import traceback
-from collections.abc import Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import typer
@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from networkx import DiGraph
 
 __all__ = ("app", "main")
+
+T = TypeVar("T")
 
 _DEFAULT_STORE = "sqlite:///graphflow.db"
 _WATCH_INTERVAL = 0.1
@@ -264,6 +266,16 @@ def run(
         typer.echo(display.dump_json(status.output))
 
 
+def _with_client(store: str, call: Callable[[Engine], Awaitable[T]]) -> T:
+    """Open a client engine (it executes nothing) on ``store``, await ``call`` with it, close."""
+
+    async def go() -> T:
+        async with Engine(store, worker=False) as engine:
+            return await call(engine)
+
+    return anyio.run(go)
+
+
 @app.command()
 def start(
     target: TargetArg,
@@ -280,11 +292,7 @@ def start(
         data = _parse_json(input_, "--input")
         load_target(target)
 
-        async def go() -> str:
-            async with Engine(store, worker=False) as engine:
-                return await engine.start(workflow, data, run_id=run_id)
-
-        started = anyio.run(go)
+        started = _with_client(store, lambda engine: engine.start(workflow, data, run_id=run_id))
         display.note(
             f"started run {started}; a `graphflow worker` on this store executes it", "dim"
         )
@@ -303,11 +311,7 @@ def status(
     with _reporting(debug):
         _load(target)
 
-        async def go() -> RunStatus:
-            async with Engine(store, worker=False) as engine:
-                return await engine.status(run_id)
-
-        found = anyio.run(go)
+        found = _with_client(store, lambda engine: engine.status(run_id))
         if as_json:
             typer.echo(found.model_dump_json(indent=2))
             return
@@ -334,11 +338,9 @@ def runs(
             raise _CliError(f"unknown --state {state!r}: use one of {', '.join(_RUN_STATES)}")
         _load(target)
 
-        async def go() -> list[RunStatus]:
-            async with Engine(store, worker=False) as engine:
-                return await engine.list_runs(workflow=workflow, state=state, limit=limit)
-
-        found = anyio.run(go)
+        found = _with_client(
+            store, lambda engine: engine.list_runs(workflow=workflow, state=state, limit=limit)
+        )
         if as_json:
             typer.echo(json.dumps([r.model_dump(mode="json", exclude={"steps"}) for r in found]))
             return
@@ -363,11 +365,7 @@ def resume(
         payload = _parse_json(data, "--data")
         _load(target)
 
-        async def go() -> None:
-            async with Engine(store, worker=False) as engine:
-                await engine.resume(run_id, payload, reason=reason)
-
-        anyio.run(go)
+        _with_client(store, lambda engine: engine.resume(run_id, payload, reason=reason))
         display.note(f"resumed run {run_id}")
 
 
@@ -382,11 +380,7 @@ def cancel(
     with _reporting(debug):
         _load(target)
 
-        async def go() -> None:
-            async with Engine(store, worker=False) as engine:
-                await engine.cancel(run_id)
-
-        anyio.run(go)
+        _with_client(store, lambda engine: engine.cancel(run_id))
         display.note(f"cancelled run {run_id}")
 
 
@@ -473,11 +467,7 @@ def dot(
             _echo_text(_render(_definition_graph(graph), fmt))
             return
 
-        async def go() -> DiGraph[Any]:
-            async with Engine(store, worker=False) as engine:
-                return await engine.run_graph(run_id)
-
-        _echo_text(_render(anyio.run(go), fmt))
+        _echo_text(_render(_with_client(store, lambda engine: engine.run_graph(run_id)), fmt))
 
 
 @app.command()

@@ -26,11 +26,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from floor import sqlite_floor_seconds
+
 import graphflow as gf
 
 MODES = ("normal", "full")
 REGISTRY = gf.Registry()
-ROW = "x" * 200
 
 # --- workflows under test ---------------------------------------------------------------------
 
@@ -167,21 +168,8 @@ class Figure:
 
 
 def measure_floor(mode: str, sizes: Sizes, tmp: Path) -> float:
-    """µs per row: one ``BEGIN IMMEDIATE; INSERT; COMMIT`` per ~200-byte row, WAL."""
-    conn = sqlite3.connect(tmp / "floor.db", isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={mode.upper()}")
-        conn.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, run TEXT, body TEXT)")
-        started = time.perf_counter()
-        for i in range(sizes.floor_rows):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO rows (run, body) VALUES (?, ?)", (f"run-{i}", ROW))
-            conn.execute("COMMIT")
-        elapsed = time.perf_counter() - started
-    finally:
-        conn.close()
-    return elapsed / sizes.floor_rows * 1e6
+    """µs per row of the raw SQLite floor (see ``floor.py``)."""
+    return sqlite_floor_seconds(mode, sizes.floor_rows, tmp) * 1e6
 
 
 # --- graphflow workloads --------------------------------------------------------------------

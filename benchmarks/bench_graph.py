@@ -30,13 +30,13 @@ from typing import Any
 
 import anyio
 import networkx as nx
+from floor import sqlite_floor_seconds
 
 import graphflow as gf
 from graphflow.runtime.frontier import Frontier
 
 MODES = ("normal", "full")
 REGISTRY = gf.Registry()
-ROW = "x" * 200
 TARGET_OVERHEAD_S = 1.0
 
 
@@ -154,21 +154,8 @@ def frontier_seconds(graph: gf.GraphWorkflow) -> float:
 
 
 def floor_seconds(mode: str, rows: int, tmp: Path) -> float:
-    """Seconds per row: one ``BEGIN IMMEDIATE; INSERT; COMMIT`` per ~200-byte row, WAL."""
-    conn = sqlite3.connect(tmp / "floor.db", isolation_level=None)
-    try:
-        conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={mode.upper()}")
-        conn.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, run TEXT, body TEXT)")
-        started = time.perf_counter()
-        for i in range(rows):
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO rows (run, body) VALUES (?, ?)", (f"run-{i}", ROW))
-            conn.execute("COMMIT")
-        elapsed = time.perf_counter() - started
-    finally:
-        conn.close()
-    return elapsed / rows
+    """Seconds per row of the raw SQLite floor (see ``floor.py``)."""
+    return sqlite_floor_seconds(mode, rows, tmp)
 
 
 def run_seconds(url: str, workflow: str, expected: Any) -> float:

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import psycopg
+from floor import ROW, sqlite_floor_seconds
 from psycopg import sql
 
 import graphflow as gf
@@ -44,7 +45,6 @@ import graphflow as gf
 ADMIN_URL = os.environ.get("GRAPHFLOW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
 WORKFLOW = "scale_seq"
 REGISTRY = gf.Registry()
-ROW = "x" * 200
 POLL_INTERVAL = 0.1
 WORKER_COUNTS = (1, 2, 4)
 SQLITE_MODES = ("normal", "full")
@@ -187,22 +187,9 @@ class CpuMark:
 
 
 def sqlite_floor(mode: str, rows: int) -> float:
-    """µs per row: one ``BEGIN IMMEDIATE; INSERT; COMMIT`` per ~200-byte row, WAL."""
+    """µs per row of the raw SQLite floor (see ``floor.py``), in a fresh temp directory."""
     with tempfile.TemporaryDirectory(prefix="gf-bench-") as tmp:
-        conn = sqlite3.connect(Path(tmp) / "floor.db", isolation_level=None)
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute(f"PRAGMA synchronous={mode.upper()}")
-            conn.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, run TEXT, body TEXT)")
-            started = time.perf_counter()
-            for i in range(rows):
-                conn.execute("BEGIN IMMEDIATE")
-                conn.execute("INSERT INTO rows (run, body) VALUES (?, ?)", (f"run-{i}", ROW))
-                conn.execute("COMMIT")
-            elapsed = time.perf_counter() - started
-        finally:
-            conn.close()
-    return elapsed / rows * 1e6
+        return sqlite_floor_seconds(mode, rows, Path(tmp)) * 1e6
 
 
 def postgres_floor(admin_url: str, rows: int) -> float:

@@ -310,7 +310,6 @@ def status(
     """Show a run's state and steps."""
     with _reporting(debug):
         _load(target)
-
         found = _with_client(store, lambda engine: engine.status(run_id))
         if as_json:
             typer.echo(found.model_dump_json(indent=2))
@@ -337,7 +336,6 @@ def runs(
         if state is not None and state not in _RUN_STATES:
             raise _CliError(f"unknown --state {state!r}: use one of {', '.join(_RUN_STATES)}")
         _load(target)
-
         found = _with_client(
             store, lambda engine: engine.list_runs(workflow=workflow, state=state, limit=limit)
         )
@@ -364,7 +362,6 @@ def resume(
     with _reporting(debug):
         payload = _parse_json(data, "--data")
         _load(target)
-
         _with_client(store, lambda engine: engine.resume(run_id, payload, reason=reason))
         display.note(f"resumed run {run_id}")
 
@@ -379,7 +376,6 @@ def cancel(
     """Cancel a run that has not finished."""
     with _reporting(debug):
         _load(target)
-
         _with_client(store, lambda engine: engine.cancel(run_id))
         display.note(f"cancelled run {run_id}")
 

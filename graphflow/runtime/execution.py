@@ -87,7 +87,6 @@ class Slots:
     """A counting semaphore whose uncontended acquire does not yield (unlike anyio's limiter)."""
 
     def __init__(self, total: int) -> None:
-        self.total = total
         self.free = total
         self._waiters: deque[anyio.Event] = deque()
 

@@ -24,6 +24,7 @@ from rich.text import Text
 
 from . import __version__
 from . import _cli_display as display
+from ._scaffold import scaffold
 from ._targets import load_target
 from ._types import JSON, TERMINAL_RUN_STATES
 from .engine import Engine
@@ -498,6 +499,22 @@ def serve(
             port=port,
             log_level="debug" if debug else "info",
             timeout_graceful_shutdown=5,
+        )
+
+
+@app.command()
+def init(
+    name: Annotated[str, typer.Argument(help="The new project's directory (its name).")],
+    debug: DebugOpt = False,
+) -> None:
+    """Create a runnable project NAME: workflows, a virtual-clock test, README with commands."""
+    with _reporting(debug):
+        directory = Path(name)
+        written = scaffold(directory, version=__version__)
+        for path in written:
+            display.note(f"wrote {path}", "dim")
+        typer.echo(
+            f"created {directory}: cd {directory}, then see README.md (run an example; pytest)"
         )
 
 

@@ -89,6 +89,20 @@ class StepOptions:
         )
 
 
+def definition_place(fn: object) -> str:
+    """``file:line`` where a function was defined (``""`` for callables without code)."""
+    code = getattr(fn, "__code__", None)
+    if code is None:
+        return ""
+    return f"{code.co_filename}:{code.co_firstlineno}"
+
+
+def _is_notebook_cell(place: str) -> bool:
+    # IPython names each cell's code after its content: re-running an edited cell is a
+    # deliberate redefinition, not a copy-paste.
+    return "<ipython-input-" in place or "ipykernel_" in place
+
+
 def _is_number(value: object, *, integer: bool, minimum: float) -> bool:
     if isinstance(value, bool) or not isinstance(value, int if integer else int | float):
         return False
@@ -206,6 +220,7 @@ class Function(Generic[P, R_co]):
         self.is_async = inspect.iscoroutinefunction(fn)
         self.io = compile_io(fn, what=f"function {name!r}", localns=localns)
         self.identity = f"{fn.__module__}.{fn.__qualname__}"
+        self.defined_at = definition_place(fn)
         functools.update_wrapper(self, fn)
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R_co:
@@ -269,6 +284,8 @@ class WorkflowDefinition:
     name: str
     description: str | None
     identity: str
+    defined_at: str = ""
+    """``file:line`` of the definition: the same identity at another place is a redefinition."""
     input_adapter: TypeAdapter[Any] = field(default=_ANY_ADAPTER)
 
     def validate_input(self, data: JSON, *, run_id: str | None = None) -> Any:
@@ -295,20 +312,33 @@ class Registry:
         self._functions: dict[str, Function[..., Any]] = {}
         self._workflows: dict[str, WorkflowDefinition] = {}
 
-    def _check_free(self, name: str, identity: str) -> None:
+    def _check_free(self, name: str, identity: str, defined_at: str) -> None:
         existing = self._functions.get(name) or self._workflows.get(name)
-        if existing is not None and existing.identity != identity:
+        if existing is None:
+            return
+        if existing.identity != identity:
             raise RegistrationError(name=name, existing=existing.identity, new=identity)
+        if existing.defined_at != defined_at and not _is_notebook_cell(defined_at):
+            raise RegistrationError(
+                name=name,
+                existing=f"{existing.identity} (defined at {existing.defined_at})",
+                new=f"a second definition at {defined_at}",
+            )
 
     def add_function(self, fn: Function[..., Any]) -> None:
-        """Register ``fn``; re-registering the same ``module.qualname`` replaces it."""
-        self._check_free(fn.name, fn.identity)
+        """Register ``fn``.
+
+        Registering the same ``module.qualname`` defined at the same place again (a module
+        re-imported or reloaded) replaces it; the same name defined at another line (a
+        copy-paste) is refused.
+        """
+        self._check_free(fn.name, fn.identity, fn.defined_at)
         self._workflows.pop(fn.name, None)
         self._functions[fn.name] = fn
 
     def add_workflow(self, definition: WorkflowDefinition) -> None:
-        """Register a workflow; re-registering the same identity replaces it."""
-        self._check_free(definition.name, definition.identity)
+        """Register a workflow; re-registering the same identity and place replaces it."""
+        self._check_free(definition.name, definition.identity, definition.defined_at)
         self._functions.pop(definition.name, None)
         self._workflows[definition.name] = definition
 

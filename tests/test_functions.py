@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 from pydantic import BaseModel
@@ -183,3 +185,67 @@ def test_var_keyword_function_receives_every_key(registry: gf.Registry) -> None:
     assert args == ()
     assert kwargs == {"required": 2, "extra": "x"}
     assert collect(**kwargs) == {"required": 2, "extra": "x"}
+
+
+def test_redefinition_in_one_module_is_refused(registry: gf.Registry) -> None:
+    @gf.function(registry=registry)
+    def copy_pasted() -> int:
+        return 1
+
+    first_line = copy_pasted.fn.__code__.co_firstlineno
+    with pytest.raises(gf.RegistrationError) as info:
+
+        @gf.function(registry=registry)
+        def copy_pasted() -> int:  # noqa: F811 - the redefinition under test
+            return 2
+
+    places = re.findall(r"test_functions\.py:(\d+)", str(info.value))
+    assert places[0] == str(first_line)  # the first place, then the second one
+    assert int(places[1]) > first_line
+    assert registry.get_function("copy_pasted").fn() == 1  # the first one stays
+
+
+def test_workflow_redefinition_is_refused(registry: gf.Registry) -> None:
+    @gf.workflow(registry=registry)
+    async def flow(wf: gf.Workflow, data: None) -> int:
+        return 1
+
+    with pytest.raises(gf.RegistrationError, match="second definition"):
+
+        @gf.workflow(registry=registry)
+        async def flow(wf: gf.Workflow, data: None) -> int:  # noqa: F811
+            return 2
+
+
+def test_two_lambdas_under_one_name_clash(registry: gf.Registry) -> None:
+    gf.function(name="double", registry=registry)(lambda x: x * 2)
+    with pytest.raises(gf.RegistrationError, match="'double'"):
+        gf.function(name="double", registry=registry)(lambda x: x + x)
+
+
+def test_graph_redefinition_is_refused(registry: gf.Registry) -> None:
+    gf.function(name="noop", registry=registry)(lambda: None)
+
+    def declare() -> gf.GraphWorkflow:
+        return gf.workflow_graph(name="g", nodes={"a": "noop"}, registry=registry)
+
+    declare()
+    declare()  # the same place again (a re-import): replaced, not refused
+    with pytest.raises(gf.RegistrationError, match="second definition"):
+        gf.workflow_graph(name="g", nodes={"a": "noop"}, registry=registry)
+
+
+def test_reimporting_a_module_replaces_its_definitions(
+    tmp_path: Path, registry: gf.Registry
+) -> None:
+    module = tmp_path / "reimported_flows.py"
+    module.write_text(
+        "import graphflow as gf\n"
+        "@gf.function(registry=REGISTRY)\n"
+        "def f() -> int:\n"
+        "    return 1\n"
+    )
+    code = compile(module.read_text(), str(module), "exec")
+    for _ in range(2):  # the same file and lines twice, as a reload or a second import does
+        exec(code, {"__name__": "reimported_flows", "REGISTRY": registry})
+    assert registry.get_function("f").fn() == 1

@@ -92,9 +92,15 @@ def workflow_graph(
     ]
     template = None if output is None else _template(name, None, "output", output)
     graph, plan = compile_graph(name=name, description=description, specs=specs, output=template)
-    module = sys._getframe(1).f_globals.get("__name__", "__main__")
+    caller = sys._getframe(1)
+    module = caller.f_globals.get("__name__", "__main__")
     definition = GraphWorkflow(
-        name=name, description=description, identity=f"{module}:graph:{name}", nx=graph, plan=plan
+        name=name,
+        description=description,
+        identity=f"{module}:graph:{name}",
+        defined_at=f"{caller.f_code.co_filename}:{caller.f_lineno}",
+        nx=graph,
+        plan=plan,
     )
     registry.add_workflow(definition)
     return definition

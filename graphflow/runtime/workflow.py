@@ -23,6 +23,7 @@ from ..functions import (
     TypedIO,
     WorkflowDefinition,
     compile_io,
+    definition_place,
     type_hints,
 )
 from .execution import RunExecution, StepCall
@@ -93,6 +94,7 @@ def workflow(
             name=name or target.__name__,
             description=description or inspect.getdoc(target),
             identity=f"{target.__module__}.{target.__qualname__}",
+            defined_at=definition_place(target),
             input_adapter=TypeAdapter(data_type),
             fn=target,
             io=io,

@@ -10,13 +10,14 @@ async def test_trial_reminder():
 ```
 
 Add ``pytest_plugins = ["graphflow.testing"]`` to ``conftest.py`` for the ``virtual_clock`` and
-``memory_engine`` fixtures.
+``memory_engine`` fixtures; tests that use them run on anyio without further configuration.
 """
 
 from __future__ import annotations
 
 import contextlib
 import heapq
+import inspect
 import itertools
 import time
 from collections.abc import AsyncIterator
@@ -103,6 +104,23 @@ try:
 except ImportError:  # pragma: no cover - pytest is only needed for the fixtures
     pass
 else:
+
+    _FIXTURES = frozenset({"virtual_clock", "memory_engine"})
+
+    @pytest.hookimpl(tryfirst=True)
+    def pytest_pycollect_makeitem(
+        collector: pytest.Module | pytest.Class, name: str, obj: object
+    ) -> None:
+        """Run tests that take our (async) fixtures on anyio, with no pytest configuration."""
+        if not collector.istestfunction(obj, name) or not callable(obj):
+            return
+        try:
+            parameters = inspect.signature(obj).parameters
+        except (TypeError, ValueError):
+            return
+        if _FIXTURES & parameters.keys():
+            pytest.mark.anyio(obj)
+            pytest.mark.usefixtures("anyio_backend")(obj)
 
     @pytest.fixture
     async def virtual_clock() -> AsyncIterator[VirtualClock]:

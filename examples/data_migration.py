@@ -4,7 +4,7 @@
 batches of ``batch_size`` rows, ``parallel`` batches at a time. Each batch is a durable step and
 writes its rows with an upsert in one transaction, so a batch that was in flight when the process
 died simply runs again; completed batches are never repeated. Every committed batch appends a line
-to ``migration_log``, so you can see that.
+(run id, batch, pid) to ``migration_log``, so you can see that.
 
 Run the demo (it creates ``migration_demo.db`` with 5,000 legacy rows):
 
@@ -102,9 +102,12 @@ def plan_batches(
             " country TEXT NOT NULL)"
         )
         conn.execute(
-            "CREATE TABLE IF NOT EXISTS migration_log (batch INTEGER NOT NULL,"
-            " copied INTEGER NOT NULL, pid INTEGER NOT NULL)"
+            "CREATE TABLE IF NOT EXISTS migration_log (run_id TEXT NOT NULL DEFAULT '',"
+            " batch INTEGER NOT NULL, copied INTEGER NOT NULL, pid INTEGER NOT NULL)"
         )
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(migration_log)")}
+        if "run_id" not in columns:  # a demo database from an earlier version of this example
+            conn.execute("ALTER TABLE migration_log ADD COLUMN run_id TEXT NOT NULL DEFAULT ''")
         ids = [row[0] for row in conn.execute(f"SELECT id FROM {source_table} ORDER BY id")]
     batches = [
         Batch(index=n, first_id=chunk[0], last_id=chunk[-1])
@@ -140,8 +143,8 @@ def copy_batch(
         if CRASH_AT_BATCH is not None and int(CRASH_AT_BATCH) == index:
             os.kill(os.getpid(), signal.SIGKILL)  # mid-transaction: nothing of this batch commits
         conn.execute(
-            "INSERT INTO migration_log (batch, copied, pid) VALUES (?, ?, ?)",
-            (index, len(rows), os.getpid()),
+            "INSERT INTO migration_log (run_id, batch, copied, pid) VALUES (?, ?, ?, ?)",
+            (gf.current_step().run_id, index, len(rows), os.getpid()),
         )
     return BatchResult(index=index, copied=len(rows))
 

@@ -104,7 +104,6 @@ try:
 except ImportError:  # pragma: no cover - pytest is only needed for the fixtures
     pass
 else:
-
     _FIXTURES = frozenset({"virtual_clock", "memory_engine"})
 
     @pytest.hookimpl(tryfirst=True)

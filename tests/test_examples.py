@@ -225,9 +225,20 @@ def test_content_pipeline_demo_and_dot(tmp_path: Path, store: str) -> None:
 # --- data migration -------------------------------------------------------------------------------
 
 
-def migration_log(database: Path) -> list[tuple[int, int]]:
+def migration_log(database: Path, run_id: str | None = None) -> list[tuple[int, int]]:
     with sqlite3.connect(database) as conn:
-        return conn.execute("SELECT batch, pid FROM migration_log ORDER BY batch").fetchall()
+        return conn.execute(
+            "SELECT batch, pid FROM migration_log WHERE ? IS NULL OR run_id = ? ORDER BY batch",
+            (run_id, run_id),
+        ).fetchall()
+
+
+def readme_duplicate_check(database: Path, run_id: str) -> list[tuple[int, int]]:
+    """The exactly-once check of examples/README.md, as written there."""
+    readme = (EXAMPLES / "README.md").read_text()
+    query = readme.split('sqlite3 migration_demo.db "', 1)[1].split('"', 1)[0]
+    with sqlite3.connect(database) as conn:
+        return conn.execute(" ".join(query.split()).replace("'m2'", f"'{run_id}'")).fetchall()
 
 
 async def test_migration_copies_every_row_normalised_in_batches(store: str, tmp_path: Path) -> None:
@@ -259,11 +270,15 @@ def test_migration_resumes_after_a_crash_without_repeating_batches(
     migration.create_demo_database(database, rows=2_000)
     data = json.dumps({"database": str(database), "batch_size": 100, "parallel": 2})
     args = ["run", str(EXAMPLES / "data_migration.py"), "migrate_table", "--input", data]
-    args += ["--run-id", "m1", "--store", store]
+    args += ["--store", store]
+    # As the README goes: an earlier run migrated the same table completely.
+    earlier = graphflow(*args, "--run-id", "m1", cwd=tmp_path)
+    assert earlier.returncode == 0, earlier.stderr
+    args += ["--run-id", "m2"]
 
     crashed = graphflow(*args, cwd=tmp_path, env={"MIGRATION_CRASH_AT_BATCH": "11"})
     assert crashed.returncode == -signal.SIGKILL, crashed.stderr
-    before = migration_log(database)
+    before = migration_log(database, "m2")
     # Waves of two: 0-9 were done; 10 ran beside 11 and may have committed; 11 died uncommitted.
     assert [batch for batch, _ in before] in (list(range(10)), list(range(11)))
 
@@ -271,9 +286,11 @@ def test_migration_resumes_after_a_crash_without_repeating_batches(
     assert resumed.returncode == 0, resumed.stderr
     report = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert report == {"rows": 2_000, "batches": 20, "copied": 2_000, "verified": True}
-    after = migration_log(database)
+    after = migration_log(database, "m2")
     assert [batch for batch, _ in after] == list(range(20))  # every batch committed exactly once
     assert after[: len(before)] == before
+    assert readme_duplicate_check(database, "m2") == []
+    assert len(migration_log(database)) == 40  # m1's batches are in the log too
     assert "step 'Copy batch 19': completed" in resumed.stderr
 
 

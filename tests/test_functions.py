@@ -196,7 +196,7 @@ def test_redefinition_in_one_module_is_refused(registry: gf.Registry) -> None:
     with pytest.raises(gf.RegistrationError) as info:
 
         @gf.function(registry=registry)
-        def copy_pasted() -> int:  # noqa: F811 - the redefinition under test
+        def copy_pasted() -> int:
             return 2
 
     places = re.findall(r"test_functions\.py:(\d+)", str(info.value))
@@ -213,7 +213,7 @@ def test_workflow_redefinition_is_refused(registry: gf.Registry) -> None:
     with pytest.raises(gf.RegistrationError, match="second definition"):
 
         @gf.workflow(registry=registry)
-        async def flow(wf: gf.Workflow, data: None) -> int:  # noqa: F811
+        async def flow(wf: gf.Workflow, data: None) -> int:
             return 2
 
 
@@ -240,10 +240,7 @@ def test_reimporting_a_module_replaces_its_definitions(
 ) -> None:
     module = tmp_path / "reimported_flows.py"
     module.write_text(
-        "import graphflow as gf\n"
-        "@gf.function(registry=REGISTRY)\n"
-        "def f() -> int:\n"
-        "    return 1\n"
+        "import graphflow as gf\n@gf.function(registry=REGISTRY)\ndef f() -> int:\n    return 1\n"
     )
     code = compile(module.read_text(), str(module), "exec")
     for _ in range(2):  # the same file and lines twice, as a reload or a second import does

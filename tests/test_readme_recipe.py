@@ -13,7 +13,7 @@ README = Path(__file__).parent.parent / "README.md"
 def _recipe_files() -> dict[str, str]:
     section = README.read_text().split("## Testing your workflows", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(r"```python\n# (\S+)\n(.*?)```", section, flags=re.DOTALL)
-    return {name: body for name, body in blocks}
+    return dict(blocks)
 
 
 def test_readme_testing_recipe_passes_in_a_fresh_project(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 from ..errors import GraphflowError
 
-__all__ = ("StepInfo", "branch", "current_step", "idempotency_key")
+__all__ = ("StepInfo", "branch", "current_step", "find_step", "idempotency_key")
 
 _NAMESPACE = uuid.UUID("6f6e0b38-5d0e-4a44-9a38-1a2f2b9e7c11")
 
@@ -52,6 +52,11 @@ def current_step() -> StepInfo:
             " an engine executes as a step"
         )
     return info
+
+
+def find_step() -> StepInfo | None:
+    """The step this code runs in, or ``None`` outside any step."""
+    return _CURRENT.get()
 
 
 def branch(key: str) -> None:

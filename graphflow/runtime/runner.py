@@ -13,7 +13,7 @@ import pydantic_core
 from ..errors import LeaseLostError, NonRetryableError
 from ..functions import WorkflowDefinition
 from .execution import Closing, RunExecution, RunHost, error_info
-from .workflow import DslWorkflow, Workflow
+from .workflow import DslWorkflow, Workflow, running_workflow
 
 __all__ = ("UNSET", "execute_run")
 
@@ -93,8 +93,15 @@ async def _park(host: RunHost, execution: RunExecution) -> str:
 
 
 async def _execute(definition: WorkflowDefinition, execution: RunExecution, data: Any) -> bytes:
+    with running_workflow(Workflow(execution)) as handle:
+        return await _execute_in(definition, handle, execution, data)
+
+
+async def _execute_in(
+    definition: WorkflowDefinition, handle: Workflow, execution: RunExecution, data: Any
+) -> bytes:
     if isinstance(definition, DslWorkflow):
-        value = await definition.fn(Workflow(execution), data)
+        value = await definition.fn(handle, data)
         try:
             return definition.io.dump_output(value)
         except (pydantic_core.PydanticSerializationError, pydantic.ValidationError) as exc:

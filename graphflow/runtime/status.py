@@ -39,6 +39,7 @@ class StepStatus(BaseModel):
     function: str | None = None
     state: str
     attempts: int = 0
+    input: JSON = None
     output: JSON = None
     error: ErrorInfo | None = None
     attempt_errors: list[ErrorInfo] = []
@@ -82,6 +83,7 @@ def step_status(step: StepRecord, attempt_errors: list[ErrorInfo] | None = None)
         function=step.function,
         state=step.state,
         attempts=step.attempts,
+        input=_json(step.input),
         output=_json(step.output),
         error=load_error(step.error),
         attempt_errors=attempt_errors or [],

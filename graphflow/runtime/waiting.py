@@ -10,6 +10,7 @@ when it wakes, is resumed, or its suspend times out.
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from typing import Any
 
 import anyio
@@ -61,8 +62,12 @@ async def suspend(
     reason: str,
     schema: Any = None,
     timeout: Duration | None = None,
+    payload: Any = None,
 ) -> Any:
-    """Wait for ``engine.resume(run_id, data)``; return ``data`` (validated by ``schema``)."""
+    """Wait for ``engine.resume(run_id, data)``; return ``data`` (validated by ``schema``).
+
+    ``payload`` is stored as the suspend record's input, for whoever resumes it.
+    """
     if not reason:
         raise GraphflowError(
             f"invalid suspend reason {reason!r} in run {execution.run_id!r}:"
@@ -84,6 +89,8 @@ async def suspend(
         recorded = _waiting_record(
             execution, reason, seq, parents, "suspend", deadline, json.dumps(detail)
         )
+        if payload is not None:
+            recorded = replace(recorded, input=json.dumps(payload))
         await _record_waiting(execution, recorded)
     error = SuspendTimeout(
         workflow=execution.workflow,
@@ -157,6 +164,7 @@ async def _finish(
         function=None,
         state=state,
         attempts=1,
+        input=recorded.input,
         output=output,
         error=None if error is None else error_info(error).model_dump_json(),
         parents=recorded.parents,

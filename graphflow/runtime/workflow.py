@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextvars
 import inspect
 import sys
 import weakref
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar, overload
@@ -28,7 +30,14 @@ from ..functions import (
 )
 from .execution import RunExecution, StepCall
 
-__all__ = ("DslWorkflow", "Workflow", "workflow")
+__all__ = (
+    "DslWorkflow",
+    "Workflow",
+    "find_current_workflow",
+    "numbered",
+    "running_workflow",
+    "workflow",
+)
 
 R = TypeVar("R")
 M = TypeVar("M")
@@ -105,6 +114,40 @@ def workflow(
     return register if fn is None else register(fn)
 
 
+_CURRENT: contextvars.ContextVar[Workflow | None] = contextvars.ContextVar(
+    "graphflow_workflow", default=None
+)
+
+
+def find_current_workflow() -> Workflow | None:
+    """The run whose code is executing here (its workflow function, or a step it runs in-process).
+
+    ``None`` outside any run, and in a function a worker executes for a run of another process.
+    """
+    return _CURRENT.get()
+
+
+@contextmanager
+def running_workflow(handle: Workflow) -> Iterator[Workflow]:
+    """Make ``handle`` the current workflow for the code inside (one run's execution)."""
+    token = _CURRENT.set(handle)
+    try:
+        yield handle
+    finally:
+        _CURRENT.reset(token)
+
+
+def numbered(handle: Workflow, name: str) -> str:
+    """``name`` the first time in this execution, then ``name#2``, ``name#3``... in call order.
+
+    Replays call in the same order, so they number alike: repeated operations (every model turn
+    of an agent) get stable, unique step names.
+    """
+    count = handle._numbers.get(name, 0) + 1
+    handle._numbers[name] = count
+    return name if count == 1 else f"{name}#{count}"
+
+
 def _inline_io(fn: Callable[..., Any]) -> TypedIO | None:
     if "return" not in getattr(fn, "__annotations__", {}):
         return None
@@ -173,10 +216,11 @@ def rpc_step(
 class Workflow:
     """The handle a workflow function receives: issues durable steps."""
 
-    __slots__ = ("_execution",)
+    __slots__ = ("_execution", "_numbers")
 
     def __init__(self, execution: RunExecution) -> None:
         self._execution = execution
+        self._numbers: dict[str, int] = {}
 
     @property
     def run_id(self) -> str:
@@ -207,25 +251,42 @@ class Workflow:
 
     @overload
     async def suspend(
-        self, reason: str, *, schema: type[M], timeout: Duration | None = None
+        self,
+        reason: str,
+        *,
+        schema: type[M],
+        timeout: Duration | None = None,
+        payload: JSON = None,
     ) -> M: ...
     @overload
     async def suspend(
-        self, reason: str, *, schema: None = None, timeout: Duration | None = None
+        self,
+        reason: str,
+        *,
+        schema: None = None,
+        timeout: Duration | None = None,
+        payload: JSON = None,
     ) -> JSON: ...
     async def suspend(
-        self, reason: str, *, schema: Any = None, timeout: Duration | None = None
+        self,
+        reason: str,
+        *,
+        schema: Any = None,
+        timeout: Duration | None = None,
+        payload: JSON = None,
     ) -> Any:
         """Pause until ``engine.resume(run_id, data)``; return ``data``.
 
         ``reason`` names the suspend point (unique in the run, like a step name). With ``schema``,
         resume data is validated (and refused while the run stays suspended) and returned as an
         instance of it. ``timeout`` makes the suspend raise ``SuspendTimeout`` at that time.
+        ``payload`` (JSON) is stored with the suspend, as its step's ``input``: what the one who
+        resumes needs to see (the tool call to approve, the document to review).
         """
         from .waiting import suspend
 
         _check_name(self._execution, reason)
-        return await suspend(self._execution, reason, schema, timeout)
+        return await suspend(self._execution, reason, schema, timeout, payload)
 
     @overload
     async def do(

@@ -420,3 +420,22 @@ def test_onboarding_demo_runs(tmp_path: Path, store: str) -> None:
     assert result.returncode == 0, result.stderr
     assert "onboard_user:" in result.stderr
     assert "user_onboarding:" in result.stderr
+
+
+# --- durable agent --------------------------------------------------------------------------------
+
+
+def test_durable_agent_demo_suspends_for_the_refund_then_answers(
+    tmp_path: Path, store: str
+) -> None:
+    result = run_demo("durable_agent.py", tmp_path, store)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("ticket-t-1: suspended (support__approve:issue_refund) for")
+    assert "'amount_cents': 34900" in lines[0]
+    assert "Refunded $349.00 for order o-17." in lines[2]
+    assert "  step 'support__model.request#3' (inline) completed" in lines
+    again = run_demo("durable_agent.py", tmp_path, store)  # the same run: replayed, not redone
+    assert again.returncode == 0, again.stderr
+    assert "approving the refund" not in again.stdout
+    assert again.stdout.splitlines()[0] == lines[2]

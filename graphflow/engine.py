@@ -1,16 +1,18 @@
-"""The ``Engine``: the public facade. Lifecycle, recovery, and start/run/status/wait/list.
+"""The ``Engine``: the public facade, its lifecycle and the client API.
 
-An engine opened with ``async with`` owns a task group holding every run it executes, a claim loop
-(recovery of abandoned runs, wake-ups of sleepers, runs started by clients) and a lease renewer.
+``start``, ``run``, ``watch``, ``wait``, ``status``, ``list_runs``, ``resume`` and ``cancel``. An
+engine opened with ``async with`` opens its store, listens for its notifications, and (unless
+``worker=False``) opens a ``Worker`` that executes runs: it recovers abandoned runs, wakes sleepers
+and takes runs started by clients. What the engine does not own lives below it: executing
+(``worker``), storing a new run (``_start``), waiting for a run to change (``_watch``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import socket
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any
 
@@ -18,62 +20,21 @@ import anyio
 import anyio.abc
 import networkx as nx
 
+from ._start import RunStarter
 from ._types import JSON, TERMINAL_RUN_STATES
+from ._watch import RunEvents, changes, until_terminal
 from .durations import Duration, to_seconds
-from .errors import (
-    GraphflowError,
-    InvalidStateError,
-    RunConflictError,
-    RunFailed,
-    RunNotFoundError,
-    StoreError,
-)
+from .errors import GraphflowError, InvalidStateError, RunFailed, RunNotFoundError
 from .functions import DEFAULT_REGISTRY, Registry, WorkflowDefinition
 from .graph.run_graph import build_run_graph
 from .graph.spec import GraphWorkflow
 from .runtime.clock import Clock, SystemClock
-from .runtime.execution import RunExecution, RunHost, Slots, error_info, live_record
-from .runtime.jobs import execute_job
 from .runtime.resume import check_resume_data
-from .runtime.runner import UNSET, cancel_run, execute_run
-from .runtime.status import RunStatus, StepStatus, load_error, run_status, step_status
-from .store.base import ClaimQuery, Fence, JobRecord, OwnerRecord, RunRecord, Store, open_store
+from .runtime.status import RunStatus, load_error, run_status
+from .store.base import RunRecord, Store, open_store
+from .worker import EngineStats, Worker
 
 __all__ = ("Engine", "EngineStats", "run")
-
-_CLAIM_BATCH = 10
-"""Runs claimed per query: workers woken by one notification share the new work."""
-
-
-@dataclass(eq=False)
-class _Held:
-    """A run this engine is executing."""
-
-    execution: RunExecution
-    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
-    done: anyio.Event = field(default_factory=anyio.Event)
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class EngineStats:
-    """What an engine holds in memory right now."""
-
-    held_runs: int
-    """Runs with a coroutine in this engine (parked runs hold none)."""
-    executing_steps: int
-    """Step attempts executing now."""
-    waiting_steps: int
-    """Sleeps and suspends waiting in memory (in runs that cannot park yet)."""
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Engine:
@@ -117,25 +78,29 @@ class Engine:
         self.clock: Clock = clock or SystemClock()
         self.poll_interval = to_seconds(poll_interval)
         self.owner_id = uuid.uuid4().hex
-        self.host = socket.gethostname()
-        self._host = RunHost(
-            store=self.store,
-            registry=self.registry,
-            clock=self.clock,
-            owner_id=self.owner_id,
-            job_slots=Slots(max_jobs),
+        self._events = RunEvents()
+        # Stores other than SQLite and memory notify run ends and wake-ups (PostgreSQL NOTIFY).
+        self._events.notifies = not self.store.url.startswith(("sqlite", "memory"))
+        self._starter = RunStarter(
+            store=self.store, registry=self.registry, clock=self.clock, lease=self.lease
         )
-        self._host.start_run = self._start_child
-        self._host.wait_run = self.wait
-        self._host.remote_functions = self._remote_functions
-        self._host.wait_job = self._wait_job
-        self._job_events: dict[str, anyio.Event] = {}
-        self._held: dict[str, _Held] = {}
-        self._changed: dict[str, anyio.Event] = {}
-        self._wake_claimer = anyio.Event()
+        self._worker: Worker | None = None
+        if worker:
+            self._worker = Worker(
+                store=self.store,
+                registry=self.registry,
+                clock=self.clock,
+                starter=self._starter,
+                events=self._events,
+                owner_id=self.owner_id,
+                max_runs=max_runs,
+                max_jobs=max_jobs,
+                lease=self.lease,
+                max_recoveries=max_recoveries,
+                poll_interval=self.poll_interval,
+            )
         self._tg: anyio.abc.TaskGroup | None = None
         self._open = False
-        self._last_created = 0.0
 
     # --- lifecycle ----------------------------------------------------------------------------
 
@@ -145,7 +110,7 @@ class Engine:
         return self._open
 
     async def __aenter__(self) -> Engine:
-        """Open the store, recover abandoned runs and start the claim, lease and listen loops.
+        """Open the store, listen for its notifications and open the worker (which recovers).
 
         Raises:
             StoreError: the store cannot be opened (nothing is left running).
@@ -161,29 +126,14 @@ class Engine:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._open = True
-        self._host.closing = False
         try:
-            await self._start_loops(self._tg)
+            if self._worker is not None:
+                await self._worker.open()
+            self._tg.start_soon(self.store.listen, self._on_notify)
         except BaseException:
             await self.aclose(grace=0)
             raise
         return self
-
-    async def _start_loops(self, tg: anyio.abc.TaskGroup) -> None:
-        if self.worker:
-            await self.store.register_owner(
-                OwnerRecord(
-                    owner_id=self.owner_id,
-                    host=self.host,
-                    pid=os.getpid(),
-                    started_at=self.clock.time(),
-                    functions=tuple(self.registry.function_names),
-                )
-            )
-            await self._claim()
-            tg.start_soon(self._claim_loop)
-            tg.start_soon(self._lease_loop)
-        tg.start_soon(self.store.listen, self._on_notify)
 
     async def __aexit__(
         self,
@@ -199,40 +149,35 @@ class Engine:
         if not self._open or self._tg is None:
             return
         self._open = False
-        self._host.closing = True
-        with anyio.move_on_after(grace, shield=True):
-            while self._host.in_flight:  # noqa: ASYNC110 - a counter many tasks decrement
-                await anyio.sleep(0.01)
-        self._tg.cancel_scope.cancel()
         try:
-            await self._tg.__aexit__(None, None, None)
+            if self._worker is not None:
+                await self._worker.aclose(grace)
         finally:
-            self._tg = None
-            with anyio.CancelScope(shield=True):
-                try:
-                    if self.worker:
-                        await self.store.remove_owner(self.owner_id)
-                finally:
+            self._tg.cancel_scope.cancel()
+            try:
+                await self._tg.__aexit__(None, None, None)
+            finally:
+                self._tg = None
+                with anyio.CancelScope(shield=True):
                     await self.store.aclose()
-            for event in self._changed.values():
-                event.set()
+                self._events.close()
 
-    def _require_open(self) -> anyio.abc.TaskGroup:
+    def _require_open(self) -> None:
         if self._tg is None:
             raise GraphflowError(
                 "the engine is not open: use `async with gf.Engine(...) as engine:` (or"
                 " `await engine.__aenter__()`) before starting or inspecting runs"
             )
-        return self._tg
+
+    def _on_notify(self, payload: str) -> None:
+        """A store notification: a run ended or became runnable, a job finished, work is queued."""
+        kind, _, key = payload.partition(":")
+        if kind in ("end", "run"):
+            self._events.run_changed(key)
+        if self._worker is not None:
+            self._worker.on_notify(kind, key)
 
     # --- starting -------------------------------------------------------------------------------
-
-    def _definition(self, workflow: str | WorkflowDefinition) -> WorkflowDefinition:
-        if isinstance(workflow, WorkflowDefinition):
-            if self.registry.find_workflow(workflow.name) is not workflow:
-                self.registry.add_workflow(workflow)  # so this engine can replay it too
-            return workflow
-        return self.registry.get_workflow(workflow)
 
     async def start(
         self,
@@ -240,12 +185,12 @@ class Engine:
         data: JSON = None,
         *,
         run_id: str | None = None,
-        parent: tuple[str, str] | None = None,
     ) -> str:
         """Start a run and return its id once it is stored.
 
         With an explicit ``run_id`` this is idempotent: the same id and input return the existing
-        run. ``parent`` is ``(parent_run_id, step_name)`` for child runs.
+        run. A worker engine executes the run itself when it has a free slot; otherwise (and on a
+        client) the run waits, ``pending``, for a worker to claim it.
 
         Raises:
             UnknownWorkflowError: no workflow has that name here.
@@ -253,235 +198,11 @@ class Engine:
                 written).
             RunConflictError: ``run_id`` exists with another workflow or input.
         """
-        tg = self._require_open()
-        definition = self._definition(workflow)
-        validated = definition.validate_input(data, run_id=run_id)
-        input_json = definition.dump_input(data)
-        # Strictly increasing per engine, so runs started at one (virtual) instant still list
-        # newest first.
-        now = max(self.clock.time(), self._last_created + 1e-6)
-        self._last_created = now
-        # A child run is held beside its waiting parent even at max_runs: parents holding every
-        # slot while their children wait for one would deadlock.
-        owned = self.worker and (len(self._held) < self.max_runs or parent is not None)
-        record = RunRecord(
-            run_id=run_id or str(uuid.uuid4()),
-            workflow=definition.name,
-            state="running" if owned else "pending",
-            input=input_json,
-            parent_run_id=parent[0] if parent else None,
-            parent_step=parent[1] if parent else None,
-            graph_hash=getattr(definition, "hash", None),
-            created_at=now,
-            started_at=now if owned else None,
-            updated_at=now,
-            owner_id=self.owner_id if owned else None,
-            lease_epoch=1 if owned else 0,
-            lease_expires_at=(await self.store.now()) + self.lease if owned else None,
-        )
-        stored, created = await self.store.create_run(record)
-        if not created:
-            self._check_same(stored, definition.name, input_json)
-            return stored.run_id
-        if owned:
-            fence = Fence(run_id=record.run_id, owner_id=self.owner_id, epoch=1)
-            self._hold(tg, record, fence, [], validated)
-        else:
-            self._wake_claimer.set()
-        return record.run_id
-
-    async def _start_child(
-        self, workflow: str, data: JSON, run_id: str, parent: tuple[str, str]
-    ) -> str:
-        return await self.start(workflow, data, run_id=run_id, parent=parent)
-
-    @staticmethod
-    def _check_same(stored: RunRecord, workflow: str, input_json: str) -> None:
-        if stored.workflow != workflow:
-            raise RunConflictError(
-                run_id=stored.run_id, workflow=workflow, reason=f"workflow {stored.workflow!r}"
-            )
-        if json.loads(stored.input) != json.loads(input_json):
-            raise RunConflictError(
-                run_id=stored.run_id, workflow=workflow, reason="a different input"
-            )
-
-    def _hold(
-        self,
-        tg: anyio.abc.TaskGroup,
-        run: RunRecord,
-        fence: Fence,
-        history: list[Any] | None,
-        data: Any = UNSET,
-    ) -> None:
-        execution = RunExecution(self._host, run, fence, history or [])
-        held = _Held(execution)
-        self._held[run.run_id] = held
-        tg.start_soon(self._execute, held, history is None, data)
-
-    async def _execute(self, held: _Held, load_history: bool, data: Any) -> None:
-        execution = held.execution
-        run_id = execution.run_id
-        try:
-            with held.scope:
-                if load_history:
-                    execution.set_history(await self.store.load_steps(run_id))
-                definition = self.registry.get_workflow(execution.workflow)
-                await execute_run(self._host, definition, execution, data)
-        finally:
-            self._held.pop(run_id, None)
-            held.done.set()
-            self._notify(run_id)
-            self._wake_claimer.set()
-
-    def _notify(self, run_id: str) -> None:
-        event = self._changed.pop(run_id, None)
-        if event is not None:
-            event.set()
-
-    # --- claiming and leases --------------------------------------------------------------------
-
-    async def _dead_owners(self) -> list[str]:
-        owners = await self.store.owners_on_host(self.host)
-        return [
-            o.owner_id
-            for o in owners
-            if o.owner_id != self.owner_id and o.pid != os.getpid() and not _pid_alive(o.pid)
-        ]
-
-    async def _claim(self) -> None:
-        """Take runnable runs, a small batch at a time, so idle workers woken together share."""
-        dead_owners = await self._dead_owners()
-        while True:
-            tg = self._tg
-            batch = min(self.max_runs - len(self._held), _CLAIM_BATCH)
-            if tg is None or batch <= 0 or not self._open:
-                return
-            query = ClaimQuery(
-                owner_id=self.owner_id,
-                workflows=self.registry.workflow_names,
-                dead_owners=dead_owners,
-                limit=batch,
-                lease=self.lease,
-            )
-            claimed = await self.store.claim_runs(query, self.clock.time())
-            for run in claimed:
-                await self._take(tg, run)
-            if len(claimed) < batch:
-                return
-
-    async def _take(self, tg: anyio.abc.TaskGroup, run: RunRecord) -> None:
-        fence = Fence(run_id=run.run_id, owner_id=self.owner_id, epoch=run.lease_epoch)
-        if run.cancel_requested:
-            await cancel_run(self._host, RunExecution(self._host, run, fence, []))
-            self._notify(run.run_id)
-        elif run.recoveries > self.max_recoveries:
-            await self._give_up(run, fence)
-        else:
-            self._hold(tg, run, fence, None)
-
-    async def _give_up(self, run: RunRecord, fence: Fence) -> None:
-        error = GraphflowError(
-            f"run {run.run_id!r} of workflow {run.workflow!r} was recovered {run.recoveries} times"
-            f" (max_recoveries={self.max_recoveries}): its process keeps dying. Fix the crash and"
-            " start a new run"
-        )
-        await self.store.finish_run(
-            fence,
-            state="failed",
-            output=None,
-            error=error_info(error).model_dump_json(),
-            at=self.clock.time(),
-        )
-        self._notify(run.run_id)
-
-    async def _claim_loop(self) -> None:
-        while True:
-            try:
-                next_wake = await self.store.next_wake_at(self.registry.workflow_names)
-            except StoreError:
-                next_wake = None
-            await self._idle(next_wake)
-            self._wake_claimer = anyio.Event()
-            try:
-                await self._claim()
-                await self._claim_jobs()
-            except StoreError:
-                await anyio.sleep(self.poll_interval)
-
-    async def _claim_jobs(self) -> None:
-        tg = self._tg
-        if tg is None or not self._open or self.store.url.startswith("memory"):
-            return
-        jobs = await self.store.claim_jobs(
-            self.owner_id, self.registry.function_names, self._host.job_slots.free, self.lease
-        )
-        for job in jobs:
-            tg.start_soon(execute_job, self._host, self.registry.get_function(job.function), job)
-
-    async def _remote_functions(self) -> set[str]:
-        if self.store.url.startswith("memory"):
-            return set()
-        return await self.store.served_functions(self.lease)
-
-    async def _wait_job(self, job_id: str) -> JobRecord:
-        delay = 0.005
-        while True:
-            event = self._job_events.setdefault(job_id, anyio.Event())
-            job = await self.store.get_job(job_id)
-            if job is not None and job.state in ("completed", "failed"):
-                self._job_events.pop(job_id, None)
-                return job
-            with anyio.move_on_after(delay):
-                await event.wait()
-            delay = min(delay * 2, self.poll_interval)
-
-    def _on_notify(self, payload: str) -> None:
-        """A PostgreSQL notification: a job finished, a run was cancelled, or there is work."""
-        kind, _, key = payload.partition(":")
-        if kind == "done":
-            event = self._job_events.pop(key, None)
-            if event is not None:
-                event.set()
-        elif kind == "cancel":
-            held = self._held.get(key)
-            if held is not None:
-                held.execution.stop(cancel=True)
-        elif kind == "end":
-            self._notify(key)
-        elif kind == "run":
-            self._notify(key)
-            self._wake_claimer.set()
-        else:
-            self._wake_claimer.set()
-
-    async def _idle(self, next_wake: float | None) -> None:
-        """Until: woken locally, the next parked run is due (engine clock), or a poll interval."""
-        wake = self._wake_claimer
-        with anyio.move_on_after(self.poll_interval):
-            async with anyio.create_task_group() as tg:
-
-                async def timer(deadline: float) -> None:
-                    await self.clock.sleep_until(deadline)
-                    tg.cancel_scope.cancel()
-
-                if next_wake is not None:
-                    tg.start_soon(timer, next_wake)
-                await wake.wait()
-                tg.cancel_scope.cancel()
-
-    async def _lease_loop(self) -> None:
-        while True:
-            await anyio.sleep(self.lease / 3)
-            try:
-                owned = await self.store.renew_leases(self.owner_id, self.lease)
-            except StoreError:
-                continue
-            for run_id, held in list(self._held.items()):
-                if run_id not in owned:
-                    held.scope.cancel()  # taken over by another engine: commit nothing more
-                elif owned[run_id]:
-                    held.execution.stop(cancel=True)
+        self._require_open()
+        if self._worker is not None:
+            return await self._worker.start_run(workflow, data, run_id)
+        new = await self._starter.create(workflow, data, run_id=run_id)
+        return new.record.run_id
 
     # --- inspecting -----------------------------------------------------------------------------
 
@@ -503,16 +224,7 @@ class Engine:
         if run is None:
             raise RunNotFoundError(run_id=run_id)
         status = run_status(run, steps, attempts)
-        held = self._held.get(run_id)
-        if held is None or not held.execution.live:
-            return status
-        live: dict[str, StepStatus] = {
-            name: step_status(live_record(step)) for name, step in held.execution.live.items()
-        }
-        merged = [live.pop(step.name, step) for step in status.steps]
-        seqs = {name: step[0].seq for name, step in held.execution.live.items()}
-        merged.extend(sorted(live.values(), key=lambda s: seqs.get(s.name, 0)))
-        return status.model_copy(update={"steps": merged})
+        return status if self._worker is None else self._worker.with_live_steps(status)
 
     async def run_graph(self, run_id: str) -> nx.DiGraph[str]:
         """The run as a graph: each step a node (kind, function, state, attempts, timings).
@@ -542,6 +254,23 @@ class Engine:
         runs = await self.store.list_runs(workflow=workflow, state=state, limit=limit)
         return [run_status(run) for run in runs]
 
+    async def watch(self, run_id: str) -> AsyncIterator[RunStatus]:
+        """Yield the run's status now and after every change, until it is terminal.
+
+        A change is a step issued, started, retried or finished, or the run's own state moving
+        (started, sleeping, suspended, resumed, ended). The terminal status is yielded last; a
+        consumer may stop early. Runs this engine executes report every change as it happens;
+        PostgreSQL notifies run state changes made by other processes; the rest is polled, every
+        ``poll_interval`` at most, so changes quicker than that may merge into one status.
+
+        Raises:
+            RunNotFoundError: no run has this id.
+        """
+        async for status in changes(
+            run_id, self.status, self._events, steps=True, poll_interval=self.poll_interval
+        ):
+            yield status
+
     async def wait(self, run_id: str, timeout: float | None = None) -> RunStatus:
         """Wait until the run is completed, failed or cancelled and return its status.
 
@@ -549,22 +278,16 @@ class Engine:
             TimeoutError: ``timeout`` seconds passed first.
             RunNotFoundError: no run has this id.
         """
-        await self._wait_ended(run_id, timeout)
+        await self._until_terminal(run_id, timeout)
         return await self.status(run_id)
 
-    async def _wait_ended(self, run_id: str, timeout: float | None) -> RunRecord:
+    async def _until_terminal(self, run_id: str, timeout: float | None) -> RunRecord:
+        # Waits on run state changes only (``watch`` without its per-step wake-ups): the record
+        # is enough to see the end, and a long run costs nothing per step.
         with anyio.fail_after(timeout):
-            # Local runs and (on PostgreSQL) notified ends wake the event; polling is the
-            # fallback for runs other processes finish without telling us.
-            delay = 0.005 if self.store.url.startswith(("sqlite", "memory")) else self.poll_interval
-            while True:
-                event = self._changed.setdefault(run_id, anyio.Event())
-                run = await self._get_run(run_id)
-                if run.state in TERMINAL_RUN_STATES:
-                    return run
-                with anyio.move_on_after(delay if run_id not in self._held else 3600):
-                    await event.wait()
-                delay = min(delay * 2, self.poll_interval)
+            return await until_terminal(
+                run_id, self._get_run, self._events, poll_interval=self.poll_interval
+            )
 
     async def run(
         self,
@@ -580,7 +303,7 @@ class Engine:
             RunFailed: the run ended failed or cancelled.
         """
         run_id = await self.start(workflow, data, run_id=run_id)
-        run = await self._wait_ended(run_id, timeout)
+        run = await self._until_terminal(run_id, timeout)
         if run.state != "completed":
             raise RunFailed(
                 run_id=run_id, workflow=run.workflow, state=run.state, error=load_error(run.error)
@@ -627,11 +350,9 @@ class Engine:
             raise InvalidStateError(
                 run_id=run_id, state="resumed", operation="resume", allowed="suspended"
             )
-        held = self._held.get(run_id)
-        if held is not None:
-            held.execution.delivered[step.name] = output
-            held.execution.signal()
-        self._wake_claimer.set()
+        if self._worker is not None:
+            self._worker.deliver(run_id, step.name, output)
+        self._events.run_changed(run_id)
 
     async def cancel(self, run_id: str) -> None:
         """Cancel a run and its child runs: nothing of it runs after this returns.
@@ -643,12 +364,9 @@ class Engine:
             RunNotFoundError: no run has this id.
         """
         self._require_open()
-        held = self._held.get(run_id)
-        if held is not None:
-            held.execution.stop(cancel=True)
-            await held.done.wait()
+        held = self._worker is not None and await self._worker.cancel_held(run_id)
         run = await self.store.get_run(run_id)
-        if held is not None and run is not None and run.state in TERMINAL_RUN_STATES:
+        if held and run is not None and run.state in TERMINAL_RUN_STATES:
             # The run ended while the cancel landed: cancelled, or it finished first.
             outcome = "cancelled" if run.state == "cancelled" else f"ended:{run.state}"
         else:  # unheld, or it parked before the cancel reached it
@@ -662,7 +380,7 @@ class Engine:
                 operation="cancel",
                 allowed="pending, running, sleeping or suspended",
             )
-        self._notify(run_id)
+        self._events.run_changed(run_id)
         for child in await self.store.list_runs(parent_run_id=run_id, limit=10_000):
             if child.state not in TERMINAL_RUN_STATES:
                 try:
@@ -671,12 +389,10 @@ class Engine:
                     pass
 
     def stats(self) -> EngineStats:
-        """What this engine holds in memory now (parked runs hold nothing)."""
-        return EngineStats(
-            held_runs=len(self._held),
-            executing_steps=self._host.in_flight,
-            waiting_steps=sum(len(h.execution.waiting) for h in self._held.values()),
-        )
+        """What this engine holds in memory now (parked runs hold nothing; a client nothing)."""
+        if self._worker is None:
+            return EngineStats(held_runs=0, executing_steps=0, waiting_steps=0)
+        return self._worker.stats()
 
 
 def run(

@@ -6,7 +6,7 @@ import uuid
 from typing import Any
 
 from .._types import JSON
-from ..errors import ErrorInfo, NonRetryableError
+from ..errors import ErrorInfo
 from ..functions import StepOptions, WorkflowDefinition
 from .execution import ReportedError, RunExecution, StepCall
 
@@ -33,8 +33,6 @@ def child_call(
     io = getattr(child, "io", None)
 
     async def call() -> Any:
-        if host.start_run is None or host.wait_run is None:
-            raise NonRetryableError("child runs need an engine")
         await host.start_run(child.name, data, run_id, (execution.run_id, name))
         status = await host.wait_run(run_id)
         if status.state != "completed":

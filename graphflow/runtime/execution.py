@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextvars
 import traceback
-from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
@@ -29,12 +28,12 @@ from ..errors import (
     StepFailed,
     StepTimeout,
 )
-from ..functions import Registry, StepOptions
-from ..store.base import AttemptRecord, Fence, JobRecord, RunRecord, StepRecord, Store
-from .clock import Clock
+from ..functions import StepOptions
+from ..store.base import AttemptRecord, Fence, RunRecord, StepRecord
 from .context import StepInfo, enter_step, exit_step
+from .host import RunHost
 
-__all__ = ("Closing", "ReportedError", "RunExecution", "RunHost", "StepCall", "error_info")
+__all__ = ("Closing", "ReportedError", "RunExecution", "StepCall", "error_info")
 
 
 _NOW_MARK: contextvars.ContextVar[tuple[object, float]] = contextvars.ContextVar(
@@ -55,23 +54,6 @@ class Closing(BaseException):
     """Unwinds a run whose engine is closing or lost its lease: nothing more may be issued."""
 
 
-@dataclass(kw_only=True)
-class RunHost:
-    """What runs need from their engine."""
-
-    store: Store
-    registry: Registry
-    clock: Clock
-    owner_id: str
-    job_slots: Slots
-    closing: bool = False
-    in_flight: int = 0
-    start_run: Callable[[str, Any, str, tuple[str, str]], Awaitable[str]] | None = None
-    wait_run: Callable[[str], Awaitable[Any]] | None = None
-    remote_functions: Callable[[], Awaitable[set[str]]] | None = None
-    wait_job: Callable[[str], Awaitable[JobRecord]] | None = None
-
-
 def error_info(exc: BaseException) -> ErrorInfo:
     """The stored form of an exception."""
     if isinstance(exc, ReportedError):
@@ -81,37 +63,6 @@ def error_info(exc: BaseException) -> ErrorInfo:
         message=str(exc),
         traceback="".join(traceback.format_exception(exc)),
     )
-
-
-class Slots:
-    """A counting semaphore whose uncontended acquire does not yield (unlike anyio's limiter)."""
-
-    def __init__(self, total: int) -> None:
-        self.free = total
-        self._waiters: deque[anyio.Event] = deque()
-
-    async def acquire(self) -> None:
-        """Take a slot, waiting in FIFO order when none is free."""
-        if self.free > 0 and not self._waiters:
-            self.free -= 1
-            return
-        event = anyio.Event()
-        self._waiters.append(event)
-        try:
-            await event.wait()
-        except BaseException:
-            if event.is_set():
-                self.release()  # the slot was handed to us as we were cancelled
-            else:
-                self._waiters.remove(event)
-            raise
-
-    def release(self) -> None:
-        """Give a slot back (to the first waiter, if any)."""
-        if self._waiters:
-            self._waiters.popleft().set()
-        else:
-            self.free += 1
 
 
 class _FinalFailure(Exception):
@@ -310,6 +261,7 @@ class RunExecution:
                 started = host.clock.time()
                 first_started = first_started or started
                 self.live[spec.name] = (base, attempt, first_started)
+                host.step_changed(self.run_id)
                 try:
                     raw, detail = await self._attempt(spec, attempt)
                 except Exception as exc:
@@ -335,6 +287,7 @@ class RunExecution:
                         finished_at=host.clock.time(),
                     )
                     await host.store.record_step(self.fence, record, failed)
+                    host.step_changed(self.run_id)
                     if final:
                         self.finished.add(spec.name)
                         self.live.pop(spec.name, None)
@@ -361,6 +314,7 @@ class RunExecution:
             host.in_flight -= 1
             self.executing -= 1
             self.live.pop(spec.name, None)
+            host.step_changed(self.run_id)
             if self.waiting:
                 self.signal()
 

@@ -305,6 +305,7 @@ class _GraphRun:
         if state == "skipped":
             self.outputs[node_id] = SKIPPED
         await execution.host.store.record_step(execution.fence, record)
+        execution.host.step_changed(execution.run_id)
         if state == "completed":
             execution.completed(node_id, parents, now)
 

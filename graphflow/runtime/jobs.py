@@ -19,7 +19,8 @@ from ..errors import ErrorInfo, InputValidationError, NonRetryableError
 from ..functions import Function, StepOptions
 from ..store.base import JobRecord
 from .context import StepInfo, current_step, enter_step, exit_step
-from .execution import ReportedError, RunExecution, RunHost, StepCall, error_info
+from .execution import ReportedError, RunExecution, StepCall, error_info
+from .host import RunHost
 
 __all__ = ("execute_job", "remote_call")
 
@@ -37,8 +38,6 @@ def remote_call(
     host = execution.host
 
     async def call() -> str:
-        if host.wait_job is None:
-            raise NonRetryableError("remote jobs need an engine")
         attempt = current_step().attempt
         job_id = str(uuid.uuid5(_NAMESPACE, f"{execution.run_id}\x00{name}\x00{attempt}"))
         await host.store.enqueue_job(

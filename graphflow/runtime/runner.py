@@ -12,7 +12,8 @@ import pydantic_core
 
 from ..errors import LeaseLostError, NonRetryableError
 from ..functions import WorkflowDefinition
-from .execution import Closing, RunExecution, RunHost, error_info
+from .execution import Closing, RunExecution, error_info
+from .host import RunHost
 from .workflow import DslWorkflow, Workflow, running_workflow
 
 __all__ = ("UNSET", "execute_run")

@@ -116,6 +116,7 @@ async def _record_waiting(execution: RunExecution, record: StepRecord) -> None:
         await execution.host.store.record_step(execution.fence, record)
     finally:
         execution.executing -= 1
+    execution.host.step_changed(execution.run_id)
 
 
 def _load(adapter: TypeAdapter[Any] | None, raw: str) -> Any:
@@ -174,6 +175,7 @@ async def _finish(
         detail=recorded.detail,
     )
     await execution.host.store.record_step(execution.fence, record)
+    execution.host.step_changed(execution.run_id)
     if state == "completed":
         execution.completed(recorded.name, parents, now)
 

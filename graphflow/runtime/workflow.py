@@ -404,7 +404,7 @@ class Workflow:
         host = self._execution.host
         if host.registry.find_function(target) or host.registry.find_workflow(target):
             return False
-        return host.remote_functions is not None and target in await host.remote_functions()
+        return target in await host.remote_functions()
 
     def _spec(self, name: str, target: Any, data: JSON, options: StepOptions) -> StepCall:
         execution = self._execution

@@ -1,0 +1,103 @@
+"""Starting runs: the one path that validates input and stores a new run record.
+
+Used by the engine's ``start`` (client or worker) and by a worker starting a child run, so the
+idempotency and conflict rules of ``start`` hold for all of them.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from ._types import JSON
+from .errors import RunConflictError
+from .functions import Registry, WorkflowDefinition
+from .runtime.clock import Clock
+from .store.base import RunRecord, Store
+
+__all__ = ("NewRun", "RunStarter")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NewRun:
+    """A run stored by ``RunStarter.create`` (``created``) or found under the same id."""
+
+    record: RunRecord
+    created: bool
+    validated: Any
+    """The input validated into the workflow's input type (what the workflow receives)."""
+
+
+class RunStarter:
+    """Validates a workflow's input and stores its run, owned by a worker or pending."""
+
+    def __init__(self, *, store: Store, registry: Registry, clock: Clock, lease: float) -> None:
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.lease = lease
+        self._last_created = 0.0
+
+    def definition(self, workflow: str | WorkflowDefinition) -> WorkflowDefinition:
+        """The definition for a name or object (an object is registered, so it can be replayed)."""
+        if isinstance(workflow, WorkflowDefinition):
+            if self.registry.find_workflow(workflow.name) is not workflow:
+                self.registry.add_workflow(workflow)
+            return workflow
+        return self.registry.get_workflow(workflow)
+
+    async def create(
+        self,
+        workflow: str | WorkflowDefinition,
+        data: JSON,
+        *,
+        run_id: str | None,
+        parent: tuple[str, str] | None = None,
+        owner_id: str | None = None,
+    ) -> NewRun:
+        """Store a new run (``running`` under ``owner_id``, else ``pending``), or find it.
+
+        Raises:
+            UnknownWorkflowError: no workflow has that name here.
+            InputValidationError: ``data`` does not match the workflow's input type (nothing is
+                written).
+            RunConflictError: ``run_id`` exists with another workflow or input.
+        """
+        definition = self.definition(workflow)
+        validated = definition.validate_input(data, run_id=run_id)
+        input_json = definition.dump_input(data)
+        # Strictly increasing per engine, so runs started at one (virtual) instant still list
+        # newest first.
+        now = max(self.clock.time(), self._last_created + 1e-6)
+        self._last_created = now
+        owned = owner_id is not None
+        record = RunRecord(
+            run_id=run_id or str(uuid.uuid4()),
+            workflow=definition.name,
+            state="running" if owned else "pending",
+            input=input_json,
+            parent_run_id=parent[0] if parent else None,
+            parent_step=parent[1] if parent else None,
+            graph_hash=getattr(definition, "hash", None),
+            created_at=now,
+            started_at=now if owned else None,
+            updated_at=now,
+            owner_id=owner_id,
+            lease_epoch=1 if owned else 0,
+            lease_expires_at=(await self.store.now()) + self.lease if owned else None,
+        )
+        stored, created = await self.store.create_run(record)
+        if not created:
+            _check_same(stored, definition.name, input_json)
+        return NewRun(record=record if created else stored, created=created, validated=validated)
+
+
+def _check_same(stored: RunRecord, workflow: str, input_json: str) -> None:
+    if stored.workflow != workflow:
+        raise RunConflictError(
+            run_id=stored.run_id, workflow=workflow, reason=f"workflow {stored.workflow!r}"
+        )
+    if json.loads(stored.input) != json.loads(input_json):
+        raise RunConflictError(run_id=stored.run_id, workflow=workflow, reason="a different input")

@@ -1,0 +1,133 @@
+"""Watching runs: in-process change events, and the one loop that waits for a run to change.
+
+Every way of waiting for a run (``engine.watch``, ``engine.wait``/``run``, a parent waiting for
+its child, HTTP ``run`` and ``/events``, the CLI's live display) goes through ``changes``. A change
+wakes it through ``RunEvents``: set by this process's worker for the runs it executes (every step
+change and the run's end), by the engine's own ``resume``/``cancel``, and by PostgreSQL
+notifications (a run ended or became runnable anywhere). Polling the store is the fallback, for what
+no event reports: steps of runs that another process executes, and every change on a store that
+does not notify (SQLite).
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Protocol, TypeVar
+
+import anyio
+
+from ._types import TERMINAL_RUN_STATES
+
+__all__ = ("RunEvents", "changes")
+
+_FIRST_POLL = 0.005
+"""The first fallback poll (seconds); each poll doubles it, up to the engine's poll interval."""
+
+
+class RunEvents:
+    """Per-run change events within one process, and which runs this process executes.
+
+    Two kinds of watchers: those of every change (``steps=True``: a step issued, started or
+    recorded) and those of the run's own state (``steps=False``: started, parked, ended). A step
+    change wakes only the first kind, so a caller waiting for the end of a long run costs nothing
+    per step.
+    """
+
+    def __init__(self) -> None:
+        self._steps: dict[str, anyio.Event] = {}
+        self._runs: dict[str, anyio.Event] = {}
+        self.local: set[str] = set()
+        """Runs held by this process's worker: every change of theirs sets an event."""
+        self.notifies = False
+        """Whether the store reports run changes from other processes (PostgreSQL NOTIFY)."""
+
+    def next_change(self, run_id: str, *, steps: bool) -> anyio.Event:
+        """An event set at the run's next change (of any step too, with ``steps``)."""
+        events = self._steps if steps else self._runs
+        event = events.get(run_id)
+        if event is None:
+            event = events[run_id] = anyio.Event()
+        return event
+
+    def step_changed(self, run_id: str) -> None:
+        """A step of ``run_id`` changed: wake its watchers of every change."""
+        if self._steps:
+            event = self._steps.pop(run_id, None)
+            if event is not None:
+                event.set()
+
+    def run_changed(self, run_id: str) -> None:
+        """The run's state changed (or may have): wake all its watchers."""
+        self.step_changed(run_id)
+        event = self._runs.pop(run_id, None)
+        if event is not None:
+            event.set()
+
+    def close(self) -> None:
+        """Wake every watcher (the engine is closing: their next look fails)."""
+        for events in (self._steps, self._runs):
+            for event in events.values():
+                event.set()
+            events.clear()
+
+    def fallback(self, run_id: str, *, steps: bool, polls: int, poll_interval: float) -> float:
+        """How long to wait for an event before looking at the store anyway."""
+        if run_id in self.local:
+            # Everything is signalled; a slow poll only guards against a change no hook reports.
+            return poll_interval if steps else 3600.0
+        if self.notifies and not steps:
+            return poll_interval
+        return min(_FIRST_POLL * 2.0**polls, poll_interval)
+
+
+class _Stated(Protocol):
+    @property
+    def state(self) -> str: ...
+
+
+S = TypeVar("S", bound=_Stated)
+
+
+async def changes(
+    run_id: str,
+    fetch: Callable[[str], Awaitable[S]],
+    events: RunEvents,
+    *,
+    steps: bool,
+    poll_interval: float,
+) -> AsyncIterator[S]:
+    """Yield ``fetch(run_id)`` now and after every change, until the run is terminal.
+
+    Equal consecutive values are yielded once; the terminal one is yielded last. Errors of
+    ``fetch`` (an unknown run, a closed engine) propagate.
+    """
+    last: S | None = None
+    polls = 0
+    while True:
+        # Subscribe before looking, so a change between the look and the wait is not lost.
+        event = events.next_change(run_id, steps=steps)
+        current = await fetch(run_id)
+        if current != last:
+            last = current
+            yield current
+        if current.state in TERMINAL_RUN_STATES:
+            return
+        timeout = events.fallback(run_id, steps=steps, polls=polls, poll_interval=poll_interval)
+        with anyio.move_on_after(timeout):
+            await event.wait()
+        polls += 1
+
+
+async def until_terminal(
+    run_id: str,
+    fetch: Callable[[str], Awaitable[S]],
+    events: RunEvents,
+    *,
+    poll_interval: float,
+) -> S:
+    """The run's record (or status) once it is terminal."""
+    last: S | None = None
+    async for current in changes(run_id, fetch, events, steps=False, poll_interval=poll_interval):
+        last = current
+    assert last is not None  # changes yields at least once
+    return last

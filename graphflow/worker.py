@@ -1,0 +1,406 @@
+"""The ``Worker``: the part of an engine that executes runs.
+
+A worker claims runnable runs (new, recovered from dead owners, woken, resumed), holds each in a
+task as its ``RunHost``, renews their leases, and serves RPC jobs queued for its functions. An
+``Engine(worker=True)`` (the default) owns one; a client engine has none.
+
+Its background work is the list ``Worker.loops``: each loop runs in the worker's task group from
+``open`` to ``aclose``. Schedules add a loop there. A limit on what may be claimed (concurrency,
+rate) belongs in ``ClaimQuery``, which ``_claim`` builds and the store enforces in the database.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+
+from ._start import RunStarter
+from ._types import JSON
+from ._watch import RunEvents, until_terminal
+from .errors import GraphflowError, RunNotFoundError, StoreError
+from .functions import Registry, WorkflowDefinition
+from .runtime.clock import Clock
+from .runtime.execution import RunExecution, error_info, live_record
+from .runtime.host import Slots
+from .runtime.jobs import execute_job
+from .runtime.runner import UNSET, cancel_run, execute_run
+from .runtime.status import RunStatus, StepStatus, run_status, step_status
+from .store.base import ClaimQuery, Fence, JobRecord, OwnerRecord, RunRecord, Store
+
+__all__ = ("EngineStats", "Worker")
+
+_CLAIM_BATCH = 10
+"""Runs claimed per query: workers woken by one notification share the new work."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EngineStats:
+    """What an engine holds in memory right now."""
+
+    held_runs: int
+    """Runs with a coroutine in this engine (parked runs hold none)."""
+    executing_steps: int
+    """Step attempts executing now."""
+    waiting_steps: int
+    """Sleeps and suspends waiting in memory (in runs that cannot park yet)."""
+
+
+@dataclass(eq=False)
+class _Held:
+    """A run this worker is executing."""
+
+    execution: RunExecution
+    scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
+    done: anyio.Event = field(default_factory=anyio.Event)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class Worker:
+    """Executes runs on a store: claims, holds (as their ``RunHost``), leases and jobs."""
+
+    def __init__(
+        self,
+        *,
+        store: Store,
+        registry: Registry,
+        clock: Clock,
+        starter: RunStarter,
+        events: RunEvents,
+        owner_id: str,
+        max_runs: int,
+        max_jobs: int,
+        lease: float,
+        max_recoveries: int,
+        poll_interval: float,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.clock = clock
+        self.owner_id = owner_id
+        self.job_slots = Slots(max_jobs)
+        self.closing = False
+        self.in_flight = 0
+        self.max_runs = max_runs
+        self.lease = lease
+        self.max_recoveries = max_recoveries
+        self.poll_interval = poll_interval
+        self.hostname = socket.gethostname()
+        self._starter = starter
+        self._events = events
+        self._held: dict[str, _Held] = {}
+        self._job_events: dict[str, anyio.Event] = {}
+        self._wake_claimer = anyio.Event()
+        self._tg: anyio.abc.TaskGroup | None = None
+        self.loops: list[Callable[[], Coroutine[Any, Any, None]]] = [
+            self._claim_loop,
+            self._lease_loop,
+        ]
+        """The background loops, started by ``open`` and cancelled by ``aclose``."""
+
+    # --- lifecycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        """Register this worker, take the runs waiting for one, and start the loops."""
+        await self.store.register_owner(
+            OwnerRecord(
+                owner_id=self.owner_id,
+                host=self.hostname,
+                pid=os.getpid(),
+                started_at=self.clock.time(),
+                functions=tuple(self.registry.function_names),
+            )
+        )
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        await self._claim()
+        for loop in self.loops:
+            self._tg.start_soon(loop)
+
+    async def aclose(self, grace: float) -> None:
+        """Stop claiming, let in-flight steps persist (``grace`` seconds), release every run."""
+        self.closing = True
+        try:
+            if self._tg is not None:
+                with anyio.move_on_after(grace, shield=True):
+                    while self.in_flight:  # noqa: ASYNC110 - a counter many tasks decrement
+                        await anyio.sleep(0.01)
+                self._tg.cancel_scope.cancel()
+                await self._tg.__aexit__(None, None, None)
+        finally:
+            self._tg = None
+            with anyio.CancelScope(shield=True):
+                await self.store.remove_owner(self.owner_id)
+
+    # --- RunHost ------------------------------------------------------------------------------
+
+    async def start_run(
+        self,
+        workflow: str | WorkflowDefinition,
+        data: JSON,
+        run_id: str | None,
+        parent: tuple[str, str] | None = None,
+    ) -> str:
+        """Store a run and hold it here if a slot is free (else it waits, ``pending``)."""
+        tg = self._tg
+        if tg is None:
+            raise GraphflowError("this worker is closed: open its engine before starting runs")
+        # A child run is held beside its waiting parent even at max_runs: parents holding every
+        # slot while their children wait for one would deadlock.
+        owned = len(self._held) < self.max_runs or parent is not None
+        new = await self._starter.create(
+            workflow,
+            data,
+            run_id=run_id,
+            parent=parent,
+            owner_id=self.owner_id if owned else None,
+        )
+        run = new.record
+        if new.created:
+            if owned:
+                fence = Fence(run_id=run.run_id, owner_id=self.owner_id, epoch=1)
+                self._hold(tg, run, fence, [], new.validated)
+            else:
+                self._wake_claimer.set()
+        return run.run_id
+
+    async def wait_run(self, run_id: str) -> RunStatus:
+        """Wait until the run is terminal; its status (without steps)."""
+        run = await until_terminal(
+            run_id, self._get_run, self._events, poll_interval=self.poll_interval
+        )
+        return run_status(run)
+
+    async def remote_functions(self) -> set[str]:
+        """Functions that live workers elsewhere serve (none on a private memory store)."""
+        if self.store.url.startswith("memory"):
+            return set()
+        return await self.store.served_functions(self.lease)
+
+    async def wait_job(self, job_id: str) -> JobRecord:
+        """Wait until the queued job is completed or failed (notified, else polled)."""
+        delay = 0.005
+        while True:
+            event = self._job_events.setdefault(job_id, anyio.Event())
+            job = await self.store.get_job(job_id)
+            if job is not None and job.state in ("completed", "failed"):
+                self._job_events.pop(job_id, None)
+                return job
+            with anyio.move_on_after(delay):
+                await event.wait()
+            delay = min(delay * 2, self.poll_interval)
+
+    def step_changed(self, run_id: str) -> None:
+        """A step of a held run changed: wake its watchers."""
+        self._events.step_changed(run_id)
+
+    # --- held runs ----------------------------------------------------------------------------
+
+    def _hold(
+        self,
+        tg: anyio.abc.TaskGroup,
+        run: RunRecord,
+        fence: Fence,
+        history: list[Any] | None,
+        data: Any = UNSET,
+    ) -> None:
+        held = _Held(RunExecution(self, run, fence, history or []))
+        self._held[run.run_id] = held
+        self._events.local.add(run.run_id)
+        tg.start_soon(self._execute, held, history is None, data)
+
+    async def _execute(self, held: _Held, load_history: bool, data: Any) -> None:
+        execution = held.execution
+        run_id = execution.run_id
+        try:
+            with held.scope:
+                if load_history:
+                    execution.set_history(await self.store.load_steps(run_id))
+                definition = self.registry.get_workflow(execution.workflow)
+                await execute_run(self, definition, execution, data)
+        finally:
+            self._held.pop(run_id, None)
+            self._events.local.discard(run_id)
+            held.done.set()
+            self._events.run_changed(run_id)
+            self._wake_claimer.set()
+
+    def with_live_steps(self, status: RunStatus) -> RunStatus:
+        """``status`` with the steps its run executes here right now (state ``running``)."""
+        held = self._held.get(status.run_id)
+        if held is None or not held.execution.live:
+            return status
+        live_steps = held.execution.live
+        live: dict[str, StepStatus] = {
+            name: step_status(live_record(step)) for name, step in live_steps.items()
+        }
+        merged = [live.pop(step.name, step) for step in status.steps]
+        seqs = {name: step[0].seq for name, step in live_steps.items()}
+        merged.extend(sorted(live.values(), key=lambda s: seqs.get(s.name, 0)))
+        return status.model_copy(update={"steps": merged})
+
+    def deliver(self, run_id: str, step_name: str, output: str) -> None:
+        """Hand resume data to a suspend waiting here; wake the claimer for a parked run."""
+        held = self._held.get(run_id)
+        if held is not None:
+            held.execution.delivered[step_name] = output
+            held.execution.signal()
+        self._wake_claimer.set()
+
+    async def cancel_held(self, run_id: str) -> bool:
+        """Cancel the run if held here, once no further step will be issued; whether it was."""
+        held = self._held.get(run_id)
+        if held is None:
+            return False
+        held.execution.stop(cancel=True)
+        await held.done.wait()
+        return True
+
+    def stats(self) -> EngineStats:
+        """What this worker holds in memory now."""
+        return EngineStats(
+            held_runs=len(self._held),
+            executing_steps=self.in_flight,
+            waiting_steps=sum(len(h.execution.waiting) for h in self._held.values()),
+        )
+
+    async def _get_run(self, run_id: str) -> RunRecord:
+        run = await self.store.get_run(run_id)
+        if run is None:
+            raise RunNotFoundError(run_id=run_id)
+        return run
+
+    # --- claiming and leases --------------------------------------------------------------------
+
+    async def _dead_owners(self) -> list[str]:
+        owners = await self.store.owners_on_host(self.hostname)
+        return [
+            o.owner_id
+            for o in owners
+            if o.owner_id != self.owner_id and o.pid != os.getpid() and not _pid_alive(o.pid)
+        ]
+
+    async def _claim(self) -> None:
+        """Take runnable runs, a small batch at a time, so idle workers woken together share."""
+        dead_owners = await self._dead_owners()
+        while True:
+            tg = self._tg
+            batch = min(self.max_runs - len(self._held), _CLAIM_BATCH)
+            if tg is None or batch <= 0 or self.closing:
+                return
+            query = ClaimQuery(
+                owner_id=self.owner_id,
+                workflows=self.registry.workflow_names,
+                dead_owners=dead_owners,
+                limit=batch,
+                lease=self.lease,
+            )
+            claimed = await self.store.claim_runs(query, self.clock.time())
+            for run in claimed:
+                await self._take(tg, run)
+            if len(claimed) < batch:
+                return
+
+    async def _take(self, tg: anyio.abc.TaskGroup, run: RunRecord) -> None:
+        fence = Fence(run_id=run.run_id, owner_id=self.owner_id, epoch=run.lease_epoch)
+        if run.cancel_requested:
+            await cancel_run(self, RunExecution(self, run, fence, []))
+            self._events.run_changed(run.run_id)
+        elif run.recoveries > self.max_recoveries:
+            await self._give_up(run, fence)
+        else:
+            self._hold(tg, run, fence, None)
+
+    async def _give_up(self, run: RunRecord, fence: Fence) -> None:
+        error = GraphflowError(
+            f"run {run.run_id!r} of workflow {run.workflow!r} was recovered {run.recoveries} times"
+            f" (max_recoveries={self.max_recoveries}): its process keeps dying. Fix the crash and"
+            " start a new run"
+        )
+        await self.store.finish_run(
+            fence,
+            state="failed",
+            output=None,
+            error=error_info(error).model_dump_json(),
+            at=self.clock.time(),
+        )
+        self._events.run_changed(run.run_id)
+
+    async def _claim_loop(self) -> None:
+        while True:
+            try:
+                next_wake = await self.store.next_wake_at(self.registry.workflow_names)
+            except StoreError:
+                next_wake = None
+            await self._idle(next_wake)
+            self._wake_claimer = anyio.Event()
+            try:
+                await self._claim()
+                await self._claim_jobs()
+            except StoreError:
+                await anyio.sleep(self.poll_interval)
+
+    async def _claim_jobs(self) -> None:
+        tg = self._tg
+        if tg is None or self.closing or self.store.url.startswith("memory"):
+            return
+        jobs = await self.store.claim_jobs(
+            self.owner_id, self.registry.function_names, self.job_slots.free, self.lease
+        )
+        for job in jobs:
+            tg.start_soon(execute_job, self, self.registry.get_function(job.function), job)
+
+    def on_notify(self, kind: str, key: str) -> None:
+        """A PostgreSQL notification: a job finished, a run was cancelled, or there is work."""
+        if kind == "done":
+            event = self._job_events.pop(key, None)
+            if event is not None:
+                event.set()
+        elif kind == "cancel":
+            held = self._held.get(key)
+            if held is not None:
+                held.execution.stop(cancel=True)
+        elif kind != "end":
+            self._wake_claimer.set()
+
+    async def _idle(self, next_wake: float | None) -> None:
+        """Until: woken locally, the next parked run is due (engine clock), or a poll interval."""
+        wake = self._wake_claimer
+        with anyio.move_on_after(self.poll_interval):
+            async with anyio.create_task_group() as tg:
+
+                async def timer(deadline: float) -> None:
+                    await self.clock.sleep_until(deadline)
+                    tg.cancel_scope.cancel()
+
+                if next_wake is not None:
+                    tg.start_soon(timer, next_wake)
+                await wake.wait()
+                tg.cancel_scope.cancel()
+
+    async def _lease_loop(self) -> None:
+        while True:
+            await anyio.sleep(self.lease / 3)
+            try:
+                owned = await self.store.renew_leases(self.owner_id, self.lease)
+            except StoreError:
+                continue
+            for run_id, held in list(self._held.items()):
+                if run_id not in owned:
+                    held.scope.cancel()  # taken over by another engine: commit nothing more
+                elif owned[run_id]:
+                    held.execution.stop(cancel=True)

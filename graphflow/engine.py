@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from types import TracebackType
 from typing import Any
 
@@ -254,20 +254,21 @@ class Engine:
         runs = await self.store.list_runs(workflow=workflow, state=state, limit=limit)
         return [run_status(run) for run in runs]
 
-    async def watch(self, run_id: str) -> AsyncIterator[RunStatus]:
+    async def watch(self, run_id: str, *, steps: bool = True) -> AsyncGenerator[RunStatus, None]:
         """Yield the run's status now and after every change, until it is terminal.
 
         A change is a step issued, started, retried or finished, or the run's own state moving
-        (started, sleeping, suspended, resumed, ended). The terminal status is yielded last; a
-        consumer may stop early. Runs this engine executes report every change as it happens;
-        PostgreSQL notifies run state changes made by other processes; the rest is polled, every
-        ``poll_interval`` at most, so changes quicker than that may merge into one status.
+        (started, sleeping, suspended, resumed, ended); ``steps=False`` wakes on the latter only.
+        The terminal status is yielded last; a consumer may stop early. Runs this engine executes
+        report every change as it happens; PostgreSQL notifies run state changes made by other
+        processes; the rest is polled, every ``poll_interval`` at most, so changes quicker than
+        that may merge into one status.
 
         Raises:
             RunNotFoundError: no run has this id.
         """
         async for status in changes(
-            run_id, self.status, self._events, steps=True, poll_interval=self.poll_interval
+            run_id, self.status, self._events, steps=steps, poll_interval=self.poll_interval
         ):
             yield status
 

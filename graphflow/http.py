@@ -34,7 +34,7 @@ from __future__ import annotations
 import inspect
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import Any, Literal, TypeAlias
 
 import anyio
@@ -92,9 +92,6 @@ DEFAULT_RUN_TIMEOUT = 30.0
 """Seconds ``POST /workflows/{name}/run`` waits for the run unless ``?timeout=`` says otherwise."""
 
 _SETTLED = frozenset({"completed", "failed", "cancelled", "suspended"})
-_POLL_MIN = 0.005
-_POLL_MAX = 0.25
-_EVENTS_POLL = 0.2
 _KEEPALIVE = 15.0
 _MEDIA_TYPES: dict[str, str] = {
     "dot": "text/vnd.graphviz; charset=utf-8",
@@ -270,14 +267,11 @@ def _start_handler(engine: Engine, name: str | None, max_body: int) -> Handler:
 
 async def _settle(engine: Engine, run_id: str, wait_for: float) -> RunStatus | None:
     """The run's status once it is terminal or suspended, or ``None`` after ``wait_for`` seconds."""
-    delay = _POLL_MIN
     with anyio.move_on_after(wait_for):
-        while True:
-            status = await engine.status(run_id)
-            if status.state in _SETTLED:
-                return status
-            await anyio.sleep(delay)
-            delay = min(delay * 2, _POLL_MAX)
+        async with aclosing(engine.watch(run_id, steps=False)) as statuses:
+            async for status in statuses:
+                if status.state in _SETTLED:
+                    return status
     return None
 
 
@@ -341,48 +335,74 @@ def _sse(event_id: int, event: str, payload: JSON) -> str:
     return f"id: {event_id}\nevent: {event}\ndata: {json.dumps(payload)}\n\n"
 
 
-async def _event_stream(engine: Engine, status: RunStatus) -> AsyncIterator[str]:
-    """Yield a ``step`` event per step change and a ``run`` event per run change, until the end."""
-    steps_seen: dict[str, tuple[str, int]] = {}
-    run_seen: tuple[str, Any, Any] | None = None
-    event_id = 0
-    idle = 0.0
-    while True:
-        for step in status.steps:
-            key = (step.state, step.attempts)
-            if steps_seen.get(step.name) != key:
-                steps_seen[step.name] = key
-                event_id += 1
-                idle = 0.0
-                payload = {"run_id": status.run_id, **step.model_dump(mode="json")}
-                yield _sse(event_id, "step", payload)
-        run_key = (status.state, status.wake_at, status.suspend_reason)
-        if run_key != run_seen:
-            run_seen = run_key
-            event_id += 1
-            idle = 0.0
-            yield _sse(event_id, "run", status.model_dump(mode="json", exclude={"steps"}))
-        if status.done:
-            return
-        if idle >= _KEEPALIVE:
-            idle = 0.0
-            yield ": keep-alive\n\n"
-        await anyio.sleep(_EVENTS_POLL)
-        idle += _EVENTS_POLL
-        try:
-            status = await engine.status(status.run_id)
-        except GraphflowError:
-            return  # the engine closed (server shutting down) or the run is gone
+class _EventStream(StreamingResponse):
+    """Server-sent events of a run until it ends: ``step`` and ``run`` events per change.
+
+    A keep-alive comment follows ``_KEEPALIVE`` quiet seconds. ``engine.watch`` runs in a task of
+    its own feeding a stream, so waiting for the next status can time out (for the keep-alive)
+    without cancelling the watch.
+    """
+
+    def __init__(self, engine: Engine, run_id: str) -> None:
+        self._engine = engine
+        self._run_id = run_id
+        self._send, self._receive = anyio.create_memory_object_stream[RunStatus](1)
+        super().__init__(
+            self._events(),
+            media_type="text/event-stream",
+            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
+        )
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(self._watch)
+            try:
+                await super().__call__(scope, receive, send)
+            finally:
+                tg.cancel_scope.cancel()
+
+    async def _watch(self) -> None:
+        async with self._send:
+            try:
+                async for status in self._engine.watch(self._run_id):
+                    await self._send.send(status)
+            except GraphflowError:
+                return  # the engine closed (server shutting down) or the run is gone
+
+    async def _events(self) -> AsyncIterator[str]:
+        steps_seen: dict[str, tuple[str, int]] = {}
+        run_seen: tuple[str, Any, Any] | None = None
+        event_id = 0
+        async with self._receive:
+            while True:
+                status: RunStatus | None = None
+                with anyio.move_on_after(_KEEPALIVE):
+                    try:
+                        status = await self._receive.receive()
+                    except anyio.EndOfStream:
+                        return
+                if status is None:
+                    yield ": keep-alive\n\n"
+                    continue
+                for step in status.steps:
+                    key = (step.state, step.attempts)
+                    if steps_seen.get(step.name) != key:
+                        steps_seen[step.name] = key
+                        event_id += 1
+                        payload = {"run_id": status.run_id, **step.model_dump(mode="json")}
+                        yield _sse(event_id, "step", payload)
+                run_key = (status.state, status.wake_at, status.suspend_reason)
+                if run_key != run_seen:
+                    run_seen = run_key
+                    event_id += 1
+                    yield _sse(event_id, "run", status.model_dump(mode="json", exclude={"steps"}))
 
 
 def _events_handler(engine: Engine) -> Handler:
     async def handle(request: Request) -> Response:
-        status = await engine.status(_path_param(request, "run_id"))
-        return StreamingResponse(
-            _event_stream(engine, status),
-            media_type="text/event-stream",
-            headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"},
-        )
+        run_id = _path_param(request, "run_id")
+        await engine.status(run_id)  # an unknown run answers 404 before the stream starts
+        return _EventStream(engine, run_id)
 
     return handle
 

@@ -42,7 +42,6 @@ __all__ = ("app", "main")
 T = TypeVar("T")
 
 _DEFAULT_STORE = "sqlite:///graphflow.db"
-_WATCH_INTERVAL = 0.1
 _RUN_STATES = ("pending", "running", "sleeping", "suspended", "completed", "failed", "cancelled")
 
 app = typer.Typer(
@@ -182,22 +181,16 @@ async def _until_signal(scope: anyio.CancelScope, caught: list[int]) -> None:
 async def _watch(engine: Engine, run_id: str, view: display.View) -> RunStatus:
     """Update ``view`` until the run is terminal; ``_Interrupted`` on SIGINT/SIGTERM."""
     caught: list[int] = []
-    final: RunStatus | None = None
+    last: RunStatus | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(_until_signal, tg.cancel_scope, caught)
-        while True:
-            try:
-                status = await engine.wait(run_id, timeout=_WATCH_INTERVAL)
-            except TimeoutError:
-                status = await engine.status(run_id)
+        async for status in engine.watch(run_id):
             view.update(status)
-            if status.state in TERMINAL_RUN_STATES:
-                final = status
-                tg.cancel_scope.cancel()
-                break
-    if final is None:
+            last = status
+        tg.cancel_scope.cancel()
+    if last is None or last.state not in TERMINAL_RUN_STATES:
         raise _Interrupted(caught[0] if caught else signal.SIGINT)
-    return final
+    return last
 
 
 async def _run_to_end(

@@ -40,13 +40,11 @@ def engine(store: str) -> gf.Engine:
 
 
 async def settle(e: gf.Engine, run_id: str) -> gf.RunStatus:
-    deadline = time.monotonic() + 30
-    while True:
-        status = await e.status(run_id)
-        if status.state in ("completed", "failed", "cancelled", "suspended"):
-            return status
-        assert time.monotonic() < deadline, f"run {run_id} is still {status.state}"
-        await anyio.sleep(0.02)
+    with anyio.fail_after(30):
+        async for status in e.watch(run_id, steps=False):
+            if status.state in ("completed", "failed", "cancelled", "suspended"):
+                return status
+    raise AssertionError("watch ends with a terminal status")
 
 
 def run_demo(

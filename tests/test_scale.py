@@ -141,8 +141,9 @@ async def test_sleepers_and_suspends_wake_once_across_workers(workers: Workers) 
         waiters = [await client.start("scale_wait", {"mode": "suspend"}) for _ in range(4)]
         with anyio.fail_after(20):
             for run_id in waiters:
-                while (await client.status(run_id)).state != "suspended":
-                    await anyio.sleep(0.05)
+                async for status in client.watch(run_id, steps=False):
+                    if status.state == "suspended":
+                        break
         for run_id in waiters:
             await client.resume(run_id, {"ok": True})
         for run_id in sleepers + waiters:

@@ -34,11 +34,10 @@ def engine(url: str, registry: gf.Registry, **options: Any) -> gf.Engine:
 
 async def until_state(e: gf.Engine, run_id: str, state: str, timeout: float = 10) -> gf.RunStatus:
     with anyio.fail_after(timeout):
-        while True:
-            status = await e.status(run_id)
+        async for status in e.watch(run_id):
             if status.state == state:
                 return status
-            await anyio.sleep(0.01)
+    raise AssertionError(f"run {run_id} ended {status.state} without being {state}")
 
 
 # --- sleep ----------------------------------------------------------------------------------

@@ -22,10 +22,14 @@ from .durations import parse_duration as parse_duration
 from .engine import Engine as Engine
 from .engine import EngineStats as EngineStats
 from .engine import run as run
+from .errors import AmbiguousResumeError as AmbiguousResumeError
 from .errors import BranchError as BranchError
+from .errors import BranchKeyTypeError as BranchKeyTypeError
 from .errors import DefinitionError as DefinitionError
 from .errors import DuplicateStepError as DuplicateStepError
 from .errors import DurationError as DurationError
+from .errors import EngineConfigError as EngineConfigError
+from .errors import EngineStateError as EngineStateError
 from .errors import ErrorInfo as ErrorInfo
 from .errors import GraphDefinitionError as GraphDefinitionError
 from .errors import GraphflowError as GraphflowError
@@ -35,6 +39,8 @@ from .errors import LeaseLostError as LeaseLostError
 from .errors import NonDeterminismError as NonDeterminismError
 from .errors import NonRetryableError as NonRetryableError
 from .errors import NotFoundError as NotFoundError
+from .errors import OutsideStepError as OutsideStepError
+from .errors import RecoveryLimitError as RecoveryLimitError
 from .errors import RegistrationError as RegistrationError
 from .errors import RunConflictError as RunConflictError
 from .errors import RunError as RunError
@@ -42,11 +48,14 @@ from .errors import RunFailed as RunFailed
 from .errors import RunNotFoundError as RunNotFoundError
 from .errors import SchemaVersionError as SchemaVersionError
 from .errors import StepFailed as StepFailed
+from .errors import StepNameError as StepNameError
+from .errors import StepTargetError as StepTargetError
 from .errors import StepTimeout as StepTimeout
 from .errors import StoreError as StoreError
 from .errors import SuspendTimeout as SuspendTimeout
 from .errors import UnknownFunctionError as UnknownFunctionError
 from .errors import UnknownWorkflowError as UnknownWorkflowError
+from .errors import WorkflowDefinitionError as WorkflowDefinitionError
 from .functions import DEFAULT_REGISTRY as DEFAULT_REGISTRY
 from .functions import Function as Function
 from .functions import Registry as Registry
@@ -128,6 +137,15 @@ __all__ = (
     "LeaseLostError",
     "NonRetryableError",
     "ErrorInfo",
+    "WorkflowDefinitionError",
+    "EngineConfigError",
+    "EngineStateError",
+    "OutsideStepError",
+    "StepNameError",
+    "StepTargetError",
+    "BranchKeyTypeError",
+    "AmbiguousResumeError",
+    "RecoveryLimitError",
     "RefResolutionError",
     "RefUsageError",
     "RenderError",

@@ -80,7 +80,7 @@ class RunStarter:
             input=input_json,
             parent_run_id=parent[0] if parent else None,
             parent_step=parent[1] if parent else None,
-            graph_hash=getattr(definition, "hash", None),
+            graph_hash=definition.graph_hash,
             created_at=now,
             started_at=now if owned else None,
             updated_at=now,

@@ -16,7 +16,7 @@ from typing import Protocol, TypeVar
 
 import anyio
 
-from ._types import TERMINAL_RUN_STATES
+from ._types import TERMINAL
 
 __all__ = ("RunEvents", "changes")
 
@@ -110,7 +110,7 @@ async def changes(
         if current != last:
             last = current
             yield current
-        if current.state in TERMINAL_RUN_STATES:
+        if current.state in TERMINAL:
             return
         timeout = events.fallback(run_id, steps=steps, polls=polls, poll_interval=poll_interval)
         with anyio.move_on_after(timeout):

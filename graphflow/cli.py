@@ -26,7 +26,7 @@ from . import __version__
 from . import _cli_display as display
 from ._scaffold import scaffold
 from ._targets import load_target
-from ._types import JSON, TERMINAL_RUN_STATES
+from ._types import JSON, RUN_STATES, TERMINAL
 from .engine import Engine
 from .errors import GraphflowError, RunFailed
 from .functions import DEFAULT_REGISTRY
@@ -42,7 +42,6 @@ __all__ = ("app", "main")
 T = TypeVar("T")
 
 _DEFAULT_STORE = "sqlite:///graphflow.db"
-_RUN_STATES = ("pending", "running", "sleeping", "suspended", "completed", "failed", "cancelled")
 
 app = typer.Typer(
     name="graphflow",
@@ -188,7 +187,7 @@ async def _watch(engine: Engine, run_id: str, view: display.View) -> RunStatus:
             view.update(status)
             last = status
         tg.cancel_scope.cancel()
-    if last is None or last.state not in TERMINAL_RUN_STATES:
+    if last is None or last.state not in TERMINAL:
         raise _Interrupted(caught[0] if caught else signal.SIGINT)
     return last
 
@@ -327,8 +326,8 @@ def runs(
 ) -> None:
     """List runs, newest first."""
     with _reporting(debug):
-        if state is not None and state not in _RUN_STATES:
-            raise _CliError(f"unknown --state {state!r}: use one of {', '.join(_RUN_STATES)}")
+        if state is not None and state not in RUN_STATES:
+            raise _CliError(f"unknown --state {state!r}: use one of {', '.join(RUN_STATES)}")
         _load(target)
         found = _with_client(
             store, lambda engine: engine.list_runs(workflow=workflow, state=state, limit=limit)

@@ -21,13 +21,19 @@ import anyio.abc
 import networkx as nx
 
 from ._start import RunStarter
-from ._types import JSON, TERMINAL_RUN_STATES
+from ._types import JSON, TERMINAL
 from ._watch import RunEvents, changes, until_terminal
 from .durations import Duration, to_seconds
-from .errors import GraphflowError, InvalidStateError, RunFailed, RunNotFoundError
+from .errors import (
+    AmbiguousResumeError,
+    EngineConfigError,
+    EngineStateError,
+    InvalidStateError,
+    RunFailed,
+    RunNotFoundError,
+)
 from .functions import DEFAULT_REGISTRY, Registry, WorkflowDefinition
 from .graph.run_graph import build_run_graph
-from .graph.spec import GraphWorkflow
 from .runtime.clock import Clock, SystemClock
 from .runtime.resume import check_resume_data
 from .runtime.status import RunStatus, load_error, run_status
@@ -65,10 +71,9 @@ class Engine:
         clock: Clock | None = None,
         poll_interval: Duration = 0.5,
     ) -> None:
-        if max_runs < 1 or max_jobs < 1:
-            raise GraphflowError(
-                f"Engine(max_runs={max_runs}, max_jobs={max_jobs}): both must be at least 1"
-            )
+        for option, value in (("max_runs", max_runs), ("max_jobs", max_jobs)):
+            if value < 1:
+                raise EngineConfigError(option=option, value=value, expected="at least 1")
         self.store: Store = open_store(store) if store is None or isinstance(store, str) else store
         self.registry = registry or DEFAULT_REGISTRY
         self.worker = worker
@@ -117,7 +122,7 @@ class Engine:
             SchemaVersionError: the database's schema is another version.
         """
         if self._open:
-            raise GraphflowError("this engine is already open: open each Engine once")
+            raise EngineStateError(operation="open the engine", is_open=True)
         try:
             await self.store.open()
         except BaseException:
@@ -164,10 +169,7 @@ class Engine:
 
     def _require_open(self) -> None:
         if self._tg is None:
-            raise GraphflowError(
-                "the engine is not open: use `async with gf.Engine(...) as engine:` (or"
-                " `await engine.__aenter__()`) before starting or inspecting runs"
-            )
+            raise EngineStateError(operation="start or inspect runs", is_open=False)
 
     def _on_notify(self, payload: str) -> None:
         """A store notification: a run ended or became runnable, a job finished, work is queued."""
@@ -237,7 +239,7 @@ class Engine:
         """
         status = await self.status(run_id)
         definition = self.registry.find_workflow(status.workflow)
-        declared = definition.nx if isinstance(definition, GraphWorkflow) else None
+        declared = definition.declared_graph if definition is not None else None
         return build_run_graph(
             (step.model_dump() for step in status.steps), declared, name=status.workflow
         )
@@ -340,10 +342,7 @@ class Engine:
                 allowed="suspended",
             )
         if len(waiting) > 1:
-            raise GraphflowError(
-                f"run {run_id!r} waits on several suspends {[s.name for s in waiting]}:"
-                " pass reason=... to choose one"
-            )
+            raise AmbiguousResumeError(run_id=run_id, suspends=[s.name for s in waiting])
         step = waiting[0]
         check_resume_data(run, step, data)
         output = json.dumps(data)
@@ -367,7 +366,7 @@ class Engine:
         self._require_open()
         held = self._worker is not None and await self._worker.cancel_held(run_id)
         run = await self.store.get_run(run_id)
-        if held and run is not None and run.state in TERMINAL_RUN_STATES:
+        if held and run is not None and run.state in TERMINAL:
             # The run ended while the cancel landed: cancelled, or it finished first.
             outcome = "cancelled" if run.state == "cancelled" else f"ended:{run.state}"
         else:  # unheld, or it parked before the cancel reached it
@@ -383,7 +382,7 @@ class Engine:
             )
         self._events.run_changed(run_id)
         for child in await self.store.list_runs(parent_run_id=run_id, limit=10_000):
-            if child.state not in TERMINAL_RUN_STATES:
+            if child.state not in TERMINAL:
                 try:
                     await self.cancel(child.run_id)
                 except InvalidStateError:

@@ -14,7 +14,17 @@ import sys
 import typing
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Generic, ParamSpec, TypeVar, overload
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    ParamSpec,
+    TypeAlias,
+    TypeVar,
+    overload,
+)
 
 import anyio.to_thread
 import pydantic
@@ -31,6 +41,9 @@ from .errors import (
     UnknownWorkflowError,
 )
 
+if TYPE_CHECKING:
+    from networkx import DiGraph
+
 __all__ = (
     "DEFAULT_REGISTRY",
     "Function",
@@ -38,7 +51,10 @@ __all__ = (
     "StepOptions",
     "TypedIO",
     "WorkflowDefinition",
+    "WorkflowKind",
+    "dump_any",
     "function",
+    "load_any",
 )
 
 P = ParamSpec("P")
@@ -46,6 +62,19 @@ R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
 _ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
+
+WorkflowKind: TypeAlias = Literal["imperative", "graph"]
+"""How a workflow is declared: ``@gf.workflow`` code, or a ``gf.workflow_graph`` of functions."""
+
+
+def dump_any(value: Any) -> bytes:
+    """Serialise a value of no declared type to JSON bytes (the one codec for "any" values)."""
+    return _ANY_ADAPTER.dump_json(value)
+
+
+def load_any(raw: str | bytes) -> Any:
+    """Parse JSON of no declared type (the inverse of ``dump_any``)."""
+    return _ANY_ADAPTER.validate_json(raw)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -279,8 +308,14 @@ def _errors(exc: pydantic.ValidationError) -> list[dict[str, Any]]:
 
 @dataclass(eq=False, kw_only=True)
 class WorkflowDefinition:
-    """A registered workflow: its name, input type and identity. Subclassed per kind."""
+    """A registered workflow: its name, input type and identity.
 
+    One subclass per ``kind`` holds what running that kind needs (the runner matches on
+    ``kind``); what clients need of any kind is here: ``graph_hash``, ``declared_graph`` and
+    ``load_output``.
+    """
+
+    kind: ClassVar[WorkflowKind]
     name: str
     description: str | None
     identity: str
@@ -303,6 +338,20 @@ class WorkflowDefinition:
     def dump_input(self, data: JSON) -> str:
         """The raw JSON text of the input as stored (validation happens separately)."""
         return _ANY_ADAPTER.dump_json(data).decode()
+
+    def load_output(self, raw: str | bytes) -> Any:
+        """A run's stored output rehydrated as its caller (a parent step) receives it."""
+        return _ANY_ADAPTER.validate_json(raw)
+
+    @property
+    def graph_hash(self) -> str | None:
+        """The hash of the declared graph, stored with each run (``None``: not a graph)."""
+        return None
+
+    @property
+    def declared_graph(self) -> DiGraph[str] | None:
+        """The declared graph (``None``: an imperative workflow's graph exists per run only)."""
+        return None
 
 
 class Registry:

@@ -40,7 +40,7 @@ from typing import Any, Literal, TypeAlias
 import anyio
 import anyio.to_thread
 
-from ._types import JSON
+from ._types import JSON, SETTLED
 from .engine import Engine
 from .errors import (
     GraphflowError,
@@ -91,7 +91,6 @@ DEFAULT_MAX_BODY = 1_000_000
 DEFAULT_RUN_TIMEOUT = 30.0
 """Seconds ``POST /workflows/{name}/run`` waits for the run unless ``?timeout=`` says otherwise."""
 
-_SETTLED = frozenset({"completed", "failed", "cancelled", "suspended"})
 _KEEPALIVE = 15.0
 _MEDIA_TYPES: dict[str, str] = {
     "dot": "text/vnd.graphviz; charset=utf-8",
@@ -270,7 +269,7 @@ async def _settle(engine: Engine, run_id: str, wait_for: float) -> RunStatus | N
     with anyio.move_on_after(wait_for):
         async with aclosing(engine.watch(run_id, steps=False)) as statuses:
             async for status in statuses:
-                if status.state in _SETTLED:
+                if status.state in SETTLED:
                     return status
     return None
 

@@ -23,13 +23,14 @@ import anyio.abc
 from ._start import RunStarter
 from ._types import JSON
 from ._watch import RunEvents, until_terminal
-from .errors import GraphflowError, RunNotFoundError, StoreError
+from .errors import EngineStateError, RecoveryLimitError, RunNotFoundError, StoreError
 from .functions import Registry, WorkflowDefinition
 from .runtime.clock import Clock
-from .runtime.execution import RunExecution, error_info, live_record
+from .runtime.execution import RunExecution
+from .runtime.failures import error_info
 from .runtime.host import Slots
-from .runtime.jobs import execute_job
-from .runtime.runner import UNSET, cancel_run, execute_run
+from .runtime.jobs import run_job
+from .runtime.runner import UNSET, cancel_run, drive_run
 from .runtime.status import RunStatus, StepStatus, run_status, step_status
 from .store.base import ClaimQuery, Fence, JobRecord, OwnerRecord, RunRecord, Store
 
@@ -158,7 +159,7 @@ class Worker:
         """Store a run and hold it here if a slot is free (else it waits, ``pending``)."""
         tg = self._tg
         if tg is None:
-            raise GraphflowError("this worker is closed: open its engine before starting runs")
+            raise EngineStateError(operation="start runs", is_open=False)
         # A child run is held beside its waiting parent even at max_runs: parents holding every
         # slot while their children wait for one would deadlock.
         owned = len(self._held) < self.max_runs or parent is not None
@@ -221,9 +222,9 @@ class Worker:
         held = _Held(RunExecution(self, run, fence, history or []))
         self._held[run.run_id] = held
         self._events.local.add(run.run_id)
-        tg.start_soon(self._execute, held, history is None, data)
+        tg.start_soon(self._drive, held, history is None, data)
 
-    async def _execute(self, held: _Held, load_history: bool, data: Any) -> None:
+    async def _drive(self, held: _Held, load_history: bool, data: Any) -> None:
         execution = held.execution
         run_id = execution.run_id
         try:
@@ -231,7 +232,7 @@ class Worker:
                 if load_history:
                     execution.set_history(await self.store.load_steps(run_id))
                 definition = self.registry.get_workflow(execution.workflow)
-                await execute_run(self, definition, execution, data)
+                await drive_run(self, definition, execution, data)
         finally:
             self._held.pop(run_id, None)
             self._events.local.discard(run_id)
@@ -242,14 +243,14 @@ class Worker:
     def with_live_steps(self, status: RunStatus) -> RunStatus:
         """``status`` with the steps its run executes here right now (state ``running``)."""
         held = self._held.get(status.run_id)
-        if held is None or not held.execution.live:
+        live_steps = held.execution.live_steps() if held is not None else ()
+        if not live_steps:
             return status
-        live_steps = held.execution.live
         live: dict[str, StepStatus] = {
-            name: step_status(live_record(step)) for name, step in live_steps.items()
+            step.record.name: step_status(step.running_record()) for step in live_steps
         }
         merged = [live.pop(step.name, step) for step in status.steps]
-        seqs = {name: step[0].seq for name, step in live_steps.items()}
+        seqs = {step.record.name: step.record.seq for step in live_steps}
         merged.extend(sorted(live.values(), key=lambda s: seqs.get(s.name, 0)))
         return status.model_copy(update={"steps": merged})
 
@@ -257,8 +258,7 @@ class Worker:
         """Hand resume data to a suspend waiting here; wake the claimer for a parked run."""
         held = self._held.get(run_id)
         if held is not None:
-            held.execution.delivered[step_name] = output
-            held.execution.signal()
+            held.execution.deliver(step_name, output)
         self._wake_claimer.set()
 
     async def cancel_held(self, run_id: str) -> bool:
@@ -275,7 +275,7 @@ class Worker:
         return EngineStats(
             held_runs=len(self._held),
             executing_steps=self.in_flight,
-            waiting_steps=sum(len(h.execution.waiting) for h in self._held.values()),
+            waiting_steps=sum(h.execution.waiting_count for h in self._held.values()),
         )
 
     async def _get_run(self, run_id: str) -> RunRecord:
@@ -326,10 +326,11 @@ class Worker:
             self._hold(tg, run, fence, None)
 
     async def _give_up(self, run: RunRecord, fence: Fence) -> None:
-        error = GraphflowError(
-            f"run {run.run_id!r} of workflow {run.workflow!r} was recovered {run.recoveries} times"
-            f" (max_recoveries={self.max_recoveries}): its process keeps dying. Fix the crash and"
-            " start a new run"
+        error = RecoveryLimitError(
+            run_id=run.run_id,
+            workflow=run.workflow,
+            recoveries=run.recoveries,
+            max_recoveries=self.max_recoveries,
         )
         await self.store.finish_run(
             fence,
@@ -362,7 +363,7 @@ class Worker:
             self.owner_id, self.registry.function_names, self.job_slots.free, self.lease
         )
         for job in jobs:
-            tg.start_soon(execute_job, self, self.registry.get_function(job.function), job)
+            tg.start_soon(run_job, self, self.registry.get_function(job.function), job)
 
     def on_notify(self, kind: str, key: str) -> None:
         """A PostgreSQL notification: a job finished, a run was cancelled, or there is work."""

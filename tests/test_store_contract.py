@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 import graphflow as gf
+from graphflow._types import RunState, StepState
 from graphflow.store.base import (
     ClaimQuery,
     Fence,
@@ -31,7 +32,9 @@ async def store(store_url: str) -> AsyncIterator[Store]:
         await opened.aclose()
 
 
-def a_run(run_id: str = "r1", *, owner: str | None = "o1", state: str = "running") -> RunRecord:
+def a_run(
+    run_id: str = "r1", *, owner: str | None = "o1", state: RunState = "running"
+) -> RunRecord:
     now = time.time()
     return RunRecord(
         run_id=run_id,
@@ -46,7 +49,7 @@ def a_run(run_id: str = "r1", *, owner: str | None = "o1", state: str = "running
     )
 
 
-def a_step(name: str, seq: int, state: str = "completed") -> StepRecord:
+def a_step(name: str, seq: int, state: StepState = "completed") -> StepRecord:
     return StepRecord(
         run_id="r1", name=name, seq=seq, kind="rpc", function="f", state=state,
         attempts=1, output="1", parents=("a",) if seq else (),

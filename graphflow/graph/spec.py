@@ -13,7 +13,7 @@ import math
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
 from ..errors import DefinitionError, DurationError, GraphDefinitionError, GraphflowError
 from ..functions import DEFAULT_REGISTRY, Function, Registry, StepOptions, WorkflowDefinition
@@ -47,6 +47,7 @@ Template = Mapping[str, Any] | Ref | Callable[[Callable[..., Ref]], Any]
 class GraphWorkflow(WorkflowDefinition):
     """A registered graph workflow: its declared graph (``nx``) and its execution ``plan``."""
 
+    kind: ClassVar[Literal["graph"]] = "graph"
     nx: DiGraph[str]
     """The declared graph: node attrs ``function``, ``handler``, ``for_each``, ``mode``,
     ``on_error``; edge attrs ``kind`` (``"next"``/``"on_error"``), ``branch`` (label) and
@@ -57,6 +58,16 @@ class GraphWorkflow(WorkflowDefinition):
     def hash(self) -> str:
         """The stable sha256 of the graph's structure (stored with each run)."""
         return self.plan.hash
+
+    @property
+    def graph_hash(self) -> str:
+        """The same as ``hash``: what every workflow kind stores with its runs."""
+        return self.plan.hash
+
+    @property
+    def declared_graph(self) -> DiGraph[str]:
+        """The declared graph, ``nx``."""
+        return self.nx
 
     @property
     def output(self) -> JSON | None:

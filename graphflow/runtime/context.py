@@ -6,7 +6,7 @@ import contextvars
 import uuid
 from dataclasses import dataclass, field
 
-from ..errors import GraphflowError
+from ..errors import BranchKeyTypeError, OutsideStepError
 
 __all__ = ("StepInfo", "branch", "current_step", "find_step", "idempotency_key")
 
@@ -43,14 +43,11 @@ def current_step() -> StepInfo:
     """The step this code runs in.
 
     Raises:
-        GraphflowError: called outside a step executed by an engine.
+        OutsideStepError: called outside a step executed by an engine.
     """
     info = _CURRENT.get()
     if info is None:
-        raise GraphflowError(
-            "gf.current_step() was called outside a running step: call it inside a function that"
-            " an engine executes as a step"
-        )
+        raise OutsideStepError(call="gf.current_step()", needs="step")
     return info
 
 
@@ -63,12 +60,11 @@ def branch(key: str) -> None:
     """Select the outgoing edge ``key`` of the graph node being executed."""
     info = _CURRENT.get()
     if info is None:
-        raise GraphflowError(
-            f"gf.branch({key!r}) was called outside a running graph node: call it inside the"
-            " node's function"
-        )
+        raise OutsideStepError(call=f"gf.branch({key!r})", needs="graph node")
     if not isinstance(key, str):
-        raise GraphflowError(f"gf.branch() takes a string key, got {key!r}")
+        raise BranchKeyTypeError(
+            workflow=info.workflow, run_id=info.run_id, node=info.step_name, key=key
+        )
     info.selected_branch = key
 
 

@@ -1,98 +1,62 @@
-"""One run in memory: its recorded history, the steps it issues, and how a step is executed.
+"""One run in memory: its replay bookkeeping, the steps executing now, its waits and its stop.
 
-A step is *issued* (name checked for duplicates and against the recorded history), then either
-replayed from its record or executed: attempts with retries, backoff and timeout, and exactly one
-durable write when it finishes (plus one per failed attempt).
+``RunExecution`` is what the rest of the runtime and the engine hold of a run. Other modules act
+on it through methods: the attempt loop reports steps beginning and ending, waits register and
+park, the engine delivers resumes and stops the run; nobody writes its fields.
 """
 
 from __future__ import annotations
 
-import contextvars
-import traceback
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Literal
 
 import anyio
-import pydantic
-import pydantic_core
 
-from ..errors import (
-    DuplicateStepError,
-    ErrorInfo,
-    GraphflowError,
-    InputValidationError,
-    NonDeterminismError,
-    NonRetryableError,
-    StepFailed,
-    StepTimeout,
-)
-from ..functions import StepOptions
-from ..store.base import AttemptRecord, Fence, RunRecord, StepRecord
-from .context import StepInfo, enter_step, exit_step
+from ..errors import DuplicateStepError, GraphflowError, NonDeterminismError
+from ..store.base import Fence, RunRecord, StepRecord
+from .failures import Closing
 from .host import RunHost
+from .replay import Replay
 
-__all__ = ("Closing", "ReportedError", "RunExecution", "StepCall", "error_info")
-
-
-_NOW_MARK: contextvars.ContextVar[tuple[object, float]] = contextvars.ContextVar(
-    "graphflow_now_mark"
-)
+__all__ = ("LiveStep", "Parking", "RunExecution", "Wait")
 
 
-class ReportedError(Exception):
-    """A failure reported as an ``ErrorInfo`` (by a worker process or a child run), kept as is."""
+@dataclass(frozen=True, slots=True)
+class LiveStep:
+    """A step executing now: its record as issued, the current attempt and when it began."""
 
-    def __init__(self, info: ErrorInfo, *, retryable: bool) -> None:
-        super().__init__(info.message)
-        self.info = info
-        self.retryable = retryable
+    record: StepRecord
+    attempt: int
+    started_at: float
 
-
-class Closing(BaseException):
-    """Unwinds a run whose engine is closing or lost its lease: nothing more may be issued."""
-
-
-def error_info(exc: BaseException) -> ErrorInfo:
-    """The stored form of an exception."""
-    if isinstance(exc, ReportedError):
-        return exc.info
-    return ErrorInfo(
-        type=type(exc).__name__,
-        message=str(exc),
-        traceback="".join(traceback.format_exception(exc)),
-    )
+    def running_record(self) -> StepRecord:
+        """The step's record as ``status`` shows it now (state ``running``)."""
+        return replace(
+            self.record, state="running", attempts=self.attempt, started_at=self.started_at
+        )
 
 
-class _FinalFailure(Exception):
-    """An attempt failure that no retry can fix."""
+@dataclass(frozen=True, slots=True)
+class Wait:
+    """A sleep or suspend waiting in memory, with its deadline (``None``: no timeout)."""
 
-    def __init__(self, cause: BaseException) -> None:
-        super().__init__(str(cause))
-        self.cause = cause
+    kind: Literal["sleep", "suspend"]
+    wake_at: float | None
 
 
-@dataclass(kw_only=True)
-class StepCall:
-    """How to execute one step: what to call and how to (de)serialise its result."""
+@dataclass(frozen=True, slots=True)
+class Parking:
+    """Why and until when a run left memory: stored as its state, ``wake_at`` and reason."""
 
-    name: str
-    kind: str
-    function: str | None
-    call: Callable[[], Awaitable[Any]]
-    dump: Callable[[Any], bytes]
-    load: Callable[[str | bytes], Any]
-    options: StepOptions = field(default_factory=StepOptions)
-    input: str | None = None
-    on_error: Callable[[ErrorInfo], Awaitable[Any]] | None = None
-    parents: tuple[str, ...] | None = None
-    """Run-graph parents; ``None``: the run's frontier (imperative runs)."""
-    detail: Callable[[str | None, bytes], str | None] | None = None
-    """Called with the selected branch and the result: the ``detail`` to store, or raise."""
-    number_at_finish: bool = False
-    """Take the step's position in ``status.steps`` when it finishes (graph nodes list in the
-    order they were resolved), not when it is issued."""
+    state: Literal["sleeping", "suspended"]
+    wake_at: float | None
+    reason: str | None
+    """The first waiting suspend's name (``status.suspend_reason``)."""
+    resumable: tuple[str, ...]
+    """Every suspend waiting when the run parked: what a resume may complete."""
 
 
 class RunExecution:
@@ -102,35 +66,29 @@ class RunExecution:
         self, host: RunHost, run: RunRecord, fence: Fence, history: list[StepRecord]
     ) -> None:
         self.host = host
+        """The engine's services (read only)."""
         self.run = run
+        """The run as claimed or started (read only)."""
         self.fence = fence
-        self.history: dict[str, StepRecord] = {}
-        self.next_seq = 0
-        self.set_history(history)
-        self.issued: set[str] = set()
-        self.frontier: dict[str, None] = {}
-        self.live: dict[str, tuple[StepRecord, int, float]] = {}
-        self.fatal: GraphflowError | None = None
-        self.start_mark = run.started_at or run.created_at
-        self.finished: set[str] = set()
-        # Parking: the run leaves memory when every active step is a long wait.
-        self.executing = 0
-        self.waiting: dict[str, tuple[str, float | None]] = {}
-        self.delivered: dict[str, str] = {}
-        self.progress = 0
-        self.changed = anyio.Event()
-        self.scope: anyio.CancelScope | None = None
-        self.parked: tuple[str, float | None, str | None] | None = None
-        self.waiting_at_park: dict[str, tuple[str, float | None]] = {}
-        self.cancel_requested = False
-        self.live_at_cancel: dict[str, tuple[StepRecord, int, float]] = {}
-
-    def set_history(self, history: list[StepRecord]) -> None:
-        """The run's recorded steps, replayed instead of executed."""
-        self.history = {step.name: step for step in history}
-        # New steps are numbered after every recorded one: a replayed gather issues its steps
-        # in another interleaving than the first run did.
-        self.next_seq = max((step.seq for step in history), default=-1) + 1
+        """The lease every durable write of this run is fenced by (read only)."""
+        self.replay = Replay(
+            history,
+            workflow=run.workflow,
+            run_id=run.run_id,
+            start=run.started_at or run.created_at,
+        )
+        self._fatal: GraphflowError | None = None
+        self._live: dict[str, LiveStep] = {}
+        self._settled: set[str] = set()
+        self._working = 0
+        self._waits: dict[str, Wait] = {}
+        self._deliveries: dict[str, str] = {}
+        self._progress = 0
+        self._changed = anyio.Event()
+        self._scope: anyio.CancelScope | None = None
+        self._parking: Parking | None = None
+        self._cancelling = False
+        self._live_at_cancel: tuple[LiveStep, ...] = ()
 
     @property
     def run_id(self) -> str:
@@ -142,278 +100,172 @@ class RunExecution:
         """The run's workflow name."""
         return self.run.workflow
 
+    def set_history(self, history: list[StepRecord]) -> None:
+        """The run's recorded steps, replayed instead of executed."""
+        self.replay.load(history)
+
     def now(self) -> datetime:
-        """The time this point of the workflow was first reached (deterministic on replay).
-
-        Each branch of a gather keeps its own mark (a context variable, which tasks inherit), so
-        a sibling's completion, replayed in another order, never moves it.
-        """
-        owner, mark = _NOW_MARK.get((None, 0.0))
-        return datetime.fromtimestamp(mark if owner is self else self.start_mark, UTC)
-
-    def signal(self) -> None:
-        """Note progress (a step issued, finished, delivered): wakes waiters re-checking parking."""
-        self.progress += 1
-        self.changed.set()
-        self.changed = anyio.Event()
-
-    def stop(self, *, cancel: bool) -> None:
-        """Stop the workflow at its next await: to cancel the run, or to park it."""
-        if cancel:
-            self.cancel_requested = True
-            self.live_at_cancel = dict(self.live)
-        if self.scope is not None:
-            self.scope.cancel()
-
-    def fail_run(self, error: GraphflowError) -> GraphflowError:
-        """Remember an error that fails the run even if the workflow catches it."""
-        if self.fatal is None:
-            self.fatal = error
-        return error
+        """The time this point of the workflow was first reached (deterministic on replay)."""
+        return self.replay.now()
 
     # --- issuing ------------------------------------------------------------------------------
 
     def issue(
-        self,
-        name: str,
-        kind: str,
-        function: str | None,
-        parents: tuple[str, ...] | None = None,
+        self, name: str, kind: str, function: str | None, parents: tuple[str, ...] | None = None
     ) -> tuple[int, tuple[str, ...]]:
-        """Check and register a new step; return its sequence number and run-graph parents."""
-        if self.host.closing or self.parked is not None or self.cancel_requested:
-            raise Closing
-        self.progress += 1
-        if name in self.issued:
-            raise self.fail_run(
-                DuplicateStepError(workflow=self.workflow, run_id=self.run_id, step=name)
-            )
-        self.issued.add(name)
-        recorded = self.history.get(name)
-        if recorded is not None:
-            self._check_deterministic(recorded, kind, function)
-            return recorded.seq, recorded.parents
-        seq, self.next_seq = self.next_seq, self.next_seq + 1
-        return seq, tuple(self.frontier) if parents is None else parents
+        """Check and register a new step; return its sequence number and run-graph parents.
 
-    def _check_deterministic(self, recorded: StepRecord, kind: str, function: str | None) -> None:
-        if recorded.kind == kind and (kind == "inline" or recorded.function == function):
-            return
-        raise self.fail_run(
-            NonDeterminismError(
-                workflow=self.workflow,
-                run_id=self.run_id,
-                step=recorded.name,
-                recorded=_describe(recorded.kind, recorded.function),
-                new=_describe(kind, function),
-            )
-        )
+        Raises:
+            Closing: the run is stopping (engine closing, parking or cancelling).
+            DuplicateStepError, NonDeterminismError: the step breaks the replay rules (the run
+                fails with it even if the workflow catches it).
+        """
+        if self.host.closing or self._parking is not None or self._cancelling:
+            raise Closing
+        self._progress += 1
+        try:
+            return self.replay.issue(name, kind, function, parents)
+        except (DuplicateStepError, NonDeterminismError) as exc:
+            raise self.fail_run(exc) from None
 
     def completed(self, name: str, parents: tuple[str, ...], finished_at: float | None) -> None:
-        """Advance the run-graph frontier and ``now()`` past a completed step."""
-        for parent in parents:
-            self.frontier.pop(parent, None)
-        self.frontier[name] = None
-        self.progress += 1
-        if finished_at is not None:
-            owner, mark = _NOW_MARK.get((None, 0.0))
-            if owner is not self:
-                mark = self.start_mark
-            if finished_at > mark:
-                _NOW_MARK.set((self, finished_at))
+        """Note a completed step: the frontier and ``now()`` move past it."""
+        self._progress += 1
+        self.replay.completed(name, parents, finished_at)
 
-    # --- executing ----------------------------------------------------------------------------
+    @property
+    def fatal(self) -> GraphflowError | None:
+        """The error that fails the run even though the workflow caught it, if any."""
+        return self._fatal
 
-    async def step(self, spec: StepCall) -> Any:
-        """Replay ``spec`` from its record, or execute it; return its rehydrated result."""
-        seq, parents = self.issue(spec.name, spec.kind, spec.function, spec.parents)
-        recorded = self.history.get(spec.name)
-        if recorded is not None and recorded.state == "completed":
-            self.completed(spec.name, parents, recorded.finished_at)
-            return spec.load(recorded.output or "null")
-        if recorded is not None and recorded.state == "failed" and recorded.error is not None:
-            await self._fail(spec, ErrorInfo.model_validate_json(recorded.error), None)
-        base = recorded or StepRecord(
-            run_id=self.run_id,
-            name=spec.name,
-            seq=seq,
-            kind=spec.kind,
-            function=spec.function,
-            state="running",
-            input=spec.input,
-            parents=parents,
-        )
-        raw, record = await self._attempts(spec, base)
-        self.completed(spec.name, parents, record.finished_at)
-        return spec.load(raw)
+    def fail_run(self, error: GraphflowError) -> GraphflowError:
+        """Remember an error that fails the run even if the workflow catches it."""
+        if self._fatal is None:
+            self._fatal = error
+        return error
 
-    async def _attempts(self, spec: StepCall, base: StepRecord) -> tuple[bytes, StepRecord]:
-        host = self.host
-        options = spec.options
-        retries = options.retries or 0
-        attempt = base.attempts
-        first_started = base.started_at
-        host.in_flight += 1
-        self.executing += 1
+    # --- steps executing ----------------------------------------------------------------------
+
+    def step_began(self) -> None:
+        """A step starts executing: the engine counts it in flight, and the run cannot park."""
+        self.host.in_flight += 1
+        self._working += 1
+
+    def attempt_began(self, live: LiveStep) -> None:
+        """An attempt of a step starts: ``status`` shows it running (watchers are told)."""
+        self._live[live.record.name] = live
+        self.host.step_changed(self.run.run_id)
+
+    def step_settled(self, name: str) -> None:
+        """A step's outcome (completed or finally failed) is stored."""
+        self._settled.add(name)
+        self._live.pop(name, None)
+
+    def step_ended(self, name: str) -> None:
+        """A step stopped executing (settled, or unwound by a failure or a cancel)."""
+        self.host.in_flight -= 1
+        self._working -= 1
+        self._live.pop(name, None)
+        self.host.step_changed(self.run.run_id)
+        if self._waits:
+            self.signal()
+
+    def live_steps(self) -> tuple[LiveStep, ...]:
+        """The steps executing now, with their current attempt."""
+        return tuple(self._live.values())
+
+    # --- waiting and parking ------------------------------------------------------------------
+
+    @contextmanager
+    def working(self) -> Iterator[None]:
+        """Hold the run in memory (no parking) while the body runs."""
+        self._working += 1
         try:
-            while True:
-                attempt += 1
-                started = host.clock.time()
-                first_started = first_started or started
-                self.live[spec.name] = (base, attempt, first_started)
-                host.step_changed(self.run_id)
-                try:
-                    raw, detail = await self._attempt(spec, attempt)
-                except Exception as exc:
-                    final = isinstance(exc, _FinalFailure) or attempt > retries
-                    cause = exc.cause if isinstance(exc, _FinalFailure) else exc
-                    info = error_info(cause)
-                    record = _with_result(
-                        base,
-                        seq=self._finish_seq(spec, base) if final else base.seq,
-                        state="failed" if final else "running",
-                        attempts=attempt,
-                        output=None,
-                        error=info.model_dump_json(),
-                        started_at=first_started,
-                        finished_at=host.clock.time() if final else None,
-                    )
-                    failed = AttemptRecord(
-                        run_id=self.run_id,
-                        step_name=spec.name,
-                        attempt=attempt,
-                        error=info.model_dump_json(),
-                        started_at=started,
-                        finished_at=host.clock.time(),
-                    )
-                    await host.store.record_step(self.fence, record, failed)
-                    host.step_changed(self.run_id)
-                    if final:
-                        self.finished.add(spec.name)
-                        self.live.pop(spec.name, None)
-                        await self._fail(spec, info, cause)
-                    base = record
-                    await self._backoff(options, attempt)
-                    continue
-                record = _with_result(
-                    base,
-                    seq=self._finish_seq(spec, base),
-                    state="completed",
-                    attempts=attempt,
-                    output=raw.decode(),
-                    error=None,
-                    started_at=first_started,
-                    finished_at=host.clock.time(),
-                    detail=detail,
-                )
-                await host.store.record_step(self.fence, record)
-                self.finished.add(spec.name)
-                self.live.pop(spec.name, None)
-                return raw, record
+            yield
         finally:
-            host.in_flight -= 1
-            self.executing -= 1
-            self.live.pop(spec.name, None)
-            host.step_changed(self.run_id)
-            if self.waiting:
-                self.signal()
+            self._working -= 1
 
-    def _finish_seq(self, spec: StepCall, base: StepRecord) -> int:
-        if not spec.number_at_finish:
-            return base.seq
-        seq, self.next_seq = self.next_seq, self.next_seq + 1
-        return seq
+    @property
+    def is_working(self) -> bool:
+        """Whether anything in the run executes (so it must not park)."""
+        return self._working > 0
 
-    async def _attempt(self, spec: StepCall, attempt: int) -> tuple[bytes, str | None]:
-        info = StepInfo(
-            run_id=self.run_id, workflow=self.workflow, step_name=spec.name, attempt=attempt
+    @property
+    def progress(self) -> int:
+        """A counter that moves whenever a step is issued, finishes or is delivered."""
+        return self._progress
+
+    @property
+    def changed(self) -> anyio.Event:
+        """Set at the next ``signal()``."""
+        return self._changed
+
+    def signal(self) -> None:
+        """Note progress (a step issued, finished, delivered): wakes waiters re-checking parking."""
+        self._progress += 1
+        self._changed.set()
+        self._changed = anyio.Event()
+
+    def add_wait(self, name: str, wait: Wait) -> None:
+        """A sleep or suspend begins waiting in memory."""
+        self._waits[name] = wait
+        self.signal()
+
+    def remove_wait(self, name: str) -> None:
+        """A wait ended (woke, resumed, timed out or unwound)."""
+        self._waits.pop(name, None)
+
+    @property
+    def waiting_count(self) -> int:
+        """Sleeps and suspends waiting in memory."""
+        return len(self._waits)
+
+    def deliver(self, name: str, output: str) -> None:
+        """Hand the JSON resume data of suspend ``name`` to its waiting workflow."""
+        self._deliveries[name] = output
+        self.signal()
+
+    def take_delivery(self, name: str) -> str | None:
+        """The resume data delivered to suspend ``name``, if any (taken once)."""
+        return self._deliveries.pop(name, None)
+
+    def park(self) -> None:
+        """Stop the run to leave memory: every active step is a long wait."""
+        waits = self._waits
+        deadlines = [wait.wake_at for wait in waits.values() if wait.wake_at is not None]
+        suspends = sorted(name for name, wait in waits.items() if wait.kind == "suspend")
+        self._parking = Parking(
+            state="sleeping" if any(w.kind == "sleep" for w in waits.values()) else "suspended",
+            wake_at=min(deadlines) if deadlines else None,
+            reason=suspends[0] if suspends else None,
+            resumable=tuple(name for name, wait in waits.items() if wait.kind == "suspend"),
         )
-        token = enter_step(info)
-        try:
-            timeout = spec.options.timeout
-            if timeout is None:
-                value = await spec.call()
-            else:
-                try:
-                    with anyio.fail_after(timeout):
-                        value = await spec.call()
-                except TimeoutError as exc:
-                    raise StepTimeout(
-                        workflow=self.workflow, run_id=self.run_id, step=spec.name, timeout=timeout
-                    ) from exc
-        except (NonRetryableError, InputValidationError) as exc:
-            raise _FinalFailure(exc) from exc
-        except ReportedError as exc:
-            if not exc.retryable:
-                raise _FinalFailure(exc) from exc
-            raise
-        finally:
-            exit_step(token)
-        try:
-            raw = spec.dump(value)
-        except (pydantic_core.PydanticSerializationError, pydantic.ValidationError) as exc:
-            raise _FinalFailure(
-                NonRetryableError(
-                    f"the result of step {spec.name!r} in run {self.run_id!r} is not"
-                    f" JSON-serialisable or does not match its declared return type: {exc}."
-                    " Return JSON-compatible data or a pydantic model"
-                )
-            ) from exc
-        if spec.detail is None:
-            return raw, None
-        try:
-            return raw, spec.detail(info.selected_branch, raw)
-        except GraphflowError as exc:
-            raise _FinalFailure(exc) from exc
+        self.stop(cancel=False)
 
-    async def _backoff(self, options: StepOptions, attempt: int) -> None:
-        delay = (options.retry_delay or 0.0) * (options.backoff or 1.0) ** (attempt - 1)
-        if delay > 0:
-            await self.host.clock.sleep_until(self.host.clock.time() + delay)
+    @property
+    def parking(self) -> Parking | None:
+        """How the run parked, once it decided to."""
+        return self._parking
 
-    async def _fail(self, spec: StepCall, info: ErrorInfo, cause: BaseException | None) -> None:
-        if spec.on_error is not None:
-            await spec.on_error(info)
-        error = StepFailed(workflow=self.workflow, run_id=self.run_id, step=spec.name, error=info)
-        raise error from cause
+    # --- stopping -----------------------------------------------------------------------------
 
+    def bind_scope(self, scope: anyio.CancelScope) -> None:
+        """The cancel scope around the workflow's code: ``stop`` cancels it."""
+        self._scope = scope
 
-def _with_result(
-    base: StepRecord,
-    *,
-    seq: int,
-    state: str,
-    attempts: int,
-    output: str | None,
-    error: str | None,
-    started_at: float,
-    finished_at: float | None,
-    detail: str | None = None,
-) -> StepRecord:
-    # Built directly: dataclasses.replace costs several microseconds on the hot path.
-    return StepRecord(
-        run_id=base.run_id,
-        name=base.name,
-        seq=seq,
-        kind=base.kind,
-        function=base.function,
-        state=state,
-        attempts=attempts,
-        input=base.input,
-        output=output,
-        error=error,
-        parents=base.parents,
-        started_at=started_at,
-        finished_at=finished_at,
-        detail=detail,
-    )
+    def stop(self, *, cancel: bool) -> None:
+        """Stop the workflow at its next await: to cancel the run, or to park it."""
+        if cancel:
+            self._cancelling = True
+            self._live_at_cancel = tuple(self._live.values())
+        if self._scope is not None:
+            self._scope.cancel()
 
+    @property
+    def cancelling(self) -> bool:
+        """Whether the run is being cancelled."""
+        return self._cancelling
 
-def live_record(live: tuple[StepRecord, int, float]) -> StepRecord:
-    """The record of a step executing now (state ``running``)."""
-    base, attempts, started_at = live
-    return replace(base, state="running", attempts=attempts, started_at=started_at)
-
-
-def _describe(kind: str, function: str | None) -> str:
-    return f"{kind} step" + (f" of {function!r}" if function else "")
+    def cancelled_steps(self) -> tuple[LiveStep, ...]:
+        """The steps executing when the cancel landed that stored no outcome since."""
+        return tuple(s for s in self._live_at_cancel if s.record.name not in self._settled)

@@ -19,20 +19,22 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import anyio
 import anyio.abc
 
-from .._types import JSON
+from .._types import JSON, StepState
 from ..errors import BranchError, ErrorInfo, GraphflowError, NonDeterminismError, StepFailed
-from ..functions import StepOptions
+from ..functions import StepOptions, dump_any, load_any
 from ..graph.spec import GraphWorkflow
 from ..refs import SKIPPED, RefResolutionError, Scope
 from ..store.base import StepRecord
-from .execution import Closing, RunExecution, StepCall, error_info
+from .attempts import StepCall, run_step
+from .execution import RunExecution
+from .failures import Closing, error_info
 from .frontier import Frontier, RestoreError
-from .workflow import _ANY, _load_any, rpc_step
+from .steps import rpc_step
 
 if TYPE_CHECKING:
     from ..graph.plan import Plan
 
-__all__ = ("run_graph_workflow",)
+__all__ = ("drive_graph",)
 
 _NO_RETRY = StepOptions(retries=0)
 
@@ -62,12 +64,11 @@ class _GraphRun:
         Raises:
             NonDeterminismError: the stored nodes could not have come from this graph.
         """
-        history = self.execution.history
         nodes = sorted(
             (
                 step
-                for name, step in history.items()
-                if step.kind == "node" and name in self.plan.nodes
+                for step in self.execution.replay.recorded_steps()
+                if step.kind == "node" and step.name in self.plan.nodes
             ),
             key=lambda step: step.seq,
         )
@@ -168,7 +169,7 @@ class _GraphRun:
         spec = self._spec(node_id, node_id, data)
         if self.plan.nodes[node_id].keys is not None:
             spec.detail = lambda selected, raw: self._branch_detail(node_id, selected, raw)
-        output = await self.execution.step(spec)
+        output = await run_step(self.execution, spec)
         return output, self.branches.pop(node_id, None)
 
     def _branch_detail(self, node_id: str, selected: str | None, raw: bytes) -> str | None:
@@ -195,7 +196,9 @@ class _GraphRun:
                     data = self.plan.node_input(node_id, lookup.with_item(item))
                 except RefResolutionError as exc:
                     await self._refuse(node_id, step_name, exc)
-                results[index] = await self.execution.step(self._spec(node_id, step_name, data))
+                results[index] = await run_step(
+                    self.execution, self._spec(node_id, step_name, data)
+                )
             except StepFailed as failure:
                 failures[index] = failure
 
@@ -237,14 +240,23 @@ class _GraphRun:
 
         spec.call = refuse
         spec.options = _NO_RETRY
-        await self.execution.step(spec)
-        raise GraphflowError(f"step {step_name!r} was recorded completed but cannot run") from exc
+        await run_step(self.execution, spec)
+        # Only a step recorded completed gets here: the graph that ran it built its input.
+        raise self.execution.fail_run(
+            NonDeterminismError(
+                workflow=self.execution.workflow,
+                run_id=self.execution.run_id,
+                step=step_name,
+                recorded="a completed step",
+                new=f"a step whose input cannot be built ({exc})",
+            )
+        ) from exc
 
     def _spec(self, node_id: str, step_name: str, data: JSON) -> StepCall:
         node = self.plan.nodes[node_id]
         fn = self.execution.host.registry.get_function(node.function)
         spec = rpc_step(self.execution, step_name, fn, data, node.options, kind="node")
-        spec.load = _load_any
+        spec.load = load_any
         spec.parents = node.parents if step_name == node_id else (node_id,)
         spec.number_at_finish = step_name == node_id
         return spec
@@ -275,7 +287,7 @@ class _GraphRun:
     async def _record(
         self,
         node_id: str,
-        state: str,
+        state: StepState,
         *,
         started: float | None = None,
         output: JSON = None,
@@ -310,16 +322,14 @@ class _GraphRun:
             execution.completed(node_id, parents, now)
 
 
-async def run_graph_workflow(definition: Any, execution: RunExecution, data: JSON) -> bytes:
-    """Execute (or replay) a graph run and return its output as JSON bytes.
+async def drive_graph(definition: GraphWorkflow, execution: RunExecution, data: JSON) -> bytes:
+    """Drive (or replay) a graph run to its end and return its output as JSON bytes.
 
     Raises:
         NonDeterminismError: the run was stored under a different graph.
         StepFailed: a node failed after its last attempt (after its ``on_error`` handlers ran).
         BranchError: a node selected no branch key or an unknown one.
     """
-    if not isinstance(definition, GraphWorkflow):
-        raise GraphflowError(f"workflow {definition.name!r} is neither imperative nor a graph")
     stored = execution.run.graph_hash
     if stored is not None and stored != definition.hash:
         raise execution.fail_run(
@@ -333,4 +343,4 @@ async def run_graph_workflow(definition: Any, execution: RunExecution, data: JSO
         )
     graph_run = _GraphRun(definition, execution, data)
     graph_run.restore()
-    return _ANY.dump_json(await graph_run.run())
+    return dump_any(await graph_run.run())

@@ -4,30 +4,37 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
+from typing import Any, TypeAlias, assert_never
 
 import anyio
 import pydantic
 import pydantic_core
 
-from ..errors import LeaseLostError, NonRetryableError
+from .._types import RunState
+from ..errors import LeaseLostError, NonRetryableError, WorkflowDefinitionError
 from ..functions import WorkflowDefinition
-from .execution import Closing, RunExecution, error_info
+from ..graph.spec import GraphWorkflow
+from .execution import RunExecution
+from .failures import Closing, error_info
+from .graph_runner import drive_graph
 from .host import RunHost
-from .workflow import DslWorkflow, Workflow, running_workflow
+from .workflow import ImperativeWorkflow, Workflow, running_workflow
 
-__all__ = ("UNSET", "execute_run")
+__all__ = ("UNSET", "Definition", "cancel_run", "drive_run")
 
 UNSET: Any = object()
 
+Definition: TypeAlias = ImperativeWorkflow | GraphWorkflow
+"""Every kind of workflow definition; ``kind`` tells them apart."""
 
-async def execute_run(
+
+async def drive_run(
     host: RunHost,
     definition: WorkflowDefinition,
     execution: RunExecution,
     data: Any = UNSET,
-) -> str | None:
-    """Run the workflow function (replaying recorded steps) and store its outcome.
+) -> RunState | None:
+    """Run the workflow (replaying recorded steps) and store its outcome.
 
     Returns the state written, or ``None`` when the run was given up (engine closing, lease lost)
     and stays for another engine to finish.
@@ -37,91 +44,103 @@ async def execute_run(
     error: Exception | None = None
     try:
         with anyio.CancelScope() as scope:
-            execution.scope = scope
+            execution.bind_scope(scope)
             if data is UNSET:
                 data = definition.validate_input(json.loads(run.input), run_id=run.run_id)
-            raw = await _execute(definition, execution, data)
+            raw = await _run_body(_kinded(definition), execution, data)
     except (Closing, LeaseLostError):
         pass
     except Exception as exc:
         error = exc
     try:
-        if execution.cancel_requested:
+        if execution.cancelling:
             return await cancel_run(host, execution)
         if error is not None or (raw is not None and execution.fatal is not None):
-            return await _finish(host, execution, "failed", None, execution.fatal or error)
+            return await _end_run(host, execution, "failed", None, execution.fatal or error)
         if raw is not None:
-            return await _finish(host, execution, "completed", raw.decode(), None)
-        if execution.parked is not None:
-            return await _park(host, execution)
+            return await _end_run(host, execution, "completed", raw.decode(), None)
+        if execution.parking is not None:
+            return await _store_parked(host, execution)
     except LeaseLostError:
         pass
     return None
 
 
-async def cancel_run(host: RunHost, execution: RunExecution) -> str:
+def _kinded(definition: WorkflowDefinition) -> Definition:
+    """``definition`` as the class of its kind (the kinds are closed: these two)."""
+    if isinstance(definition, ImperativeWorkflow | GraphWorkflow):
+        return definition
+    raise WorkflowDefinitionError(
+        workflow=definition.name,
+        problem=f"is of unknown kind {definition.kind!r}",
+        fix="declare workflows with @gf.workflow or gf.workflow_graph(...)",
+    )
+
+
+async def _run_body(definition: Definition, execution: RunExecution, data: Any) -> bytes:
+    """Run the workflow's own code (or graph) and return its output as JSON bytes."""
+    with running_workflow(Workflow(execution)) as handle:
+        return await _run_kind(definition, handle, execution, data)
+
+
+async def _run_kind(
+    definition: Definition, handle: Workflow, execution: RunExecution, data: Any
+) -> bytes:
+    match definition.kind:
+        case "imperative":
+            value = await definition.fn(handle, data)
+            try:
+                return definition.io.dump_output(value)
+            except (pydantic_core.PydanticSerializationError, pydantic.ValidationError) as exc:
+                raise NonRetryableError(
+                    f"the output of workflow {definition.name!r} in run {execution.run_id!r} is"
+                    f" not JSON-serialisable or does not match its return type: {exc}"
+                ) from exc
+        case "graph":
+            return await drive_graph(definition, execution, data)
+        case _:
+            assert_never(definition)
+
+
+async def cancel_run(host: RunHost, execution: RunExecution) -> RunState:
     """Store a held run as cancelled, with every step it had in flight."""
     now = host.clock.time()
-    for name, (base, attempts, started_at) in list(execution.live_at_cancel.items()):
-        if name in execution.finished:
-            continue  # it completed (or failed) before the cancel landed: keep that
+    for live in execution.cancelled_steps():
         await host.store.record_step(
             execution.fence,
-            replace(base, state="cancelled", attempts=attempts, started_at=started_at,
-                    finished_at=now),
+            replace(live.record, state="cancelled", attempts=live.attempt,
+                    started_at=live.started_at, finished_at=now),
         )  # fmt: skip
     await host.store.cancel_steps(execution.run_id, now)
     await host.store.finish_run(execution.fence, state="cancelled", output=None, error=None, at=now)
     return "cancelled"
 
 
-async def _park(host: RunHost, execution: RunExecution) -> str:
-    assert execution.parked is not None
-    state, wake_at, reason = execution.parked
+async def _store_parked(host: RunHost, execution: RunExecution) -> RunState:
+    """Store a run that left memory to wait, and release it."""
+    parking = execution.parking
+    assert parking is not None
     await host.store.finish_run(
         execution.fence,
-        state=state,
+        state=parking.state,
         output=None,
         error=None,
         at=host.clock.time(),
-        wake_at=wake_at,
-        suspend_reason=reason,
-        resumable=[
-            name for name, (kind, _) in execution.waiting_at_park.items() if kind == "suspend"
-        ],
+        wake_at=parking.wake_at,
+        suspend_reason=parking.reason,
+        resumable=list(parking.resumable),
     )
-    return state
+    return parking.state
 
 
-async def _execute(definition: WorkflowDefinition, execution: RunExecution, data: Any) -> bytes:
-    with running_workflow(Workflow(execution)) as handle:
-        return await _execute_in(definition, handle, execution, data)
-
-
-async def _execute_in(
-    definition: WorkflowDefinition, handle: Workflow, execution: RunExecution, data: Any
-) -> bytes:
-    if isinstance(definition, DslWorkflow):
-        value = await definition.fn(handle, data)
-        try:
-            return definition.io.dump_output(value)
-        except (pydantic_core.PydanticSerializationError, pydantic.ValidationError) as exc:
-            raise NonRetryableError(
-                f"the output of workflow {definition.name!r} in run {execution.run_id!r} is not"
-                f" JSON-serialisable or does not match its return type: {exc}"
-            ) from exc
-    from .graph_runner import run_graph_workflow
-
-    return await run_graph_workflow(definition, execution, data)
-
-
-async def _finish(
+async def _end_run(
     host: RunHost,
     execution: RunExecution,
-    state: str,
+    state: RunState,
     output: str | None,
     error: BaseException | None,
-) -> str | None:
+) -> RunState | None:
+    """Store the run's end (completed or failed) and release it."""
     try:
         await host.store.finish_run(
             execution.fence,

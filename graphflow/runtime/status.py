@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict
 
-from .._types import JSON
+from .._types import JSON, TERMINAL, RunState, StepState
 from ..errors import ErrorInfo
 from ..store.base import AttemptRecord, RunRecord, StepRecord
 
@@ -37,7 +37,7 @@ class StepStatus(BaseModel):
     name: str
     kind: str
     function: str | None = None
-    state: str
+    state: StepState
     attempts: int = 0
     input: JSON = None
     output: JSON = None
@@ -56,7 +56,7 @@ class RunStatus(BaseModel):
 
     run_id: str
     workflow: str
-    state: str
+    state: RunState
     input: JSON = None
     output: JSON = None
     error: ErrorInfo | None = None
@@ -72,7 +72,7 @@ class RunStatus(BaseModel):
     @property
     def done(self) -> bool:
         """Whether the run is terminal (completed, failed or cancelled)."""
-        return self.state in ("completed", "failed", "cancelled")
+        return self.state in TERMINAL
 
 
 def step_status(step: StepRecord, attempt_errors: list[ErrorInfo] | None = None) -> StepStatus:

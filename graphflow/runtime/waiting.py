@@ -11,16 +11,18 @@ from __future__ import annotations
 
 import json
 from dataclasses import replace
-from typing import Any
+from typing import Any, Literal
 
 import anyio
 import anyio.lowlevel
 from pydantic import TypeAdapter
 
+from .._types import StepState
 from ..durations import Duration, to_seconds
 from ..errors import GraphflowError, SuspendTimeout
 from ..store.base import StepRecord
-from .execution import RunExecution, error_info
+from .execution import RunExecution, Wait
+from .failures import error_info
 from .resume import remember_schema
 
 __all__ = ("PARK_THRESHOLD", "sleep", "suspend")
@@ -36,7 +38,7 @@ async def sleep(execution: RunExecution, name: str, duration: Duration) -> None:
     """Wait ``duration`` durably."""
     seconds = to_seconds(duration)
     seq, parents = execution.issue(name, "sleep", None)
-    recorded = execution.history.get(name)
+    recorded = execution.replay.recorded(name)
     if recorded is not None and recorded.state == "completed":
         execution.completed(name, parents, recorded.finished_at)
         return
@@ -47,14 +49,11 @@ async def sleep(execution: RunExecution, name: str, duration: Duration) -> None:
         await _record_waiting(execution, recorded)
     deadline = recorded.wake_at if recorded.wake_at is not None else clock.time()
     if deadline - clock.time() <= PARK_THRESHOLD:
-        execution.executing += 1
-        try:
+        with execution.working():
             await clock.sleep_until(deadline)
-        finally:
-            execution.executing -= 1
     else:
         await _wait(execution, name, "sleep", deadline)
-    await _finish(execution, recorded, parents, state="completed", output="null", error=None)
+    await _record_end(execution, recorded, parents, state="completed", output="null", error=None)
 
 
 async def suspend(
@@ -68,15 +67,10 @@ async def suspend(
 
     ``payload`` is stored as the suspend record's input, for whoever resumes it.
     """
-    if not reason:
-        raise GraphflowError(
-            f"invalid suspend reason {reason!r} in run {execution.run_id!r}:"
-            " give a non-empty string"
-        )
     adapter: TypeAdapter[Any] | None = TypeAdapter(schema) if schema is not None else None
     seconds = None if timeout is None else to_seconds(timeout)
     seq, parents = execution.issue(reason, "suspend", None)
-    recorded = execution.history.get(reason)
+    recorded = execution.replay.recorded(reason)
     if recorded is not None and recorded.state == "completed":
         execution.completed(reason, parents, recorded.finished_at)
         return _load(adapter, recorded.output or "null")
@@ -101,21 +95,18 @@ async def suspend(
     if recorded.state == "suspended":
         outcome = await _wait(execution, reason, "suspend", recorded.wake_at)
         if outcome is not None:
-            await _finish(
+            await _record_end(
                 execution, recorded, parents, state="completed", output=outcome, error=None
             )
             return _load(adapter, outcome)
-        await _finish(execution, recorded, parents, state="failed", output=None, error=error)
+        await _record_end(execution, recorded, parents, state="failed", output=None, error=error)
     raise error
 
 
 async def _record_waiting(execution: RunExecution, record: StepRecord) -> None:
-    # Counted as executing: the run must not park before this wait is stored and registered.
-    execution.executing += 1
-    try:
+    # Counted as working: the run must not park before this wait is stored and registered.
+    with execution.working():
         await execution.host.store.record_step(execution.fence, record)
-    finally:
-        execution.executing -= 1
     execution.host.step_changed(execution.run_id)
 
 
@@ -128,7 +119,7 @@ def _waiting_record(
     name: str,
     seq: int,
     parents: tuple[str, ...],
-    kind: str,
+    kind: Literal["sleep", "suspend"],
     deadline: float | None,
     detail: str | None,
 ) -> StepRecord:
@@ -147,12 +138,12 @@ def _waiting_record(
     )
 
 
-async def _finish(
+async def _record_end(
     execution: RunExecution,
     recorded: StepRecord,
     parents: tuple[str, ...],
     *,
-    state: str,
+    state: StepState,
     output: str | None,
     error: GraphflowError | None,
 ) -> None:
@@ -181,52 +172,38 @@ async def _finish(
 
 
 async def _wait(
-    execution: RunExecution, name: str, kind: str, deadline: float | None
+    execution: RunExecution, name: str, kind: Literal["sleep", "suspend"], deadline: float | None
 ) -> str | None:
     """Wait until ``deadline`` (returns ``None``) or a delivered resume (returns its JSON).
 
     Parks the run when nothing else in it executes and nothing changed for a few loop turns.
     """
     clock = execution.host.clock
-    execution.waiting[name] = (kind, deadline)
-    execution.signal()
+    execution.add_wait(name, Wait(kind, deadline))
     try:
         while True:
-            if name in execution.delivered:
-                return execution.delivered.pop(name)
+            delivered = execution.take_delivery(name)
+            if delivered is not None:
+                return delivered
             if deadline is not None and clock.time() >= deadline:
                 return None
-            if execution.executing == 0 and await _quiet(execution):
-                _park(execution)
+            if not execution.is_working and await _quiet(execution):
+                execution.park()
                 await anyio.lowlevel.checkpoint()  # the cancellation lands here
             await _until_changed(execution, name, kind, deadline)
     finally:
-        execution.waiting.pop(name, None)
+        execution.remove_wait(name)
 
 
 async def _quiet(execution: RunExecution) -> bool:
     progress = execution.progress
     for _ in range(3):
         await anyio.lowlevel.checkpoint()
-    return execution.executing == 0 and progress == execution.progress
-
-
-def _park(execution: RunExecution) -> None:
-    waits = execution.waiting.values()
-    state = "sleeping" if any(kind == "sleep" for kind, _ in waits) else "suspended"
-    deadlines = [deadline for _, deadline in waits if deadline is not None]
-    reasons = sorted(name for name, (kind, _) in execution.waiting.items() if kind == "suspend")
-    execution.parked = (
-        state,
-        min(deadlines) if deadlines else None,
-        reasons[0] if reasons else None,
-    )
-    execution.waiting_at_park = dict(execution.waiting)
-    execution.stop(cancel=False)
+    return not execution.is_working and progress == execution.progress
 
 
 async def _until_changed(
-    execution: RunExecution, name: str, kind: str, deadline: float | None
+    execution: RunExecution, name: str, kind: Literal["sleep", "suspend"], deadline: float | None
 ) -> None:
     changed = execution.changed
     async with anyio.create_task_group() as tg:
@@ -241,7 +218,7 @@ async def _until_changed(
                 await anyio.sleep(_STORE_POLL)
                 for step in await execution.host.store.load_steps(execution.run_id):
                     if step.name == name and step.state == "completed" and step.output:
-                        execution.delivered[name] = step.output
+                        execution.deliver(name, step.output)
                         tg.cancel_scope.cancel()
 
         if deadline is not None:

@@ -5,18 +5,23 @@ from __future__ import annotations
 import contextvars
 import inspect
 import sys
-import weakref
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, TypeVar, overload
+from typing import Any, ClassVar, Literal, TypeVar, overload
 
 from pydantic import TypeAdapter
 
 from .._types import JSON
 from ..durations import Duration
-from ..errors import ErrorInfo, GraphflowError, UnknownFunctionError
+from ..errors import (
+    ErrorInfo,
+    StepNameError,
+    StepTargetError,
+    UnknownFunctionError,
+    WorkflowDefinitionError,
+)
 from ..functions import (
     DEFAULT_REGISTRY,
     Function,
@@ -28,11 +33,15 @@ from ..functions import (
     definition_place,
     type_hints,
 )
-from .execution import RunExecution, StepCall
+from .attempts import StepCall, run_step
+from .execution import RunExecution
+from .steps import NO_OPTIONS, child_step, inline_step, remote_step, rpc_step
+from .waiting import sleep, suspend
 
 __all__ = (
-    "DslWorkflow",
+    "ImperativeWorkflow",
     "Workflow",
+    "check_name",
     "find_current_workflow",
     "numbered",
     "running_workflow",
@@ -43,16 +52,18 @@ R = TypeVar("R")
 M = TypeVar("M")
 WorkflowFn = Callable[..., Awaitable[Any]]
 
-_NO_OPTIONS = StepOptions()
-_INLINE_IO: weakref.WeakKeyDictionary[Any, TypedIO] = weakref.WeakKeyDictionary()
-
 
 @dataclass(eq=False, kw_only=True)
-class DslWorkflow(WorkflowDefinition):
-    """An imperative workflow: ``async def f(wf, data)``."""
+class ImperativeWorkflow(WorkflowDefinition):
+    """An imperative workflow: ``async def f(wf, data)`` and its typed output."""
 
+    kind: ClassVar[Literal["imperative"]] = "imperative"
     fn: WorkflowFn
     io: TypedIO
+
+    def load_output(self, raw: str | bytes) -> Any:
+        """A run's stored output rehydrated into the function's return type."""
+        return self.io.load_output(raw)
 
     def __call__(self, *args: Any, **kwargs: Any) -> Awaitable[Any]:
         """Call the workflow function directly (with a ``Workflow`` you provide)."""
@@ -60,11 +71,11 @@ class DslWorkflow(WorkflowDefinition):
 
 
 @overload
-def workflow(fn: WorkflowFn, /) -> DslWorkflow: ...
+def workflow(fn: WorkflowFn, /) -> ImperativeWorkflow: ...
 @overload
 def workflow(
     *, name: str | None = None, description: str | None = None, registry: Registry | None = None
-) -> Callable[[WorkflowFn], DslWorkflow]: ...
+) -> Callable[[WorkflowFn], ImperativeWorkflow]: ...
 def workflow(
     fn: WorkflowFn | None = None,
     /,
@@ -72,7 +83,7 @@ def workflow(
     name: str | None = None,
     description: str | None = None,
     registry: Registry | None = None,
-) -> DslWorkflow | Callable[[WorkflowFn], DslWorkflow]:
+) -> ImperativeWorkflow | Callable[[WorkflowFn], ImperativeWorkflow]:
     """Register ``async def f(wf, data)`` as a durable workflow.
 
     ``data`` is validated against its annotation when a run starts; the return value is stored as
@@ -80,15 +91,16 @@ def workflow(
 
     Raises:
         RegistrationError: the name is taken by another callable.
-        GraphflowError: the function is not ``async``.
+        WorkflowDefinitionError: the function is not ``async``.
     """
     localns = dict(sys._getframe(1).f_locals)
 
-    def register(target: WorkflowFn) -> DslWorkflow:
+    def register(target: WorkflowFn) -> ImperativeWorkflow:
         if not inspect.iscoroutinefunction(target):
-            raise GraphflowError(
-                f"workflow {getattr(target, '__name__', target)!r} must be an async function:"
-                " declare it as `async def f(wf, data)`"
+            raise WorkflowDefinitionError(
+                workflow=name or str(getattr(target, "__name__", target)),
+                problem="must be an async function",
+                fix="declare it as `async def f(wf, data)`",
             )
         io = compile_io(
             target,
@@ -99,7 +111,7 @@ def workflow(
         hints = type_hints(target, localns)
         params = list(inspect.signature(target).parameters)
         data_type = hints.get(params[1], Any) if len(params) > 1 else Any
-        definition = DslWorkflow(
+        definition = ImperativeWorkflow(
             name=name or target.__name__,
             description=description or inspect.getdoc(target),
             identity=f"{target.__module__}.{target.__qualname__}",
@@ -148,69 +160,16 @@ def numbered(handle: Workflow, name: str) -> str:
     return name if count == 1 else f"{name}#{count}"
 
 
-def _inline_io(fn: Callable[..., Any]) -> TypedIO | None:
-    if "return" not in getattr(fn, "__annotations__", {}):
-        return None
-    key = getattr(fn, "__code__", fn)
-    try:
-        io = _INLINE_IO.get(key)
-        if io is None:
-            io = _INLINE_IO[key] = TypedIO(fn)
-        return io
-    except TypeError:  # not weak-referenceable
-        return TypedIO(fn)
+def check_name(execution: RunExecution, name: object, what: str = "step name") -> None:
+    """Refuse a step name (or suspend reason) that is empty, not text, or reserved.
 
-
-_ANY = TypeAdapter[Any](Any)
-
-
-def _dump_any(value: Any) -> bytes:
-    return _ANY.dump_json(value)
-
-
-def _load_any(raw: str | bytes) -> Any:
-    return _ANY.validate_json(raw)
-
-
-def _check_name(execution: RunExecution, name: object) -> None:
+    Raises:
+        StepNameError: the name cannot be used.
+    """
     if not isinstance(name, str) or not name or name.endswith(":on_error"):
-        raise GraphflowError(
-            f"invalid step name {name!r} in run {execution.run_id!r}: give a non-empty string"
-            " not ending in ':on_error' (that suffix is reserved for compensation steps)"
+        raise StepNameError(
+            workflow=execution.workflow, run_id=execution.run_id, name=name, what=what
         )
-
-
-def rpc_step(
-    execution: RunExecution,
-    name: str,
-    fn: Function[..., Any],
-    data: JSON,
-    options: StepOptions,
-    *,
-    kind: str = "rpc",
-) -> StepCall:
-    """A step that runs registered function ``fn`` as a job of this engine's worker."""
-    slots = execution.host.job_slots
-
-    async def call() -> Any:
-        args, kwargs = fn.validate_input(
-            data, workflow=execution.workflow, run_id=execution.run_id, step=name
-        )
-        await slots.acquire()
-        try:
-            return await fn.invoke(args, kwargs)
-        finally:
-            slots.release()
-
-    return StepCall(
-        name=name,
-        kind=kind,
-        function=fn.name,
-        call=call,
-        dump=fn.io.dump_output,
-        load=fn.io.load_output,
-        options=options.over(fn.options) if options is not _NO_OPTIONS else fn.options,
-    )
 
 
 class Workflow:
@@ -244,9 +203,7 @@ class Workflow:
         Raises:
             DurationError: ``duration`` is not a valid duration.
         """
-        from .waiting import sleep
-
-        _check_name(self._execution, name)
+        check_name(self._execution, name)
         await sleep(self._execution, name, duration)
 
     @overload
@@ -283,9 +240,7 @@ class Workflow:
         ``payload`` (JSON) is stored with the suspend, as its step's ``input``: what the one who
         resumes needs to see (the tool call to approve, the document to review).
         """
-        from .waiting import suspend
-
-        _check_name(self._execution, reason)
+        check_name(self._execution, reason, "suspend reason")
         return await suspend(self._execution, reason, schema, timeout, payload)
 
     @overload
@@ -377,9 +332,9 @@ class Workflow:
             NonDeterminismError: the recorded step was a different call.
         """
         execution = self._execution
-        _check_name(execution, name)
+        check_name(execution, name)
         options = (
-            _NO_OPTIONS
+            NO_OPTIONS
             if retries is None and retry_delay is None and backoff is None and timeout is None
             else StepOptions.build(
                 retries=retries,
@@ -390,14 +345,12 @@ class Workflow:
             )
         )
         if isinstance(target, str) and await self._is_remote(target):
-            from .jobs import remote_call
-
-            spec = remote_call(execution, name, target, data, options)
+            spec = remote_step(execution, name, target, data, options)
         else:
             spec = self._spec(name, target, data, options)
         if on_error is not None:
             spec.on_error = self._compensation(name, on_error, data)
-        return await execution.step(spec)
+        return await run_step(execution, spec)
 
     async def _is_remote(self, target: str) -> bool:
         """Whether ``target`` is no local function or workflow, but another worker serves it."""
@@ -414,57 +367,35 @@ class Workflow:
             if fn is None:
                 child = registry.find_workflow(target)
                 if child is not None:
-                    return self._child_spec(name, child, data, options)
+                    return child_step(execution, name, child, data, options)
                 raise UnknownFunctionError(
                     name=target, workflow=execution.workflow, run_id=execution.run_id, step=name
                 )
-            return self._rpc_spec(name, fn, data, options)
+            return rpc_step(execution, name, fn, data, options)
         if isinstance(target, Function):
-            return self._rpc_spec(name, target, data, options)
+            return rpc_step(execution, name, target, data, options)
         if isinstance(target, WorkflowDefinition):
-            return self._child_spec(name, target, data, options)
+            return child_step(execution, name, target, data, options)
         if callable(target):
             if data is not None:
-                raise GraphflowError(
-                    f"inline step {name!r} in run {execution.run_id!r} got data, but inline"
-                    " callables take no arguments: capture the values in a closure or register"
-                    " the function with @gf.function"
+                raise StepTargetError(
+                    workflow=execution.workflow,
+                    run_id=execution.run_id,
+                    step=name,
+                    target=repr(target),
+                    problem="is an inline callable, which takes no arguments, but got data",
+                    fix="capture the values in a closure or register the function with"
+                    " @gf.function",
                 )
-            return self._inline_spec(name, target, options)
-        raise GraphflowError(
-            f"step {name!r} in run {execution.run_id!r}: target {target!r} is not a function"
-            " name, a registered function, a workflow or a callable"
+            return inline_step(name, target, options)
+        raise StepTargetError(
+            workflow=execution.workflow,
+            run_id=execution.run_id,
+            step=name,
+            target=repr(target),
+            problem="is not a function name, a registered function, a workflow or a callable",
+            fix="pass one of those",
         )
-
-    def _rpc_spec(
-        self, name: str, fn: Function[..., Any], data: JSON, options: StepOptions
-    ) -> StepCall:
-        return rpc_step(self._execution, name, fn, data, options)
-
-    def _inline_spec(self, name: str, target: Callable[[], Any], options: StepOptions) -> StepCall:
-        async def call() -> Any:
-            result = target()
-            if inspect.isawaitable(result):
-                result = await result
-            return result
-
-        io = _inline_io(target)
-        return StepCall(
-            name=name,
-            kind="inline",
-            function=None,
-            call=call,
-            dump=io.dump_output if io else _dump_any,
-            load=io.load_output if io else _load_any,
-            options=options,
-        )
-
-    def _child_spec(
-        self, name: str, child: WorkflowDefinition, data: JSON, options: StepOptions
-    ) -> StepCall:
-        from .children import child_call
-
-        return child_call(self._execution, name, child, data, options)
 
     def _compensation(
         self, name: str, on_error: str | Function[..., Any], data: JSON
@@ -478,7 +409,7 @@ class Workflow:
             target = on_error
             if isinstance(target, str):
                 target = self._execution.host.registry.find_function(target) or target
-            spec = self._spec(f"{name}:on_error", target, payload, _NO_OPTIONS)
-            return await self._execution.step(spec)
+            spec = self._spec(f"{name}:on_error", target, payload, NO_OPTIONS)
+            return await run_step(self._execution, spec)
 
         return compensate

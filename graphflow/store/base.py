@@ -12,6 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
 
+from .._types import RunState, StepState
 from ..errors import StoreError
 
 __all__ = (
@@ -38,7 +39,7 @@ class RunRecord:
 
     run_id: str
     workflow: str
-    state: str
+    state: RunState
     input: str
     output: str | None = None
     error: str | None = None
@@ -67,7 +68,7 @@ class StepRecord:
     seq: int
     kind: str
     function: str | None
-    state: str
+    state: StepState
     attempts: int = 0
     input: str | None = None
     output: str | None = None

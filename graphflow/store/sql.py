@@ -30,6 +30,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine.interfaces import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from .._types import TERMINAL
 from ..errors import LeaseLostError, SchemaVersionError, StoreError
 from ._commit import GroupCommitter
 from ._sql_jobs import JobQueries
@@ -463,7 +464,7 @@ class SqlStore(JobQueries):
         ``resumable`` names the suspends a parked run waits for: if one was resumed meanwhile,
         the run is left runnable instead, so no resume is ever lost to a race with parking.
         """
-        terminal = state in ("completed", "failed", "cancelled")
+        terminal = state in TERMINAL
         params = {
             "state": state,
             "output": output,
@@ -549,7 +550,7 @@ class SqlStore(JobQueries):
             if not rows:
                 return "missing"
             state, owner = rows[0]
-            if state in ("completed", "failed", "cancelled"):
+            if state in TERMINAL:
                 return f"ended:{state}"
             if owner is not None:
                 tx.execute(

@@ -1,0 +1,109 @@
+"""The graphflow exception hierarchy.
+
+```
+GraphflowError
+├─ DefinitionError
+│  ├─ RegistrationError            a name is taken by another callable
+│  ├─ GraphDefinitionError         an invalid workflow_graph()
+│  ├─ WorkflowDefinitionError(TypeError)  an invalid @gf.workflow function
+│  └─ DurationError(ValueError)    an unparseable duration
+├─ InputValidationError(ValueError)  workflow input, step input or resume data is invalid
+├─ EngineConfigError(ValueError)   an Engine option is out of range
+├─ EngineStateError(RuntimeError)  the engine is not open (or opened twice)
+├─ OutsideStepError(RuntimeError)  gf.current_step()/gf.branch() called outside a step
+├─ NotFoundError(LookupError)
+│  ├─ UnknownWorkflowError, UnknownFunctionError, RunNotFoundError
+├─ RunError                        facts about one run
+│  ├─ RunConflictError, InvalidStateError, RunFailed
+│  ├─ DuplicateStepError, NonDeterminismError, BranchError
+│  ├─ StepFailed, SuspendTimeout, StepTimeout(TimeoutError)
+│  ├─ StepNameError(ValueError), StepTargetError(TypeError), BranchKeyTypeError(TypeError)
+│  ├─ AmbiguousResumeError(ValueError), RecoveryLimitError
+├─ StoreError
+│  ├─ SchemaVersionError
+│  └─ LeaseLostError               this process no longer owns the run
+└─ NonRetryableError               raised by user code to fail a step at once
+```
+
+Every constructor takes keyword facts, keeps them as attributes and builds a message that says
+what went wrong, where, and how to fix it. Errors pickle (``__reduce__``) so they cross process
+boundaries.
+"""
+
+from __future__ import annotations as _annotations
+
+from ._base import ErrorInfo as ErrorInfo
+from ._base import GraphflowError as GraphflowError
+from ._run import AmbiguousResumeError as AmbiguousResumeError
+from ._run import BranchError as BranchError
+from ._run import BranchKeyTypeError as BranchKeyTypeError
+from ._run import DuplicateStepError as DuplicateStepError
+from ._run import InvalidStateError as InvalidStateError
+from ._run import NonDeterminismError as NonDeterminismError
+from ._run import RecoveryLimitError as RecoveryLimitError
+from ._run import RunConflictError as RunConflictError
+from ._run import RunError as RunError
+from ._run import RunFailed as RunFailed
+from ._run import StepFailed as StepFailed
+from ._run import StepNameError as StepNameError
+from ._run import StepTargetError as StepTargetError
+from ._run import StepTimeout as StepTimeout
+from ._run import SuspendTimeout as SuspendTimeout
+from ._setup import DefinitionError as DefinitionError
+from ._setup import DurationError as DurationError
+from ._setup import EngineConfigError as EngineConfigError
+from ._setup import EngineStateError as EngineStateError
+from ._setup import GraphDefinitionError as GraphDefinitionError
+from ._setup import InputValidationError as InputValidationError
+from ._setup import NotFoundError as NotFoundError
+from ._setup import OutsideStepError as OutsideStepError
+from ._setup import RegistrationError as RegistrationError
+from ._setup import RunNotFoundError as RunNotFoundError
+from ._setup import UnknownFunctionError as UnknownFunctionError
+from ._setup import UnknownWorkflowError as UnknownWorkflowError
+from ._setup import WorkflowDefinitionError as WorkflowDefinitionError
+from ._store import LeaseLostError as LeaseLostError
+from ._store import NonRetryableError as NonRetryableError
+from ._store import SchemaVersionError as SchemaVersionError
+from ._store import StoreError as StoreError
+
+__all__ = (
+    "AmbiguousResumeError",
+    "BranchError",
+    "BranchKeyTypeError",
+    "DefinitionError",
+    "DuplicateStepError",
+    "DurationError",
+    "EngineConfigError",
+    "EngineStateError",
+    "ErrorInfo",
+    "GraphDefinitionError",
+    "GraphflowError",
+    "InputValidationError",
+    "InvalidStateError",
+    "LeaseLostError",
+    "NonDeterminismError",
+    "NonRetryableError",
+    "NotFoundError",
+    "OutsideStepError",
+    "RecoveryLimitError",
+    "RegistrationError",
+    "RunConflictError",
+    "RunError",
+    "RunFailed",
+    "RunNotFoundError",
+    "SchemaVersionError",
+    "StepFailed",
+    "StepNameError",
+    "StepTargetError",
+    "StepTimeout",
+    "StoreError",
+    "SuspendTimeout",
+    "UnknownFunctionError",
+    "UnknownWorkflowError",
+    "WorkflowDefinitionError",
+)
+
+
+for _name in __all__:
+    globals()[_name].__module__ = __name__  # tracebacks and pickles name the public module

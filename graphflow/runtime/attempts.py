@@ -1,0 +1,260 @@
+"""Executing one step: replay it from its record, or run its attempts.
+
+A step is *issued* (its name checked against the run's history), then either replayed from its
+record or executed: attempts with retries, backoff and timeout, and exactly one durable write
+when it finishes (plus one per failed attempt).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import pydantic
+import pydantic_core
+
+from .._types import StepState
+from ..errors import (
+    ErrorInfo,
+    GraphflowError,
+    InputValidationError,
+    NonRetryableError,
+    StepFailed,
+    StepTimeout,
+)
+from ..functions import StepOptions
+from ..store.base import AttemptRecord, StepRecord
+from .context import StepInfo, enter_step, exit_step
+from .execution import LiveStep, RunExecution
+from .failures import ReportedError, error_info
+
+__all__ = ("StepCall", "run_step")
+
+
+@dataclass(kw_only=True)
+class StepCall:
+    """How to execute one step: what to call and how to (de)serialise its result."""
+
+    name: str
+    kind: str
+    function: str | None
+    call: Callable[[], Awaitable[Any]]
+    dump: Callable[[Any], bytes]
+    load: Callable[[str | bytes], Any]
+    options: StepOptions = field(default_factory=StepOptions)
+    input: str | None = None
+    on_error: Callable[[ErrorInfo], Awaitable[Any]] | None = None
+    parents: tuple[str, ...] | None = None
+    """Run-graph parents; ``None``: the run's frontier (imperative runs)."""
+    detail: Callable[[str | None, bytes], str | None] | None = None
+    """Called with the selected branch and the result: the ``detail`` to store, or raise."""
+    number_at_finish: bool = False
+    """Take the step's position in ``status.steps`` when it finishes (graph nodes list in the
+    order they were resolved), not when it is issued."""
+
+
+class _FinalFailure(Exception):
+    """An attempt failure that no retry can fix."""
+
+    def __init__(self, cause: BaseException) -> None:
+        super().__init__(str(cause))
+        self.cause = cause
+
+
+async def run_step(execution: RunExecution, spec: StepCall) -> Any:
+    """Replay ``spec`` from its record, or execute it; return its rehydrated result.
+
+    Raises:
+        StepFailed: the step failed after its last attempt (now or when recorded).
+    """
+    seq, parents = execution.issue(spec.name, spec.kind, spec.function, spec.parents)
+    recorded = execution.replay.recorded(spec.name)
+    if recorded is not None and recorded.state == "completed":
+        execution.completed(spec.name, parents, recorded.finished_at)
+        return spec.load(recorded.output or "null")
+    if recorded is not None and recorded.state == "failed" and recorded.error is not None:
+        await _raise_failed(execution, spec, ErrorInfo.model_validate_json(recorded.error), None)
+    base = recorded or StepRecord(
+        run_id=execution.run_id,
+        name=spec.name,
+        seq=seq,
+        kind=spec.kind,
+        function=spec.function,
+        state="running",
+        input=spec.input,
+        parents=parents,
+    )
+    raw, record = await _attempts(execution, spec, base)
+    execution.completed(spec.name, parents, record.finished_at)
+    return spec.load(raw)
+
+
+async def _attempts(
+    execution: RunExecution, spec: StepCall, base: StepRecord
+) -> tuple[bytes, StepRecord]:
+    """Attempt ``spec`` until it succeeds or fails for good, storing each outcome."""
+    store = execution.host.store
+    clock = execution.host.clock
+    retries = spec.options.retries or 0
+    attempt = base.attempts
+    first_started = base.started_at
+    execution.step_began()
+    try:
+        while True:
+            attempt += 1
+            started = clock.time()
+            first_started = first_started or started
+            execution.attempt_began(LiveStep(base, attempt, first_started))
+            try:
+                raw, detail = await _attempt(execution, spec, attempt)
+            except Exception as exc:
+                final = isinstance(exc, _FinalFailure) or attempt > retries
+                cause = exc.cause if isinstance(exc, _FinalFailure) else exc
+                info = error_info(cause)
+                record = _with_result(
+                    base,
+                    seq=_final_seq(execution, spec, base) if final else base.seq,
+                    state="failed" if final else "running",
+                    attempts=attempt,
+                    output=None,
+                    error=info.model_dump_json(),
+                    started_at=first_started,
+                    finished_at=clock.time() if final else None,
+                )
+                failed = AttemptRecord(
+                    run_id=execution.run_id,
+                    step_name=spec.name,
+                    attempt=attempt,
+                    error=info.model_dump_json(),
+                    started_at=started,
+                    finished_at=clock.time(),
+                )
+                await store.record_step(execution.fence, record, failed)
+                execution.host.step_changed(execution.run_id)
+                if final:
+                    execution.step_settled(spec.name)
+                    await _raise_failed(execution, spec, info, cause)
+                base = record
+                await _backoff(execution, spec.options, attempt)
+                continue
+            record = _with_result(
+                base,
+                seq=_final_seq(execution, spec, base),
+                state="completed",
+                attempts=attempt,
+                output=raw.decode(),
+                error=None,
+                started_at=first_started,
+                finished_at=clock.time(),
+                detail=detail,
+            )
+            await store.record_step(execution.fence, record)
+            execution.step_settled(spec.name)
+            return raw, record
+    finally:
+        execution.step_ended(spec.name)
+
+
+def _final_seq(execution: RunExecution, spec: StepCall, base: StepRecord) -> int:
+    return execution.replay.take_seq() if spec.number_at_finish else base.seq
+
+
+async def _attempt(
+    execution: RunExecution, spec: StepCall, attempt: int
+) -> tuple[bytes, str | None]:
+    """One attempt: call, time out, serialise; ``_FinalFailure`` when retrying cannot help."""
+    info = StepInfo(
+        run_id=execution.run_id, workflow=execution.workflow, step_name=spec.name, attempt=attempt
+    )
+    token = enter_step(info)
+    try:
+        timeout = spec.options.timeout
+        if timeout is None:
+            value = await spec.call()
+        else:
+            try:
+                with anyio.fail_after(timeout):
+                    value = await spec.call()
+            except TimeoutError as exc:
+                raise StepTimeout(
+                    workflow=execution.workflow,
+                    run_id=execution.run_id,
+                    step=spec.name,
+                    timeout=timeout,
+                ) from exc
+    except (NonRetryableError, InputValidationError) as exc:
+        raise _FinalFailure(exc) from exc
+    except ReportedError as exc:
+        if not exc.retryable:
+            raise _FinalFailure(exc) from exc
+        raise
+    finally:
+        exit_step(token)
+    try:
+        raw = spec.dump(value)
+    except (pydantic_core.PydanticSerializationError, pydantic.ValidationError) as exc:
+        raise _FinalFailure(
+            NonRetryableError(
+                f"the result of step {spec.name!r} in run {execution.run_id!r} is not"
+                f" JSON-serialisable or does not match its declared return type: {exc}."
+                " Return JSON-compatible data or a pydantic model"
+            )
+        ) from exc
+    if spec.detail is None:
+        return raw, None
+    try:
+        return raw, spec.detail(info.selected_branch, raw)
+    except GraphflowError as exc:
+        raise _FinalFailure(exc) from exc
+
+
+async def _backoff(execution: RunExecution, options: StepOptions, attempt: int) -> None:
+    delay = (options.retry_delay or 0.0) * (options.backoff or 1.0) ** (attempt - 1)
+    if delay > 0:
+        clock = execution.host.clock
+        await clock.sleep_until(clock.time() + delay)
+
+
+async def _raise_failed(
+    execution: RunExecution, spec: StepCall, info: ErrorInfo, cause: BaseException | None
+) -> None:
+    """Run the step's compensation, then raise ``StepFailed`` in the workflow."""
+    if spec.on_error is not None:
+        await spec.on_error(info)
+    error = StepFailed(
+        workflow=execution.workflow, run_id=execution.run_id, step=spec.name, error=info
+    )
+    raise error from cause
+
+
+def _with_result(
+    base: StepRecord,
+    *,
+    seq: int,
+    state: StepState,
+    attempts: int,
+    output: str | None,
+    error: str | None,
+    started_at: float,
+    finished_at: float | None,
+    detail: str | None = None,
+) -> StepRecord:
+    # Built directly: dataclasses.replace costs several microseconds on the hot path.
+    return StepRecord(
+        run_id=base.run_id,
+        name=base.name,
+        seq=seq,
+        kind=base.kind,
+        function=base.function,
+        state=state,
+        attempts=attempts,
+        input=base.input,
+        output=output,
+        error=error,
+        parents=base.parents,
+        started_at=started_at,
+        finished_at=finished_at,
+        detail=detail,
+    )

@@ -419,14 +419,14 @@ def _echo_text(text: str) -> None:
     typer.echo(text, nl=not text.endswith("\n"))
 
 
-def _definition_graph(graph_name: str) -> GraphWorkflow:
-    definition = DEFAULT_REGISTRY.get_workflow(graph_name)
-    if not isinstance(definition, GraphWorkflow):
+def _definition_graph(graph_name: str) -> DiGraph[str]:
+    declared = DEFAULT_REGISTRY.get_workflow(graph_name).declared_graph
+    if declared is None:
         raise _CliError(
             f"workflow {graph_name!r} is imperative: its graph only exists per run. Show one with"
             " `graphflow dot --run RUN_ID`"
         )
-    return definition
+    return declared
 
 
 @app.command()

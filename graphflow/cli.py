@@ -467,12 +467,15 @@ def serve(
     worker_: Annotated[
         bool, typer.Option("--worker/--no-worker", help="Also execute runs in this process.")
     ] = True,
+    ui: Annotated[
+        bool, typer.Option("--ui/--no-ui", help="Also serve the web page at /ui.")
+    ] = True,
     store: StoreOpt = _DEFAULT_STORE,
     max_runs: MaxRunsOpt = 100,
     max_jobs: MaxJobsOpt = 64,
     debug: DebugOpt = False,
 ) -> None:
-    """Serve TARGET's workflows over HTTP (graphflow.http.create_app under uvicorn)."""
+    """Serve TARGET's workflows over HTTP and the web page at /ui (create_app under uvicorn)."""
     with _reporting(debug):
         load_target(target)
         try:
@@ -486,7 +489,7 @@ def serve(
             ) from exc
         engine = Engine(store, worker=worker_, max_runs=max_runs, max_jobs=max_jobs)
         uvicorn.run(
-            create_app(engine),
+            create_app(engine, ui=ui),
             host=host,
             port=port,
             log_level="debug" if debug else "info",

@@ -19,6 +19,7 @@ Routes of ``create_app``:
 | ``GET /runs/{run_id}/events`` | server-sent events of step and run changes until the run ends |
 | ``POST /runs/{run_id}/resume?reason=...`` | 202 ``{"run_id": ...}`` |
 | ``POST /runs/{run_id}/cancel`` | 202 ``{"run_id": ...}`` |
+| ``GET /ui``, ``GET /ui/runs/{run_id}`` | the web page, with ``create_app(engine, ui=True)`` |
 
 The request body is the workflow input (or the resume data) as JSON; an empty body means ``{}``.
 ``run`` answers 202 ``{"run_id": ...}`` when the timeout passes first. ``start`` and ``run`` take an
@@ -51,13 +52,14 @@ from .errors import (
 )
 from .graph.render import to_dot, to_mermaid, to_svg
 from .runtime.status import RunStatus
+from .ui.routes import ui_routes
 
 try:
     from pydantic_core import to_jsonable_python
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response, StreamingResponse
-    from starlette.routing import Route
+    from starlette.routing import BaseRoute, Route
 except ImportError as _exc:  # pragma: no cover - exercised only without the extra
     raise ImportError(
         "graphflow.http needs Starlette: install it with pip install 'graphflow[http]'"
@@ -471,7 +473,11 @@ def run_events(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
 
 
 def create_app(
-    engine: Engine, auth: Auth | None = None, max_body: int = DEFAULT_MAX_BODY
+    engine: Engine,
+    auth: Auth | None = None,
+    max_body: int = DEFAULT_MAX_BODY,
+    *,
+    ui: bool = False,
 ) -> Starlette:
     """A Starlette app with every graphflow route, owning the engine's lifecycle.
 
@@ -483,13 +489,15 @@ def create_app(
         engine: the engine the routes drive (a worker, or a client with ``worker=False``).
         auth: called with every request; return ``None`` to allow it or a ``Response`` to refuse.
         max_body: the largest accepted request body in bytes; larger ones answer 413.
+        ui: also serve the web page under ``/ui`` (runs list and live run pages), behind the
+            same ``auth``.
     """
 
     def guard(handler: Handler) -> Endpoint:
         return _guard(engine, handler, auth)
 
     post, get = ["POST"], ["GET"]
-    routes = [
+    routes: list[BaseRoute] = [
         Route(
             "/workflows/{name}/start", guard(_start_handler(engine, None, max_body)), methods=post
         ),
@@ -500,6 +508,8 @@ def create_app(
         Route("/runs/{run_id}/resume", guard(_resume_handler(engine, max_body)), methods=post),
         Route("/runs/{run_id}/cancel", guard(_cancel_handler(engine)), methods=post),
     ]
+    if ui:
+        routes += ui_routes(engine, guard, max_body=max_body)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

@@ -37,23 +37,26 @@ class RenderError(GraphflowError):
 
 
 @dataclass(frozen=True, slots=True)
-class _Colours:
+class Colours:
+    """How a node in one state is drawn."""
+
     fill: str
     border: str
     font: str = "#000000"
     dashed: bool = False
 
 
-_STATE_COLOURS: Mapping[str, _Colours] = {
-    "pending": _Colours("#ffffff", "#9e9e9e"),
-    "running": _Colours("#bbdefb", "#1565c0"),
-    "completed": _Colours("#c8e6c9", "#2e7d32"),
-    "failed": _Colours("#ffcdd2", "#c62828"),
-    "skipped": _Colours("#eeeeee", "#9e9e9e", "#616161", dashed=True),
-    "sleeping": _Colours("#ffe0b2", "#ef6c00"),
-    "suspended": _Colours("#ffe0b2", "#ef6c00"),
-    "cancelled": _Colours("#616161", "#212121", "#ffffff"),
+STATE_COLOURS: Mapping[str, Colours] = {
+    "pending": Colours("#ffffff", "#9e9e9e"),
+    "running": Colours("#bbdefb", "#1565c0"),
+    "completed": Colours("#c8e6c9", "#2e7d32"),
+    "failed": Colours("#ffcdd2", "#c62828"),
+    "skipped": Colours("#eeeeee", "#9e9e9e", "#616161", dashed=True),
+    "sleeping": Colours("#ffe0b2", "#ef6c00"),
+    "suspended": Colours("#ffe0b2", "#ef6c00"),
+    "cancelled": Colours("#616161", "#212121", "#ffffff"),
 }
+"""The colours of each run or step state, shared by every renderer (DOT, Mermaid, the web page)."""
 _ERROR_EDGE = "#c62828"
 
 
@@ -100,7 +103,7 @@ def _dot_quote(text: str) -> str:
 def _dot_node(node: object, attrs: Mapping[str, Any]) -> str:
     label = "\\n".join(_dot_escape(line) for line in _label_lines(node, attrs))
     parts = [f'label="{label}"']
-    colours = _STATE_COLOURS.get(str(attrs.get("state")))
+    colours = STATE_COLOURS.get(str(attrs.get("state")))
     if colours is not None:
         style = "rounded,filled,dashed" if colours.dashed else "rounded,filled"
         parts += [f'style="{style}"', f'fillcolor="{colours.fill}"', f'color="{colours.border}"']
@@ -148,7 +151,7 @@ def _mermaid_text(text: str) -> str:
 
 
 def _mermaid_class(state: str) -> str:
-    colours = _STATE_COLOURS[state]
+    colours = STATE_COLOURS[state]
     style = f"fill:{colours.fill},stroke:{colours.border},color:{colours.font}"
     return f"  classDef {state} {style}" + (",stroke-dasharray:5 5" if colours.dashed else "")
 
@@ -164,7 +167,7 @@ def to_mermaid(graph: DiGraph[Any] | GraphWorkflow) -> str:
         label = "<br/>".join(_mermaid_text(line) for line in _label_lines(node, attrs))
         lines.append(f'  {ids[node]}["{label}"]')
         state = str(attrs.get("state"))
-        if state in _STATE_COLOURS:
+        if state in STATE_COLOURS:
             by_state.setdefault(state, []).append(ids[node])
     for source, target, attrs in _sorted_edges(digraph):
         arrow = "-.->" if attrs.get("kind") == "on_error" else "-->"

@@ -1,0 +1,1 @@
+"""The built-in web page: runs list and run pages, served by ``create_app(engine, ui=True)``."""

@@ -14,6 +14,7 @@ import heapq
 import itertools
 from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 
@@ -73,7 +74,7 @@ class _Chain:
 
 
 def _back_edges(
-    order: Sequence[Hashable], graph: nx.DiGraph[Hashable]
+    order: Sequence[Hashable], graph: nx.DiGraph[Any]
 ) -> set[tuple[Hashable, Hashable]]:
     """The edges that close a cycle in a depth-first search taken in insertion order."""
     position = {node: i for i, node in enumerate(order)}
@@ -172,7 +173,7 @@ def _place(
     return x
 
 
-def layout(graph: nx.DiGraph[Hashable], sizes: Mapping[Hashable, tuple[float, float]]) -> Layout:
+def layout(graph: nx.DiGraph[Any], sizes: Mapping[Any, tuple[float, float]]) -> Layout:
     """Lay ``graph`` out top to bottom; ``sizes`` gives each node's ``(width, height)``.
 
     Self-loops are left out. The result is deterministic for a given insertion order.

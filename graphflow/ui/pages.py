@@ -190,9 +190,10 @@ def runs_page(
     if runs:
         rows = "".join(_run_row(root, run) for run in runs)
         table = (
-            '<table class="runs"><thead><tr><th>Run</th><th>Workflow</th><th>State</th>'
-            f"<th>Created (UTC)</th><th>Finished (UTC)</th><th>Duration</th></tr></thead>"
-            f"<tbody>{rows}</tbody></table>"
+            '<div class="scroll"><table class="runs"><thead><tr><th>Run</th><th>Workflow</th>'
+            "<th>State</th><th>Created (UTC)</th><th>Finished (UTC)</th><th>Duration</th>"
+            "</tr></thead>"
+            f"<tbody>{rows}</tbody></table></div>"
         )
     else:
         table = '<p class="empty">No runs match.</p>'
@@ -276,9 +277,9 @@ def _steps(status: RunStatus) -> str:
         return '<h2>Steps</h2><p class="empty">No steps yet.</p>'
     rows = "".join(_step_row(step) for step in status.steps)
     return (
-        '<h2>Steps</h2><table class="steps"><thead><tr><th>Step</th><th>Function</th>'
-        "<th>State</th><th>Attempts</th><th>Duration</th><th>Error</th><th>Output</th></tr>"
-        f"</thead><tbody>{rows}</tbody></table>"
+        '<h2>Steps</h2><div class="scroll"><table class="steps"><thead><tr><th>Step</th>'
+        "<th>Function</th><th>State</th><th>Attempts</th><th>Duration</th><th>Error</th>"
+        f"<th>Output</th></tr></thead><tbody>{rows}</tbody></table></div>"
     )
 
 

@@ -287,7 +287,6 @@ def _actions(
     status: RunStatus,
     suspends: Sequence[Suspend],
     root: str,
-    can_fork: bool,
     form_state: FormState | None,
 ) -> str:
     base = run_url(root, status.run_id)
@@ -313,16 +312,6 @@ def _actions(
             ' data-confirm="Cancel this run? Nothing of it runs after this.">'
             '<button type="submit" class="danger" name="cancel">Cancel run</button></form>'
         )
-    if can_fork and status.steps:
-        options = "".join(
-            f'<option value="{escape(step.name)}">{escape(step.name)}</option>'
-            for step in status.steps
-        )
-        buttons.append(
-            f'<form method="post" action="{escape(base)}/fork" class="inline">'
-            f'<label>Fork from <select name="from_step">{options}</select></label>'
-            '<button type="submit" name="fork">Fork</button></form>'
-        )
     if buttons:
         parts.append(f'<div class="buttons">{"".join(buttons)}</div>')
     return "".join(parts)
@@ -334,16 +323,14 @@ def run_sections(
     suspends: Sequence[Suspend],
     *,
     root: str,
-    can_fork: bool = False,
     form_state: FormState | None = None,
 ) -> dict[str, Section]:
     """The run page's live sections, each with the key that says when to redraw it."""
     summary = _summary(status, root)
     drawn = graph_html(graph)
     steps = _steps(status)
-    actions = _actions(status, suspends, root, can_fork, form_state)
-    forkable = [s.name for s in status.steps] if can_fork else []  # the fork select's options
-    actions_key = json.dumps([status.state, [s.reason for s in suspends], forkable])
+    actions = _actions(status, suspends, root, form_state)
+    actions_key = json.dumps([status.state, [s.reason for s in suspends]])
     return {
         "summary": Section(key=_key(summary), html=summary),
         "graph": Section(key=_key(drawn), html=drawn),

@@ -1,4 +1,4 @@
-"""The web page's Starlette routes: runs list, run page, live updates, resume, cancel, fork.
+"""The web page's Starlette routes: runs list, run page, live updates, resume, cancel.
 
 ``graphflow.http.create_app(engine, ui=True)`` mounts them behind the same guard as the API
 (``auth``, engine open). Forms post back here and answer a redirect (303) on success or the page
@@ -8,10 +8,10 @@ again with the problem shown (409, 422); a post from another site is refused (40
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncGenerator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from contextlib import aclosing
 from importlib import resources
-from typing import Any, TypeAlias
+from typing import TypeAlias
 from urllib.parse import parse_qsl, urlsplit
 
 import anyio
@@ -24,6 +24,7 @@ from .forms import fields_of, form_data, validation_errors
 from .pages import (
     RUN_STATES,
     FormState,
+    Section,
     Suspend,
     not_found_page,
     run_page,
@@ -49,12 +50,10 @@ Guard: TypeAlias = Callable[[Handler], Handler]
 """Wraps every handler: ``auth``, and a 503 while the engine is closed (``create_app``'s guard)."""
 
 PAGE_SIZE = 50
-_POLL = 0.25
 _KEEPALIVE = 15.0
 _DONE_NOTICES = {
     "resumed": "Resumed: the run continues.",
     "cancelled": "Cancelled: nothing of this run runs any more.",
-    "forked": "Forked: this is the new run.",
 }
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self';"
@@ -112,11 +111,10 @@ class _View:
     def __init__(self, engine: Engine, root: str) -> None:
         self.engine = engine
         self.root = root
-        self.can_fork = callable(getattr(engine, "fork", None))
 
     async def sections(
         self, status: RunStatus, form_state: FormState | None = None
-    ) -> dict[str, Any]:
+    ) -> dict[str, Section]:
         graph = await self.engine.run_graph(status.run_id)
         suspends = await _suspends(self.engine, status.run_id)
         return run_sections(
@@ -124,7 +122,6 @@ class _View:
             graph,
             suspends,
             root=self.root,
-            can_fork=self.can_fork,
             form_state=form_state,
         )
 
@@ -145,19 +142,6 @@ class _View:
 
 
 # --- live updates ---------------------------------------------------------------------------------
-
-
-async def _statuses(engine: Engine, run_id: str) -> AsyncGenerator[RunStatus]:
-    """The run's status now and after every change, until it is terminal."""
-    last: RunStatus | None = None
-    while True:
-        status = await engine.status(run_id)
-        if status != last:
-            last = status
-            yield status
-        if status.done:
-            return
-        await anyio.sleep(_POLL)
 
 
 class _Updates(Response):
@@ -205,7 +189,7 @@ class _Updates(Response):
 
     async def _stream(self, send_body: Callable[[bytes], Awaitable[None]]) -> None:
         sent: dict[str, str] = {}
-        async with aclosing(_statuses(self.view.engine, self.run_id)) as changes:
+        async with aclosing(self.view.engine.watch(self.run_id)) as changes:
             async for status in changes:
                 sections = await self.view.sections(status)
                 changed = {
@@ -330,19 +314,6 @@ async def _cancel(view: _View, run_id: str, form: dict[str, str]) -> Response:
     return _redirect(view, run_id, "cancelled")
 
 
-async def _fork(view: _View, run_id: str, form: dict[str, str]) -> Response:
-    fork = getattr(view.engine, "fork", None)
-    if fork is None:
-        return _html("<h1>Not found</h1>", 404)
-    try:
-        new_run_id = await fork(run_id, from_step=form.get("from_step") or None)
-    except GraphflowError as exc:
-        if isinstance(exc, RunNotFoundError | InvalidStateError):
-            raise
-        return await view.page(run_id, status_code=422, notice=str(exc))
-    return _redirect(view, str(new_run_id), "forked")
-
-
 def _stylesheet() -> str:
     """The page's CSS: the static sheet plus a rule per state, from the renderers' colours."""
     base = resources.files(__package__).joinpath("static/ui.css").read_text("utf-8")
@@ -383,8 +354,4 @@ def ui_routes(engine: Engine, guard: Guard, *, max_body: int) -> list[BaseRoute]
         Route("/ui/runs/{run_id}/resume", guard(_posting(engine, max_body, _resume)), methods=post),
         Route("/ui/runs/{run_id}/cancel", guard(_posting(engine, max_body, _cancel)), methods=post),
     ]
-    if callable(getattr(engine, "fork", None)):
-        routes.append(
-            Route("/ui/runs/{run_id}/fork", guard(_posting(engine, max_body, _fork)), methods=post)
-        )
     return routes

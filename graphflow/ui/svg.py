@@ -14,7 +14,7 @@ from typing import Any
 import networkx as nx
 
 from ..graph.render import STATE_COLOURS, Colours
-from .layout import EdgePath, Layout, layout
+from .layout import EdgePath, Layout, NodeBox, layout
 
 __all__ = ("MAX_NODES", "draw")
 
@@ -87,7 +87,9 @@ def _edge_svg(edge: EdgePath, attrs: Mapping[str, Any]) -> str:
     )
 
 
-def _node_svg(node: Hashable, attrs: Mapping[str, Any], box: Any, lines: tuple[str, str]) -> str:
+def _node_svg(
+    node: Hashable, attrs: Mapping[str, Any], box: NodeBox, lines: tuple[str, str]
+) -> str:
     state = str(attrs.get("state") or "pending")
     colours = STATE_COLOURS.get(state, _UNKNOWN)
     dash = ' stroke-dasharray="4 3"' if colours.dashed else ""

@@ -20,14 +20,13 @@ from urllib.parse import quote, urlencode
 
 import networkx as nx
 
-from .._types import JSON
+from .._types import JSON, RUN_STATES
 from ..graph.render import to_mermaid
 from ..runtime.status import RunStatus, StepStatus
 from .forms import FormError, render_form
 from .svg import draw
 
 __all__ = (
-    "RUN_STATES",
     "Section",
     "Suspend",
     "graph_html",
@@ -36,9 +35,6 @@ __all__ = (
     "run_sections",
     "runs_page",
 )
-
-RUN_STATES = ("pending", "running", "sleeping", "suspended", "completed", "failed", "cancelled")
-"""The states the runs list filters on."""
 
 _PREVIEW = 72
 

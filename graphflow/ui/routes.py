@@ -16,13 +16,13 @@ from urllib.parse import parse_qsl, urlsplit
 
 import anyio
 
+from .._types import RUN_STATES
 from ..engine import Engine
 from ..errors import GraphflowError, InputValidationError, InvalidStateError, RunNotFoundError
 from ..graph.render import STATE_COLOURS
 from ..runtime.status import RunStatus
 from .forms import fields_of, form_data, validation_errors
 from .pages import (
-    RUN_STATES,
     FormState,
     Section,
     Suspend,

@@ -36,6 +36,7 @@ from .errors import GraphflowError as GraphflowError
 from .errors import InputValidationError as InputValidationError
 from .errors import InvalidStateError as InvalidStateError
 from .errors import LeaseLostError as LeaseLostError
+from .errors import LoopLimitError as LoopLimitError
 from .errors import NonDeterminismError as NonDeterminismError
 from .errors import NonRetryableError as NonRetryableError
 from .errors import NotFoundError as NotFoundError
@@ -129,6 +130,7 @@ __all__ = (
     "DuplicateStepError",
     "NonDeterminismError",
     "BranchError",
+    "LoopLimitError",
     "StepFailed",
     "SuspendTimeout",
     "StepTimeout",

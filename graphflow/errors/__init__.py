@@ -15,7 +15,7 @@ GraphflowError
 │  ├─ UnknownWorkflowError, UnknownFunctionError, RunNotFoundError
 ├─ RunError                        facts about one run
 │  ├─ RunConflictError, InvalidStateError, RunFailed
-│  ├─ DuplicateStepError, NonDeterminismError, BranchError
+│  ├─ DuplicateStepError, NonDeterminismError, BranchError, LoopLimitError
 │  ├─ StepFailed, SuspendTimeout, StepTimeout(TimeoutError)
 │  ├─ StepNameError(ValueError), StepTargetError(TypeError), BranchKeyTypeError(TypeError)
 │  ├─ AmbiguousResumeError(ValueError), RecoveryLimitError
@@ -39,6 +39,7 @@ from ._run import BranchError as BranchError
 from ._run import BranchKeyTypeError as BranchKeyTypeError
 from ._run import DuplicateStepError as DuplicateStepError
 from ._run import InvalidStateError as InvalidStateError
+from ._run import LoopLimitError as LoopLimitError
 from ._run import NonDeterminismError as NonDeterminismError
 from ._run import RecoveryLimitError as RecoveryLimitError
 from ._run import RunConflictError as RunConflictError
@@ -81,6 +82,7 @@ __all__ = (
     "GraphflowError",
     "InputValidationError",
     "InvalidStateError",
+    "LoopLimitError",
     "LeaseLostError",
     "NonDeterminismError",
     "NonRetryableError",

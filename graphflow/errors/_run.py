@@ -12,6 +12,7 @@ __all__ = (
     "DuplicateStepError",
     "NonDeterminismError",
     "BranchError",
+    "LoopLimitError",
     "StepFailed",
     "SuspendTimeout",
     "StepTimeout",
@@ -148,6 +149,30 @@ class BranchError(RunError):
             node=node,
             key=key,
             keys=keys,
+        )
+
+
+class LoopLimitError(RunError):
+    """A graph loop would start a pass beyond its ``max_iterations``."""
+
+    workflow: str
+    run_id: str | None
+    node: str
+    target: str
+    max_iterations: int
+
+    def __init__(
+        self, *, workflow: str, run_id: str | None, node: str, target: str, max_iterations: int
+    ) -> None:
+        super().__init__(
+            f"node {node!r}{where(workflow, run_id)} took its loop back to {target!r} after"
+            f" {max_iterations} passes, its limit (loop={{'max_iterations': {max_iterations}}})."
+            " Raise max_iterations, or make the node take another branch key sooner",
+            workflow=workflow,
+            run_id=run_id,
+            node=node,
+            target=target,
+            max_iterations=max_iterations,
         )
 
 

@@ -21,6 +21,7 @@ import networkx as nx
 from ..errors import GraphDefinitionError
 from ..functions import StepOptions
 from ..refs import ERROR, INPUT, ITEM, Ref, iter_refs
+from .loops import add_loop_edges, finish_loops, split_back_edges
 from .plan import BranchFn, Mode, Plan, PlanNode, Topology
 
 if TYPE_CHECKING:
@@ -43,6 +44,8 @@ class NodeSpec:
     mode: Mode = "parallel"
     on_error: tuple[str, ...] = ()
     options: StepOptions = field(default_factory=StepOptions)
+    loop: int | None = None
+    """``max_iterations`` of the node's back edge (``loop=`` config), or ``None``."""
 
     @property
     def keyed(self) -> bool:
@@ -60,19 +63,31 @@ def compile_graph(
     """
     by_id = {spec.node_id: spec for spec in specs}
     graph = _build_graph(name, description, specs, by_id)
+    # Bounded loops: their back edges leave the graph, which must then be acyclic.
+    back = split_back_edges(name, graph, specs) if any(s.loop for s in specs) else []
     _check_acyclic(name, graph)
     position = {spec.node_id: i for i, spec in enumerate(specs)}
     order = tuple(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
-    _check_refs(name, [by_id[node_id] for node_id in order], output)
+    skip = {(loop.source, loop.target) for loop in back}
+    _check_refs(name, [by_id[node_id] for node_id in order], output, skip)
+    rank = {node_id: i for i, node_id in enumerate(order)}
+    loops = finish_loops(name, graph, back, rank) if back else ()
     topology = Topology.build(
         name=name,
         order=order,
-        edges=[(s.node_id, t, k) for s in specs for k, ts in s.next.items() for t in ts],
+        edges=[
+            (s.node_id, t, k)
+            for s in specs
+            for k, ts in s.next.items()
+            for t in ts
+            if (s.node_id, t) not in skip
+        ],
         keys={s.node_id: [k for k in s.next if k is not None] for s in specs if s.keyed},
         on_error={s.node_id: s.on_error for s in specs},
+        loops=[(x.source, x.target, x.keys, x.max_iterations, x.body) for x in loops],
     )
-    rank = {node_id: i for i, node_id in enumerate(order)}
     nodes = {node_id: _plan_node(by_id[node_id], graph, rank) for node_id in order}
+    add_loop_edges(graph, loops)
     plan = Plan(
         name=name,
         order=order,
@@ -82,6 +97,7 @@ def compile_graph(
         output=output,
         hash=_hash(name, specs),
         topology=topology,
+        loops=loops,
     )
     return graph, plan
 
@@ -159,11 +175,17 @@ def _check_acyclic(name: str, graph: nx.DiGraph[str]) -> None:
         graph=name,
         node=str(cycle[0][0]),
         problem=f"it has a cycle: {path}",
-        fix="a workflow graph must be acyclic; remove one of these next/on_error edges",
+        fix="a workflow graph must be acyclic; remove one of these next/on_error edges, or bound"
+        " the loop: loop={'max_iterations': N} on the node whose keyed next goes back",
     )
 
 
-def _check_refs(name: str, ordered: Sequence[NodeSpec], output: JSON | None) -> None:
+def _check_refs(
+    name: str,
+    ordered: Sequence[NodeSpec],
+    output: JSON | None,
+    back_edges: Collection[tuple[str, str]] = (),
+) -> None:
     """Every ref must name a node that is always resolved before its consumer runs.
 
     The nodes resolved before each node are kept as bitsets (ints indexed by topological
@@ -177,7 +199,8 @@ def _check_refs(name: str, ordered: Sequence[NodeSpec], output: JSON | None) -> 
             sources.setdefault(position[target], []).append(i)
         for targets in spec.next.values():
             for target in targets:
-                parents[position[target]].append(i)
+                if (spec.node_id, target) not in back_edges:
+                    parents[position[target]].append(i)
     names = tuple(spec.node_id for spec in ordered)
     resolved: list[int] = []
     for i, spec in enumerate(ordered):
@@ -298,6 +321,8 @@ def _hash(name: str, specs: Sequence[NodeSpec]) -> str:
             "for_each": canonical(spec.for_each),
             "on_error": sorted(spec.on_error),
         }
+        # Only loop nodes carry the key: the hashes of graphs without loops stay as they were.
+        | ({} if spec.loop is None else {"loop": spec.loop})
         for spec in sorted(specs, key=lambda spec: spec.node_id)
     ]
     text = json.dumps({"graph": name, "nodes": nodes}, sort_keys=True, separators=(",", ":"))

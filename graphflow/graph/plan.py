@@ -8,7 +8,7 @@ index form, over which ``graphflow.runtime.frontier.Frontier`` schedules with in
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -19,12 +19,27 @@ if TYPE_CHECKING:
     from .._types import JSON
     from ..functions import StepOptions
     from ..refs import Lookup, Ref
+    from .loops import LoopEdge
 
-__all__ = ("BranchFn", "Mode", "Plan", "PlanNode", "Topology")
+__all__ = ("BranchFn", "LoopIndex", "Mode", "Plan", "PlanNode", "Topology")
 
 Mode = Literal["parallel", "sequential"]
 BranchFn = Callable[[Any], Any]
 """A user callable: the node's stored JSON output -> branch key."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LoopIndex:
+    """A back edge in index form: what ``Frontier`` resets when the loop takes another pass."""
+
+    target: int
+    keys: frozenset[str]
+    max_iterations: int
+    body: tuple[int, ...]
+    inner_in_degree: tuple[int, ...]
+    """Per body node (same order): how many of its parents are in the body."""
+    outer_parents: tuple[tuple[tuple[int, frozenset[str] | None], ...], ...]
+    """Per body node: its parents outside the body, with the keys of their edges."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -45,6 +60,8 @@ class Topology:
     in_degree: tuple[int, ...]
     handlers: tuple[tuple[int, ...], ...]
     is_handler: tuple[bool, ...]
+    loops: tuple[LoopIndex | None, ...] = ()
+    """Per node, the loop it declares (its back edge), or ``None``; empty when none has one."""
 
     @classmethod
     def build(
@@ -55,10 +72,12 @@ class Topology:
         keys: Mapping[str, Collection[str]] | None = None,
         on_error: Mapping[str, Sequence[str]] | None = None,
         name: str = "graph",
+        loops: Sequence[tuple[str, str, Collection[str], int, Sequence[str]]] = (),
     ) -> Topology:
         """Index ``order`` (a topological order) and its ``(source, target, key)`` edges.
 
-        ``keys`` gives each keyed node's declared branch keys (some may lead nowhere).
+        ``keys`` gives each keyed node's declared branch keys (some may lead nowhere). ``loops``
+        lists back edges ``(source, target, keys, max_iterations, body)``, not in ``edges``.
 
         Raises:
             ValueError: ``order`` is not topological, or an edge's key contradicts ``keys``.
@@ -80,7 +99,15 @@ class Topology:
             handlers[index[source]].extend(index[target] for target in targets)
         if any(h <= s for s, hs in enumerate(handlers) for h in hs):
             raise ValueError("an on_error handler must come after its source in the order")
-        return cls._assemble(name, tuple(order), index, merged, declared, handlers)
+        topology = cls._assemble(name, tuple(order), index, merged, declared, handlers)
+        if not loops:
+            return topology
+        indexed: list[LoopIndex | None] = [None] * len(order)
+        for source, target, loop_keys, limit, body in loops:
+            indexed[index[source]] = _loop_index(
+                index, merged, target, loop_keys, limit, [index[node] for node in body]
+            )
+        return replace(topology, loops=tuple(indexed))
 
     @classmethod
     def _assemble(
@@ -115,6 +142,35 @@ class Topology:
             handlers=tuple(tuple(sorted(set(hs))) for hs in handlers),
             is_handler=tuple(is_handler),
         )
+
+
+def _loop_index(
+    index: Mapping[str, int],
+    merged: Sequence[Mapping[int, set[str] | None]],
+    target: str,
+    keys: Collection[str],
+    limit: int,
+    body: Sequence[int],
+) -> LoopIndex:
+    inside = set(body)
+    inner = dict.fromkeys(body, 0)
+    outer: dict[int, list[tuple[int, frozenset[str] | None]]] = {node: [] for node in body}
+    for parent, children in enumerate(merged):
+        for child, edge_keys in children.items():
+            if child not in inside:
+                continue
+            if parent in inside:
+                inner[child] += 1
+            else:
+                outer[child].append((parent, None if edge_keys is None else frozenset(edge_keys)))
+    return LoopIndex(
+        target=index[target],
+        keys=frozenset(keys),
+        max_iterations=limit,
+        body=tuple(body),
+        inner_in_degree=tuple(inner[node] for node in body),
+        outer_parents=tuple(tuple(outer[node]) for node in body),
+    )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,6 +209,8 @@ class Plan:
     hash: str
     """sha256 of the structure: nodes, functions, edges, keys, inputs, for_each, on_error."""
     topology: Topology
+    loops: tuple[LoopEdge, ...] = ()
+    """The back edges (bounded loops), each with its body."""
 
     def node_input(self, node_id: str, lookup: Lookup) -> JSON:
         """The input of ``node_id``: its template resolved, else the default input.

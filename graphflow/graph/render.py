@@ -2,7 +2,8 @@
 
 Input is a ``networkx.DiGraph`` (a ``GraphWorkflow``'s ``.nx``, or the run graph from
 ``engine.run_graph``) or a ``GraphWorkflow``. Node labels show the node id and its function (or
-step kind); edge labels show branch keys. Run graph nodes carry ``state`` and are coloured by it.
+step kind); edge labels show branch keys; a bounded loop's back edge is dashed, labelled with its
+keys and bound. Run graph nodes carry ``state`` and are coloured by it.
 Output is deterministic: nodes and edges are sorted by id, whatever the hash seed.
 """
 
@@ -81,6 +82,8 @@ def _edge_label(attrs: Mapping[str, Any]) -> str | None:
     if attrs.get("kind") == "on_error":
         return "on_error"
     branch = attrs.get("branch")
+    if attrs.get("kind") == "loop":  # a bounded loop's back edge shows its bound
+        return f"{branch} (max {attrs.get('max_iterations')} passes)"
     return None if branch is None else str(branch)
 
 
@@ -119,6 +122,8 @@ def _dot_edge(source: object, target: object, attrs: Mapping[str, Any]) -> str:
         parts.append(f"label={_dot_quote(label)}")
     if attrs.get("kind") == "on_error":
         parts += ["style=dashed", f'color="{_ERROR_EDGE}"', f'fontcolor="{_ERROR_EDGE}"']
+    elif attrs.get("kind") == "loop":
+        parts += ["style=dashed", "constraint=false"]  # a back edge: no say in the layout
     suffix = f" [{', '.join(parts)}]" if parts else ""
     return f"  {_dot_quote(str(source))} -> {_dot_quote(str(target))}{suffix};"
 
@@ -170,7 +175,7 @@ def to_mermaid(graph: DiGraph[Any] | GraphWorkflow) -> str:
         if state in STATE_COLOURS:
             by_state.setdefault(state, []).append(ids[node])
     for source, target, attrs in _sorted_edges(digraph):
-        arrow = "-.->" if attrs.get("kind") == "on_error" else "-->"
+        arrow = "-.->" if attrs.get("kind") in ("on_error", "loop") else "-->"
         edge_label = _edge_label(attrs)
         text = "" if edge_label is None else f'|"{_mermaid_text(edge_label)}"|'
         lines.append(f"  {ids[source]} {arrow}{text} {ids[target]}")

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 __all__ = ("CONFIG_KEYS", "GraphWorkflow", "workflow_graph")
 
 CONFIG_KEYS = frozenset(
-    {"next", "input", "branch", "for_each", "mode", "on_error"}
+    {"next", "input", "branch", "for_each", "mode", "on_error", "loop"}
     | {"retries", "retry_delay", "backoff", "timeout"}
 )
 """The options a node's ``config`` entry may hold."""
@@ -88,7 +88,8 @@ def workflow_graph(
 
     ``nodes`` maps node ids to registered functions (names or ``@gf.function`` objects);
     ``config[node_id]`` holds ``next``, ``input``, ``branch``, ``for_each``, ``mode``,
-    ``on_error``, ``retries``, ``retry_delay``, ``backoff`` and ``timeout`` (see DESIGN §1).
+    ``on_error``, ``loop``, ``retries``, ``retry_delay``, ``backoff`` and ``timeout`` (see DESIGN
+    §1; ``loop={"max_iterations": N}`` lets the node's ``next`` go back to an ancestor).
 
     Raises:
         GraphDefinitionError: the graph is invalid (the message names the node and the fix).
@@ -184,7 +185,29 @@ def _node_spec(
         mode=_mode(graph, node_id, options.get("mode"), for_each),
         on_error=_id_list(graph, node_id, "on_error", options.get("on_error")),
         options=_options(graph, node_id, options),
+        loop=_loop(graph, node_id, options.get("loop")),
     )
+
+
+def _loop(graph: str, node_id: str, value: object) -> int | None:
+    """``loop={"max_iterations": N}``: how many passes the node's back edge allows."""
+    if value is None:
+        return None
+    limit = value.get("max_iterations") if isinstance(value, Mapping) else None
+    if (
+        not isinstance(value, Mapping)
+        or set(value) != {"max_iterations"}
+        or not isinstance(limit, int)
+        or isinstance(limit, bool)
+        or limit < 1
+    ):
+        _fail(
+            graph,
+            node_id,
+            f"loop must be {{'max_iterations': N}} with an integer N >= 1, got {value!r}",
+            "pass e.g. loop={'max_iterations': 3} (at most 3 passes through the loop)",
+        )
+    return limit
 
 
 def _branch(

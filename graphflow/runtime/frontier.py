@@ -13,6 +13,9 @@ A node runs when every parent is resolved (completed or skipped) and at least on
 was taken; otherwise it is skipped, and skipping propagates. After a failure only ``on_error``
 handlers are released: the run is failing. Every operation costs O(nodes + edges) over a whole
 run: in-degree counters, no scans.
+
+A bounded loop's back edge, taken, resets its body to pending for the next pass (``pass_of``); a
+pass beyond the loop's limit raises ``LoopLimitError`` from ``done``.
 """
 
 from __future__ import annotations
@@ -20,11 +23,12 @@ from __future__ import annotations
 from collections import deque
 from typing import TYPE_CHECKING, Final, Literal
 
-from ..errors import BranchError, GraphflowError
-from ..graph.plan import Plan, Topology
+from ..errors import BranchError, GraphflowError, LoopLimitError
+from ..graph.loops import pass_name
+from ..graph.plan import LoopIndex, Plan, Topology
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Mapping
+    from collections.abc import Collection, Iterable, Mapping
 
 __all__ = ("Frontier", "NodeState", "RestoreError")
 
@@ -68,8 +72,10 @@ class Frontier:
     """
 
     __slots__ = (
+        "_branch",
         "_failing",
         "_handed_out",
+        "_pass",
         "_queue",
         "_run_id",
         "_skipped",
@@ -95,6 +101,9 @@ class Frontier:
         self._state = [_PENDING] * size
         self._queue: list[int] = []
         self._skipped: list[int] = []
+        # Loops only: each node's pass (1 until its loop goes back) and selected branch.
+        self._pass = [1] * size if topology.loops else []
+        self._branch: list[str | None] = [None] * size if topology.loops else []
         self._handed_out = 0
         self._failing = False
         for node in range(size):
@@ -115,6 +124,14 @@ class Frontier:
         names = [self._topology.node_ids[node] for node in self._skipped]
         self._skipped.clear()
         return names
+
+    def pass_of(self, node_id: str) -> int:
+        """The loop pass ``node_id`` is in: 1, then 2, 3... each time its loop goes back."""
+        return self._pass[self._index(node_id)] if self._pass else 1
+
+    def step_name(self, node_id: str) -> str:
+        """The step name of ``node_id`` in its current pass: ``node``, ``node#2``..."""
+        return pass_name(node_id, self.pass_of(node_id)) if self._pass else node_id
 
     def is_active(self) -> bool:
         """Whether a node is ready to hand out or running (not yet ``done``/``failed``)."""
@@ -139,7 +156,45 @@ class Frontier:
         node = self._running(node_id)
         self._check_branch(node, branch)
         self._handed_out -= 1
+        self._complete(node, branch)
+
+    def _complete(self, node: int, branch: str | None) -> None:
+        loop = self._topology.loops[node] if self._topology.loops else None
+        if loop is not None and branch in loop.keys:
+            self._state[node] = _COMPLETED
+            self._loop_back(node, loop)
+            return
+        if self._branch:
+            self._branch[node] = branch
         self._resolve(node, completed=True, branch=branch)
+
+    def _loop_back(self, node: int, loop: LoopIndex) -> None:
+        """Start the next pass of ``loop``: its body pending again, its target ready.
+
+        Every parent of the body outside it was resolved before the loop's node ran.
+        """
+        current = self._pass[node]
+        if current >= loop.max_iterations:
+            raise LoopLimitError(
+                workflow=self._topology.name,
+                run_id=self._run_id,
+                node=self._topology.node_ids[node],
+                target=self._topology.node_ids[loop.target],
+                max_iterations=loop.max_iterations,
+            )
+        for body_node, inner, outer in zip(
+            loop.body, loop.inner_in_degree, loop.outer_parents, strict=True
+        ):
+            self._state[body_node] = _PENDING
+            self._pass[body_node] = current + 1
+            self._branch[body_node] = None
+            self._waiting[body_node] = inner
+            self._taken[body_node] = any(self._took(parent, keys) for parent, keys in outer)
+        self._taken[loop.target] = True
+        self._make_ready(loop.target)
+
+    def _took(self, parent: int, keys: frozenset[str] | None) -> bool:
+        return self._state[parent] == _COMPLETED and (keys is None or self._branch[parent] in keys)
 
     def failed(self, node_id: str) -> list[str]:
         """Mark a running node failed after its last attempt; return the handlers it triggers.
@@ -181,6 +236,41 @@ class Frontier:
             if self._state[node] != _SKIPPED:
                 raise RestoreError(node=self._topology.node_ids[node], reason="it is not skipped")
         self._skipped = [node for node in self._skipped if node not in recorded]
+
+    def replay(self, events: Iterable[tuple[str, int, str, str | None]]) -> None:
+        """Replay recorded outcomes in the order they were recorded, loop passes included.
+
+        ``events`` are ``(node_id, pass, state, branch)`` with state ``completed``, ``failed``
+        or ``skipped``. Afterwards, as after ``restore``, ``ready()`` gives the nodes to run.
+
+        Raises:
+            RestoreError: an outcome could not have been recorded at that point.
+            LoopLimitError: the recorded outcomes end past a loop's limit.
+            ValueError: the frontier was already used.
+        """
+        if self._handed_out or any(state >= _RUNNING for state in self._state):
+            raise ValueError("replay() needs a fresh Frontier")
+        for node_id, pass_number, state, branch in events:
+            node = self._index(node_id)
+            if self.pass_of(node_id) != pass_number:
+                raise RestoreError(node=node_id, reason=f"it has no pass {pass_number} yet")
+            if state == "skipped":
+                if node not in self._skipped:
+                    raise RestoreError(node=node_id, reason="it is not skipped")
+                self._skipped.remove(node)
+                continue
+            if self._state[node] != _READY:
+                raise RestoreError(node=node_id, reason="it was recorded but could not run yet")
+            if state == "failed":
+                self._fail(node)
+                continue
+            try:
+                self._check_branch(node, branch)
+            except BranchError as exc:
+                raise RestoreError(node=node_id, reason=exc.message) from exc
+            self._complete(node, branch)
+        # A node made ready in several passes is queued once.
+        self._queue = [node for node in dict.fromkeys(self._queue) if self._state[node] == _READY]
 
     def _replay(
         self, node: int, node_id: str, completed: Mapping[str, str | None], failed: Collection[str]

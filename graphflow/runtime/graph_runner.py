@@ -2,7 +2,8 @@
 
 Every ready node starts at once (RPC concurrency is bounded by the engine's job slots); each node's
 result and selected branch are stored in one write before its children start. A replay restores
-the frontier from the stored nodes, so no completed node runs again.
+the frontier from the stored nodes, so no completed node runs again. A bounded loop's passes
+record their nodes as ``node#2``, ``node#3``...; outputs (and so refs) hold the latest pass.
 
 A ``for_each`` node runs its items as steps ``node[i]``, then stores the node itself: the ordered
 list of results, or the first failing item's error. Failures of nodes travel as ``StepFailed``
@@ -20,8 +21,16 @@ import anyio
 import anyio.abc
 
 from .._types import JSON, StepState
-from ..errors import BranchError, ErrorInfo, GraphflowError, NonDeterminismError, StepFailed
+from ..errors import (
+    BranchError,
+    ErrorInfo,
+    GraphflowError,
+    LoopLimitError,
+    NonDeterminismError,
+    StepFailed,
+)
 from ..functions import StepOptions, dump_any, load_any
+from ..graph.loops import pass_name, split_pass_name
 from ..graph.spec import GraphWorkflow
 from ..refs import SKIPPED, RefResolutionError, Scope
 from ..store.base import StepRecord
@@ -64,6 +73,9 @@ class _GraphRun:
         Raises:
             NonDeterminismError: the stored nodes could not have come from this graph.
         """
+        if self.plan.loops:
+            self._restore_passes()
+            return
         nodes = sorted(
             (
                 step
@@ -82,15 +94,7 @@ class _GraphRun:
         try:
             self.frontier.restore(completed, skipped, [step.name for step in failed])
         except RestoreError as exc:
-            raise self.execution.fail_run(
-                NonDeterminismError(
-                    workflow=self.execution.workflow,
-                    run_id=self.execution.run_id,
-                    step=exc.node,
-                    recorded="a node outcome of the stored run",
-                    new=f"a graph where {exc.reason}",
-                )
-            ) from exc
+            raise self._diverged(exc) from exc
         for step in nodes:
             if step.state == "completed":
                 self.outputs[step.name] = json.loads(step.output or "null")
@@ -99,6 +103,57 @@ class _GraphRun:
         for step in failed:
             info = ErrorInfo.model_validate_json(step.error or '{"type": "?", "message": "?"}')
             self._failed(step.name, self._step_failed(step.name, info), running=False)
+
+    def _diverged(self, exc: RestoreError) -> GraphflowError:
+        return self.execution.fail_run(
+            NonDeterminismError(
+                workflow=self.execution.workflow,
+                run_id=self.execution.run_id,
+                step=exc.node,
+                recorded="a node outcome of the stored run",
+                new=f"a graph where {exc.reason}",
+            )
+        )
+
+    def _restore_passes(self) -> None:
+        """``restore`` for graphs with loops: outcomes replayed in the order they were stored."""
+        events: list[tuple[str, int, str, str | None]] = []
+        records: list[tuple[str, StepRecord]] = []
+        recorded = self.execution.replay.recorded_steps()
+        for step in sorted(recorded, key=lambda step: step.seq):
+            node_id, number = split_pass_name(step.name)
+            if step.kind != "node" or node_id not in self.plan.nodes:
+                continue
+            if step.state in ("completed", "skipped", "failed"):
+                branch = json.loads(step.detail or "{}").get("branch")
+                events.append((node_id, number, step.state, branch))
+                records.append((node_id, step))
+        try:
+            self.frontier.replay(events)
+        except RestoreError as exc:
+            raise self._diverged(exc) from exc
+        except LoopLimitError as exc:
+            raise self.execution.fail_run(exc) from None
+        for node_id, step in records:  # in order: the latest pass wins
+            if step.state == "completed":
+                self.outputs[node_id] = json.loads(step.output or "null")
+            elif step.state == "skipped":
+                self.outputs[node_id] = SKIPPED
+            else:
+                info = ErrorInfo.model_validate_json(step.error or '{"type": "?", "message": "?"}')
+                self._failed(node_id, self._step_failed(step.name, info), running=False)
+
+    def _parents(self, node_id: str) -> tuple[str, ...]:
+        """The run-graph parents of ``node_id``'s step in its current pass."""
+        node = self.plan.nodes[node_id]
+        if not self.plan.loops:
+            return node.parents
+        parents = tuple(self.frontier.step_name(parent) for parent in node.parents)
+        number = self.frontier.pass_of(node_id)
+        for loop in self.plan.loops:
+            if loop.target == node_id and number > 1:
+                parents += (pass_name(loop.source, number - 1),)
+        return parents
 
     # --- driving --------------------------------------------------------------------------------
 
@@ -146,27 +201,33 @@ class _GraphRun:
     async def _run_node(self, node_id: str) -> None:
         node = self.plan.nodes[node_id]
         lookup = self.scope.with_error(self.errors[node_id]) if node.handles else self.scope
+        step_name = self.frontier.step_name(node_id)
         try:
             if node.for_each is None:
-                output, branch = await self._run_single(node_id, lookup)
+                output, branch = await self._run_single(node_id, step_name, lookup)
             else:
-                output, branch = await self._run_for_each(node_id, lookup)
+                output, branch = await self._run_for_each(node_id, step_name, lookup)
         except StepFailed as failure:
             self._failed(node_id, failure)
         except (Exception, Closing) as exc:  # not the node's failure: it stops the whole run
             self._abort(exc)
         else:
             self.outputs[node_id] = output
-            self.frontier.done(node_id, branch)
+            try:
+                self.frontier.done(node_id, branch)
+            except LoopLimitError as exc:
+                self._abort(self.execution.fail_run(exc))
         self.changed.set()
 
-    async def _run_single(self, node_id: str, lookup: Scope) -> tuple[JSON, str | None]:
+    async def _run_single(
+        self, node_id: str, step_name: str, lookup: Scope
+    ) -> tuple[JSON, str | None]:
         try:
             data = self.plan.node_input(node_id, lookup)
         except RefResolutionError as exc:
-            await self._refuse(node_id, node_id, exc)
+            await self._refuse(node_id, step_name, exc, own=True)
         self.inputs[node_id] = data
-        spec = self._spec(node_id, node_id, data)
+        spec = self._spec(node_id, step_name, data, own=True)
         if self.plan.nodes[node_id].keys is not None:
             spec.detail = lambda selected, raw: self._branch_detail(node_id, selected, raw)
         output = await run_step(self.execution, spec)
@@ -179,26 +240,28 @@ class _GraphRun:
         self.branches[node_id] = key
         return None if key is None else json.dumps({"branch": key})
 
-    async def _run_for_each(self, node_id: str, lookup: Scope) -> tuple[JSON, str | None]:
+    async def _run_for_each(
+        self, node_id: str, step_name: str, lookup: Scope
+    ) -> tuple[JSON, str | None]:
         started = self.execution.host.clock.time()
         try:
             items = self.plan.items(node_id, lookup)
         except RefResolutionError as exc:
-            await self._refuse(node_id, node_id, exc)
+            await self._refuse(node_id, step_name, exc, own=True)
         self.inputs[node_id] = items
         results: list[JSON] = [None] * len(items)
         failures: dict[int, StepFailed] = {}
 
         async def one(index: int, item: JSON) -> None:
-            step_name = f"{node_id}[{index}]"
+            item_name = f"{step_name}[{index}]"
             try:
                 try:
                     data = self.plan.node_input(node_id, lookup.with_item(item))
                 except RefResolutionError as exc:
-                    await self._refuse(node_id, step_name, exc)
-                results[index] = await run_step(
-                    self.execution, self._spec(node_id, step_name, data)
-                )
+                    await self._refuse(node_id, item_name, exc)
+                spec = self._spec(node_id, item_name, data)
+                spec.parents = (step_name,)
+                results[index] = await run_step(self.execution, spec)
             except StepFailed as failure:
                 failures[index] = failure
 
@@ -231,9 +294,11 @@ class _GraphRun:
         await self._record(node_id, "completed", started=started, output=results, detail=detail)
         return branch
 
-    async def _refuse(self, node_id: str, step_name: str, exc: GraphflowError) -> NoReturn:
+    async def _refuse(
+        self, node_id: str, step_name: str, exc: GraphflowError, *, own: bool = False
+    ) -> NoReturn:
         """Fail a step whose input cannot be built, recorded like any failed step (no retry)."""
-        spec = self._spec(node_id, step_name, None)
+        spec = self._spec(node_id, step_name, None, own=own)
 
         async def refuse() -> Any:
             raise exc
@@ -252,13 +317,14 @@ class _GraphRun:
             )
         ) from exc
 
-    def _spec(self, node_id: str, step_name: str, data: JSON) -> StepCall:
+    def _spec(self, node_id: str, step_name: str, data: JSON, *, own: bool = False) -> StepCall:
+        """The step of node ``node_id`` (``own``: the node's own, else one ``for_each`` item)."""
         node = self.plan.nodes[node_id]
         fn = self.execution.host.registry.get_function(node.function)
         spec = rpc_step(self.execution, step_name, fn, data, node.options, kind="node")
         spec.load = load_any
-        spec.parents = node.parents if step_name == node_id else (node_id,)
-        spec.number_at_finish = step_name == node_id
+        spec.parents = self._parents(node_id) if own else (node_id,)
+        spec.number_at_finish = own
         return spec
 
     # --- failures and records -------------------------------------------------------------------
@@ -297,11 +363,12 @@ class _GraphRun:
         """Store a node that ran no step of its own: skipped, or a ``for_each`` aggregate."""
         execution = self.execution
         node = self.plan.nodes[node_id]
-        seq, parents = execution.issue(node_id, "node", node.function, node.parents)
+        step_name = self.frontier.step_name(node_id)
+        seq, parents = execution.issue(step_name, "node", node.function, self._parents(node_id))
         now = execution.host.clock.time()
         record = StepRecord(
             run_id=execution.run_id,
-            name=node_id,
+            name=step_name,
             seq=seq,
             kind="node",
             function=node.function,
@@ -319,7 +386,7 @@ class _GraphRun:
         await execution.host.store.record_step(execution.fence, record)
         execution.host.step_changed(execution.run_id)
         if state == "completed":
-            execution.completed(node_id, parents, now)
+            execution.completed(step_name, parents, now)
 
 
 async def drive_graph(definition: GraphWorkflow, execution: RunExecution, data: JSON) -> bytes:

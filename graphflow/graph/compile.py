@@ -311,6 +311,7 @@ def canonical(template: JSON) -> JSON:
 
 
 def _hash(name: str, specs: Sequence[NodeSpec]) -> str:
+    ordered = sorted(specs, key=lambda spec: spec.node_id)
     nodes = [
         {
             "id": spec.node_id,
@@ -321,10 +322,12 @@ def _hash(name: str, specs: Sequence[NodeSpec]) -> str:
             "for_each": canonical(spec.for_each),
             "on_error": sorted(spec.on_error),
         }
-        # Only loop nodes carry the key: the hashes of graphs without loops stay as they were.
-        | ({} if spec.loop is None else {"loop": spec.loop})
-        for spec in sorted(specs, key=lambda spec: spec.node_id)
+        for spec in ordered
     ]
+    # Only loop nodes carry the key: the hashes of graphs without loops stay as they were.
+    for node, spec in zip(nodes, ordered, strict=True):
+        if spec.loop is not None:
+            node["loop"] = spec.loop
     text = json.dumps({"graph": name, "nodes": nodes}, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()
 

@@ -156,7 +156,10 @@ class Frontier:
         node = self._running(node_id)
         self._check_branch(node, branch)
         self._handed_out -= 1
-        self._complete(node, branch)
+        if self._pass:  # the graph has loops
+            self._complete(node, branch)
+        else:
+            self._resolve(node, completed=True, branch=branch)
 
     def _complete(self, node: int, branch: str | None) -> None:
         loop = self._topology.loops[node] if self._topology.loops else None

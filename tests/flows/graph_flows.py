@@ -116,6 +116,62 @@ graph_crash_each = gf.workflow_graph(
 )
 
 
+# --- a bounded loop: draft until the review approves, at most 3 passes ----------------------------
+
+
+def _pass_number() -> int:
+    """The loop pass of the running node: its step name is ``node``, ``node#2``, ``node#3``..."""
+    name = gf.current_step().step_name
+    return int(name.rpartition("#")[2]) if "#" in name else 1
+
+
+@gf.function(name="loop_draft")
+def loop_draft(topic: str, kill_at: int = 0) -> dict[str, Any]:
+    version = _pass_number()
+    _log(f"draft {version}")
+    if version == kill_at:
+        _die_once()
+    return {"text": f"{topic} v{version}", "version": version}
+
+
+@gf.function(name="loop_review")
+def loop_review(text: str, version: int, needed: int) -> dict[str, Any]:
+    _log(f"review {version}")
+    gf.branch("done" if version >= needed else "retry")
+    return {"reviewed": text, "version": version}
+
+
+@gf.function(name="loop_publish")
+def loop_publish(text: str) -> str:
+    _log("publish")
+    return f"published: {text}"
+
+
+loop_article = gf.workflow_graph(
+    name="loop_article",
+    nodes={"draft": loop_draft, "review": loop_review, "publish": loop_publish},
+    config={
+        "draft": {
+            "next": "review",
+            "input": {
+                "topic": gf.ref("$input", "topic"),
+                "kill_at": gf.ref("$input", "kill_at", default=0),
+            },
+        },
+        "review": {
+            "next": {"retry": "draft", "done": "publish"},
+            "loop": {"max_iterations": 3},
+            "input": lambda ref: {
+                "text": ref("draft", "text"),
+                "version": ref("draft", "version"),
+                "needed": ref("$input", "needed"),
+            },
+        },
+        "publish": {"input": {"text": gf.ref("draft", "text")}},
+    },
+)
+
+
 # --- a small finished run, rendered (the goldens in tests/test_graph_runs.py) ----------------
 
 GOLDEN = gf.Registry()

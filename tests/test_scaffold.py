@@ -121,3 +121,14 @@ def test_generated_project_passes_its_own_tests_in_a_fresh_venv(tmp_path: Path) 
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert "2 passed" in result.stdout
+    # The README's example command, with the graphflow script installed in the fresh venv.
+    command = [str(env_dir / "bin" / "graphflow"), "run", "fresh_app/workflows.py", "pipeline"]
+    example = subprocess.run(
+        [*command, "--input", '{"name": "Ada"}'],
+        capture_output=True,
+        text=True,
+        cwd=project,
+        timeout=120,
+    )
+    assert example.returncode == 0, example.stderr
+    assert example.stdout.strip().splitlines()[-1] == '{"shout": "HELLO, ADA!"}'

@@ -373,6 +373,8 @@ class Scope:
     workflow_input: JSON = None
     item: JSON = _MISSING
     error: JSON = _MISSING
+    feedback: frozenset[str] = frozenset()
+    """Loop-body nodes that refs may read before their first pass: they give their default."""
 
     def __call__(self, node_id: str) -> JSON:
         """The value refs to ``node_id`` resolve against.
@@ -388,6 +390,8 @@ class Scope:
             value = self.error
         else:
             value = self.outputs.get(node_id, _MISSING)
+            if value is _MISSING and node_id in self.feedback:
+                return SKIPPED
         if value is _MISSING:
             raise RefResolutionError(
                 node=node_id, path=None, problem="it has no value yet in this run"

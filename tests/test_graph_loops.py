@@ -276,3 +276,82 @@ def test_pass_names_split_back() -> None:
     assert split_pass_name("draft") == ("draft", 1)
     assert split_pass_name("a#b") == ("a#b", 1)
     assert split_pass_name("square#2[0]") == ("square#2[0]", 1)
+
+
+# --- feedback: a node reads a later node of its loop from the previous pass --------------------
+
+
+def _feedback_graph(registry: gf.Registry, calls: list[tuple[Any, Any]]) -> gf.GraphWorkflow:
+    @gf.function(registry=registry)
+    def write(topic: str, notes: str | None, previous: int | None) -> dict[str, Any]:
+        calls.append((notes, previous))
+        version = 1 if previous is None else previous + 1
+        return {"text": f"{topic} v{version}", "version": version, "applied": notes}
+
+    @gf.function(registry=registry)
+    def critique(version: int) -> dict[str, str]:
+        gf.branch("done" if version >= 3 else "retry")
+        return {"notes": f"tighten v{version}"}
+
+    return gf.workflow_graph(
+        name="feedback_loop",
+        nodes={"draft": write, "review": critique},
+        config={
+            "draft": {
+                "next": "review",
+                "input": lambda ref: {
+                    "topic": ref("$input", "topic"),
+                    "notes": ref("review", "notes", default=None),  # the previous pass's review
+                    "previous": ref("draft", "version", default=None),  # its own previous pass
+                },
+            },
+            "review": {
+                "next": {"retry": "draft", "done": []},
+                "input": lambda ref: {"version": ref("draft", "version")},
+                "loop": {"max_iterations": 5},
+            },
+        },
+        output=lambda ref: {"text": ref("draft", "text"), "applied": ref("draft", "applied")},
+        registry=registry,
+    )
+
+
+async def test_a_node_reads_the_previous_pass_of_later_loop_nodes(
+    registry: gf.Registry, tmp_path: Path
+) -> None:
+    calls: list[tuple[Any, Any]] = []
+    graph = _feedback_graph(registry, calls)
+    url = f"sqlite:///{tmp_path / 'feedback.db'}"
+    async with gf.Engine(url, registry=registry) as engine:
+        output = await engine.run(graph, {"topic": "t"}, run_id="f1", timeout=30)
+    # The first pass gets the defaults; each later one its previous pass's review and draft.
+    assert calls == [(None, None), ("tighten v1", 1), ("tighten v2", 2)]
+    assert output == {"text": "t v3", "applied": "tighten v2"}
+    async with gf.Engine(url, registry=registry) as engine:  # replay: nothing runs again
+        assert await engine.run(graph, {"topic": "t"}, run_id="f1") == output
+    assert len(calls) == 3
+
+
+def test_a_feedback_ref_without_default_is_a_definition_error(registry: gf.Registry) -> None:
+    gf.function(name="step", registry=registry)(lambda value=None: {"v": value})
+    with pytest.raises(gf.GraphDefinitionError, match=r"previous pass.*default="):
+        gf.workflow_graph(
+            name="no_default",
+            nodes={"a": "step", "b": "step"},
+            config={
+                "a": {"next": "b", "input": lambda ref: {"value": ref("b", "v")}},
+                "b": {"next": {"again": "a", "done": []}, "loop": {"max_iterations": 2}},
+            },
+            registry=registry,
+        )
+
+
+def test_refs_to_later_nodes_outside_a_loop_stay_refused(registry: gf.Registry) -> None:
+    gf.function(name="step", registry=registry)(lambda value=None: {"v": value})
+    with pytest.raises(gf.GraphDefinitionError, match="not an ancestor"):
+        gf.workflow_graph(
+            name="plain",
+            nodes={"a": "step", "b": "step"},
+            config={"a": {"next": "b", "input": lambda ref: {"value": ref("b", "v", default=1)}}},
+            registry=registry,
+        )

@@ -21,7 +21,7 @@ import networkx as nx
 from ..errors import GraphDefinitionError
 from ..functions import StepOptions
 from ..refs import ERROR, INPUT, ITEM, Ref, iter_refs
-from .loops import add_loop_edges, finish_loops, split_back_edges
+from .loops import LoopEdge, add_loop_edges, finish_loops, split_back_edges
 from .plan import BranchFn, Mode, Plan, PlanNode, Topology
 
 if TYPE_CHECKING:
@@ -69,9 +69,9 @@ def compile_graph(
     position = {spec.node_id: i for i, spec in enumerate(specs)}
     order = tuple(nx.lexicographical_topological_sort(graph, key=position.__getitem__))
     skip = {(loop.source, loop.target) for loop in back}
-    _check_refs(name, [by_id[node_id] for node_id in order], output, skip)
     rank = {node_id: i for i, node_id in enumerate(order)}
     loops = finish_loops(name, graph, back, rank) if back else ()
+    _check_refs(name, [by_id[node_id] for node_id in order], output, skip, loops)
     topology = Topology.build(
         name=name,
         order=order,
@@ -185,8 +185,12 @@ def _check_refs(
     ordered: Sequence[NodeSpec],
     output: JSON | None,
     back_edges: Collection[tuple[str, str]] = (),
+    loops: Sequence[LoopEdge] = (),
 ) -> None:
     """Every ref must name a node that is always resolved before its consumer runs.
+
+    In a loop's body a node may also name a body node that is not before it (itself included):
+    such a *feedback* ref reads that node's previous pass, and needs ``default=`` for the first.
 
     The nodes resolved before each node are kept as bitsets (ints indexed by topological
     position): linear in memory and fast to OR/AND, where sets of names grow quadratically.
@@ -202,6 +206,7 @@ def _check_refs(
                 if (spec.node_id, target) not in back_edges:
                     parents[position[target]].append(i)
     names = tuple(spec.node_id for spec in ordered)
+    body_of = {node_id: frozenset(loop.body) for loop in loops for node_id in loop.body}
     resolved: list[int] = []
     for i, spec in enumerate(ordered):
         if i in sources:  # a handler: only what every failing source had resolved
@@ -212,7 +217,12 @@ def _check_refs(
                 before |= resolved[p] | (1 << p)
         resolved.append(before)
         scope = _RefScope(
-            name=name, node_id=spec.node_id, names=names, position=position, before=before
+            name=name,
+            node_id=spec.node_id,
+            names=names,
+            position=position,
+            before=before,
+            feedback=body_of.get(spec.node_id, frozenset()),
         )
         special = {ERROR} if i in sources else set()
         scope.check("input", spec.input, special | ({ITEM} if spec.for_each is not None else set()))
@@ -233,6 +243,8 @@ class _RefScope:
     position: Mapping[str, int]
     before: int
     """Bitset of the positions of the nodes a ref here may name."""
+    feedback: frozenset[str] = frozenset()
+    """The body of the loop this node is in: refs to its later nodes read the previous pass."""
 
     def check(self, option: str, template: JSON, special: set[str]) -> None:
         for found in iter_refs(template):
@@ -242,6 +254,18 @@ class _RefScope:
             at = self.position.get(target)
             if at is not None and self.before >> at & 1:
                 continue
+            if target in self.feedback:
+                if found.has_default:
+                    continue
+                raise GraphDefinitionError(
+                    graph=self.name,
+                    node=self.node_id,
+                    problem=(
+                        f"its {option} has {found!r}, which reads {target!r} of the previous"
+                        " pass of their loop, but the first pass has none"
+                    ),
+                    fix=f"give the value of the first pass: ref({target!r}, ..., default=...)",
+                )
             raise GraphDefinitionError(
                 graph=self.name,
                 node=self.node_id,

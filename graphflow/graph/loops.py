@@ -10,6 +10,9 @@ Rules, checked at definition time: the back edge is under a branch key (an uncon
 never leave the loop); a node has at most one back-edge target; a loop is left only from the node
 that declares it (no other body node has an edge out of the body); loops do not share nodes.
 Without ``loop=``, a cycle stays a ``GraphDefinitionError``.
+
+Inside a body, a node may ref a body node that is not before it (itself included): the ref reads
+that node's previous pass (its feedback), and must give ``default=`` for the first pass.
 """
 
 from __future__ import annotations

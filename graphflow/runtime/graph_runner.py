@@ -55,7 +55,11 @@ class _GraphRun:
         self.plan: Plan = definition.plan
         self.execution = execution
         self.outputs: dict[str, JSON] = {}
-        self.scope = Scope(outputs=self.outputs, workflow_input=data)
+        self.scope = Scope(
+            outputs=self.outputs,
+            workflow_input=data,
+            feedback=frozenset(node for loop in self.plan.loops for node in loop.body),
+        )
         self.frontier = Frontier(self.plan, run_id=execution.run_id)
         self.errors: dict[str, JSON] = {}
         self.branches: dict[str, str | None] = {}

@@ -20,6 +20,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ._types import JSON
+from .errors import ErrorInfo
 from .runtime.status import RunStatus, StepStatus
 
 __all__ = (
@@ -32,11 +33,14 @@ __all__ = (
     "format_time",
     "make_view",
     "note",
+    "one_line",
     "print_runs",
     "print_status",
     "run_detail",
     "stderr",
     "stdout_console",
+    "tracebacks",
+    "waiting_note",
 )
 
 STATE_STYLES = {
@@ -49,6 +53,10 @@ STATE_STYLES = {
     "cancelled": "yellow",
     "skipped": "dim",
 }
+
+_ENDED = ("completed", "failed", "cancelled")
+_ERROR_WIDTH = 300
+"""Errors longer than this are cut in tables and progress (``--json`` has them whole)."""
 
 
 def stdout_console() -> Console:
@@ -66,8 +74,8 @@ def dump_json(value: JSON) -> str:
 
 
 def error_line(message: str) -> None:
-    """Print ``error: message`` on stderr (one line: never wrapped)."""
-    stderr.print(Text(f"error: {message}", style="bold red"))
+    """Print ``error: message`` on stderr, one line (never wrapped; newlines in it collapsed)."""
+    stderr.print(Text(f"error: {' '.join(message.split())}", style="bold red"))
 
 
 def note(message: str, style: str | None = None) -> None:
@@ -94,14 +102,23 @@ def styled(state: str) -> Text:
     return Text(state, style=STATE_STYLES.get(state, ""))
 
 
+def one_line(error: ErrorInfo, limit: int = _ERROR_WIDTH) -> str:
+    """``Type: message`` on one line (whitespace collapsed), cut at ``limit`` characters.
+
+    Tracebacks never show here: the stored one is printed by ``--debug`` (and is in ``--json``).
+    """
+    text = " ".join(str(error).split())
+    return text if len(text) <= limit else f"{text[: limit - 1]}…"
+
+
 def step_detail(step: StepStatus) -> str:
-    """The error, wake time or last failed attempt worth showing beside a step."""
+    """The error, wake time or last failed attempt worth showing beside a step (one line)."""
     if step.error is not None and step.state in ("failed", "cancelled"):
-        return str(step.error)
+        return one_line(step.error)
     if step.state == "sleeping" and step.wake_at is not None:
         return f"until {format_time(step.wake_at)}"
-    if step.attempt_errors and step.state != "completed":
-        return f"last error: {step.attempt_errors[-1]}"
+    if step.attempt_errors:
+        return f"last error: {one_line(step.attempt_errors[-1])}"
     return ""
 
 
@@ -117,8 +134,30 @@ def run_detail(status: RunStatus) -> str:
     if status.state == "suspended":
         return f"suspended: {status.suspend_reason!r}; resume with: {resume_hint(status)}"
     if status.error is not None:
-        return f"{status.state}: {status.error}"
+        return f"{status.state}: {one_line(status.error)}"
     return status.state
+
+
+def waiting_note(status: RunStatus) -> str:
+    """What ``graphflow run`` says while its run waits for a resume."""
+    return (
+        f"waiting for run {status.run_id} to be resumed (suspended at"
+        f" {status.suspend_reason!r}): from another shell, {resume_hint(status)}. Ctrl-C stops"
+        " waiting and keeps the run: once resumed, any `graphflow worker` on this store (or this"
+        f" command with --run-id {status.run_id}) continues it"
+    )
+
+
+def tracebacks(found: RunStatus) -> list[tuple[str, str]]:
+    """``(what, traceback)`` of the run's error and each step's last error that stored one."""
+    shown: list[tuple[str, str]] = []
+    if found.error is not None and found.error.traceback:
+        shown.append((f"run {found.run_id}", found.error.traceback))
+    for step in found.steps:
+        error = step.error or (step.attempt_errors[-1] if step.attempt_errors else None)
+        if error is not None and error.traceback:
+            shown.append((f"step {step.name!r}", error.traceback))
+    return shown
 
 
 # --- views ----------------------------------------------------------------------------------------
@@ -160,9 +199,11 @@ class PlainView:
                 self._print_step(step)
         run_key = (status.state, status.wake_at, status.suspend_reason)
         if run_key != self._run:
-            # The first line already announced the run: only a change of state is news.
+            # The first line already announced the run: only a change of state is news. A run
+            # that ended failed says so in one word: its error is the command's ``error:`` line.
             if self._run is not None or status.state not in ("pending", "running"):
-                note(f"run {status.run_id}: {run_detail(status)}")
+                detail = status.state if status.state in _ENDED else run_detail(status)
+                note(f"run {status.run_id}: {detail}")
             self._run = run_key
 
     @staticmethod
@@ -179,20 +220,29 @@ class PlainView:
 
 
 class LiveView:
-    """A live rich table of the run's steps on stderr (for terminals)."""
+    """A live rich table of the run's steps on stderr (for terminals).
+
+    The table refreshes (for the running steps' durations) only while the run executes: a run
+    parked asleep or suspended is drawn once, so waiting for it costs no CPU.
+    """
 
     def __init__(self) -> None:
-        self._live = Live(console=stderr, refresh_per_second=8, transient=False)
+        self._live = Live(console=stderr, refresh_per_second=4, transient=False)
 
     def __enter__(self) -> LiveView:
-        self._live.__enter__()
+        self._live.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._live.stop()
 
     def update(self, status: RunStatus) -> None:
-        self._live.update(self._render(status))
+        parked = status.state in ("sleeping", "suspended")
+        if not parked and not self._live.is_started:
+            self._live.start()
+        self._live.update(self._render(status), refresh=True)
+        if parked:
+            self._live.stop()
 
     def _render(self, status: RunStatus) -> RenderableType:
         header = Text.assemble(

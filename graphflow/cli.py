@@ -14,7 +14,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import aclosing, contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
@@ -37,17 +37,21 @@ from .runtime.status import RunStatus
 if TYPE_CHECKING:
     from networkx import DiGraph
 
-__all__ = ("app", "main")
+__all__ = ("EXIT_SUSPENDED", "app", "main")
 
 T = TypeVar("T")
 
 _DEFAULT_STORE = "sqlite:///graphflow.db"
+EXIT_SUSPENDED = 2
+"""``graphflow run``'s exit code when it leaves a run suspended (``--no-wait`` or Ctrl-C)."""
 
 app = typer.Typer(
     name="graphflow",
     help="Durable workflows from plain Python functions.",
     no_args_is_help=True,
     add_completion=False,
+    # Plain click help: typer's rich panels label every flag ``<bool>`` as if it took a value.
+    rich_markup_mode=None,
     pretty_exceptions_enable=False,
 )
 
@@ -83,7 +87,10 @@ StoreOpt = Annotated[
 ]
 DebugOpt = Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")]
 TargetArg = Annotated[
-    str, typer.Argument(help="A Python file (flows.py) or dotted module (app.flows) to import.")
+    str,
+    typer.Argument(
+        metavar="TARGET", help="A Python file (flows.py) or dotted module (app.flows) to import."
+    ),
 ]
 TargetOpt = Annotated[
     str | None,
@@ -177,30 +184,48 @@ async def _until_signal(scope: anyio.CancelScope, caught: list[int]) -> None:
             return
 
 
-async def _watch(engine: Engine, run_id: str, view: display.View) -> RunStatus:
-    """Update ``view`` until the run is terminal; ``_Interrupted`` on SIGINT/SIGTERM."""
+async def _watch(engine: Engine, run_id: str, view: display.View, *, wait: bool) -> RunStatus:
+    """Update ``view`` until the run is terminal (or suspended, unless ``wait``).
+
+    Interrupted (SIGINT/SIGTERM) while the run is suspended, this returns its status: leaving a
+    run that waits for a person is the expected way out. Interrupted otherwise, ``_Interrupted``.
+    """
     caught: list[int] = []
     last: RunStatus | None = None
+    announced: str | None = None
     async with anyio.create_task_group() as tg:
         tg.start_soon(_until_signal, tg.cancel_scope, caught)
-        async for status in engine.watch(run_id):
-            view.update(status)
-            last = status
+        async with aclosing(engine.watch(run_id)) as statuses:
+            async for status in statuses:
+                view.update(status)
+                last = status
+                if status.state != "suspended":
+                    announced = None
+                elif not wait:
+                    break
+                elif announced != status.suspend_reason:
+                    announced = status.suspend_reason
+                    display.note(display.waiting_note(status), style="magenta")
         tg.cancel_scope.cancel()
-    if last is None or last.state not in TERMINAL:
-        raise _Interrupted(caught[0] if caught else signal.SIGINT)
-    return last
+    if last is not None and (last.state in TERMINAL or last.state == "suspended"):
+        return last
+    raise _Interrupted(caught[0] if caught else signal.SIGINT)
 
 
 async def _run_to_end(
-    store: str, workflow: str, data: JSON, run_id: str | None, max_runs: int, max_jobs: int
+    store: str,
+    workflow: str,
+    data: JSON,
+    run_id: str | None,
+    options: dict[str, Any],
+    wait: bool,
 ) -> RunStatus:
-    async with Engine(store, max_runs=max_runs, max_jobs=max_jobs) as engine:
+    async with Engine(store, **options) as engine:
         started = await engine.start(workflow, data, run_id=run_id)
         display.note(f"run {started} of workflow {workflow!r} on {store}", style="dim")
         try:
             with display.make_view() as view:
-                return await _watch(engine, started, view)
+                return await _watch(engine, started, view, wait=wait)
         except _Interrupted:
             display.note(
                 f"run {started} is kept in the store; continue it with `graphflow worker` or this"
@@ -232,23 +257,48 @@ def _root(
 @app.command()
 def run(
     target: TargetArg,
-    workflow: Annotated[str, typer.Argument(help="The workflow's registered name.")],
+    workflow: Annotated[
+        str, typer.Argument(metavar="WORKFLOW", help="The workflow's registered name.")
+    ],
     input_: Annotated[
         str, typer.Option("--input", "-i", help="Input JSON, @file.json or @- (stdin).")
     ] = "{}",
     run_id: Annotated[
         str | None, typer.Option("--run-id", help="Run id (idempotent: continues that run).")
     ] = None,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="Wait through suspends (default), or exit 2 printing the run id when the run"
+            " suspends.",
+        ),
+    ] = True,
     store: StoreOpt = _DEFAULT_STORE,
     max_runs: MaxRunsOpt = 100,
     max_jobs: MaxJobsOpt = 64,
     debug: DebugOpt = False,
 ) -> None:
-    """Run WORKFLOW to completion in this process and print its output JSON."""
+    """Run WORKFLOW to completion in this process and print its output JSON.
+
+    Exit codes: 0 completed (the output JSON on stdout), 1 failed or cancelled, 2 suspended
+    (--no-wait, or Ctrl-C while it waits for a resume: the run id on stdout), 130 interrupted
+    while running. A usage error (a missing argument) also exits 2, with nothing on stdout.
+    """
     with _reporting(debug):
         data = _parse_json(input_, "--input")
         load_target(target)
-        status = anyio.run(_run_to_end, store, workflow, data, run_id, max_runs, max_jobs)
+        options = {"max_runs": max_runs, "max_jobs": max_jobs}
+        status = anyio.run(_run_to_end, store, workflow, data, run_id, options, wait)
+        if status.state == "suspended":
+            display.note(
+                f"run {status.run_id} is suspended at {status.suspend_reason!r} and kept: resume"
+                f" it with {display.resume_hint(status)}; a `graphflow worker` on this store (or"
+                f" this command with --run-id {status.run_id}) then continues it",
+                style="magenta",
+            )
+            typer.echo(status.run_id)
+            raise typer.Exit(EXIT_SUSPENDED)
         if status.state != "completed":
             raise RunFailed(
                 run_id=status.run_id,
@@ -272,7 +322,9 @@ def _with_client(store: str, call: Callable[[Engine], Awaitable[T]]) -> T:
 @app.command()
 def start(
     target: TargetArg,
-    workflow: Annotated[str, typer.Argument(help="The workflow's registered name.")],
+    workflow: Annotated[
+        str, typer.Argument(metavar="WORKFLOW", help="The workflow's registered name.")
+    ],
     input_: Annotated[
         str, typer.Option("--input", "-i", help="Input JSON, @file.json or @- (stdin).")
     ] = "{}",
@@ -294,13 +346,13 @@ def start(
 
 @app.command()
 def status(
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.")],
     as_json: JsonOpt = False,
     target: TargetOpt = None,
     store: StoreOpt = _DEFAULT_STORE,
     debug: DebugOpt = False,
 ) -> None:
-    """Show a run's state and steps."""
+    """Show a run's state and steps (each error on one line; --debug adds stored tracebacks)."""
     with _reporting(debug):
         _load(target)
         found = _with_client(store, lambda engine: engine.status(run_id))
@@ -308,6 +360,10 @@ def status(
             typer.echo(found.model_dump_json(indent=2))
             return
         display.print_status(found)
+        if debug:
+            for what, text in display.tracebacks(found):
+                display.note(f"stored traceback of {what}:", style="bold")
+                display.stderr.print(Text(text.rstrip()))
 
 
 @app.command()
@@ -340,7 +396,7 @@ def runs(
 
 @app.command()
 def resume(
-    run_id: Annotated[str, typer.Argument(help="The suspended run's id.")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The suspended run's id.")],
     data: Annotated[
         str, typer.Option("--data", "-d", help="Resume data JSON, @file.json or @- (stdin).")
     ] = "{}",
@@ -361,7 +417,7 @@ def resume(
 
 @app.command()
 def cancel(
-    run_id: Annotated[str, typer.Argument(help="The run's id.")],
+    run_id: Annotated[str, typer.Argument(metavar="RUN_ID", help="The run's id.")],
     target: TargetOpt = None,
     store: StoreOpt = _DEFAULT_STORE,
     debug: DebugOpt = False,

@@ -249,7 +249,13 @@ class Worker:
         live: dict[str, StepStatus] = {
             step.record.name: step_status(step.running_record()) for step in live_steps
         }
-        merged = [live.pop(step.name, step) for step in status.steps]
+        # A live step keeps the errors of its stored failed attempts (shown while it retries).
+        merged = [
+            live.pop(step.name).model_copy(update={"attempt_errors": step.attempt_errors})
+            if step.name in live
+            else step
+            for step in status.steps
+        ]
         seqs = {step.record.name: step.record.seq for step in live_steps}
         merged.extend(sorted(live.values(), key=lambda s: seqs.get(s.name, 0)))
         return status.model_copy(update={"steps": merged})

@@ -26,7 +26,7 @@ from . import __version__
 from . import _cli_display as display
 from ._scaffold import scaffold
 from ._targets import load_target
-from ._types import JSON, RUN_STATES, TERMINAL
+from ._types import JSON, RUN_STATES, SETTLED
 from .engine import Engine
 from .errors import GraphflowError, RunFailed
 from .functions import DEFAULT_REGISTRY
@@ -207,7 +207,7 @@ async def _watch(engine: Engine, run_id: str, view: display.View, *, wait: bool)
                     announced = status.suspend_reason
                     display.note(display.waiting_note(status), style="magenta")
         tg.cancel_scope.cancel()
-    if last is not None and (last.state in TERMINAL or last.state == "suspended"):
+    if last is not None and last.state in SETTLED:
         return last
     raise _Interrupted(caught[0] if caught else signal.SIGINT)
 

@@ -31,7 +31,9 @@ from .errors import DurationError as DurationError
 from .errors import EngineConfigError as EngineConfigError
 from .errors import EngineStateError as EngineStateError
 from .errors import ErrorInfo as ErrorInfo
+from .errors import EventLoopError as EventLoopError
 from .errors import GraphDefinitionError as GraphDefinitionError
+from .errors import GraphDurationError as GraphDurationError
 from .errors import GraphflowError as GraphflowError
 from .errors import InputValidationError as InputValidationError
 from .errors import InvalidStateError as InvalidStateError
@@ -117,6 +119,7 @@ __all__ = (
     "DefinitionError",
     "RegistrationError",
     "GraphDefinitionError",
+    "GraphDurationError",
     "DurationError",
     "InputValidationError",
     "NotFoundError",
@@ -142,6 +145,7 @@ __all__ = (
     "WorkflowDefinitionError",
     "EngineConfigError",
     "EngineStateError",
+    "EventLoopError",
     "OutsideStepError",
     "StepNameError",
     "StepTargetError",

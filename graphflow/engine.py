@@ -9,6 +9,7 @@ and takes runs started by clients. What the engine does not own lives below it: 
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import uuid
@@ -28,6 +29,7 @@ from .errors import (
     AmbiguousResumeError,
     EngineConfigError,
     EngineStateError,
+    EventLoopError,
     InvalidStateError,
     RunFailed,
     RunNotFoundError,
@@ -408,10 +410,23 @@ def run(
 
     Raises:
         RunFailed: the run ended failed or cancelled.
+        EventLoopError: called inside a running event loop (Jupyter, an async handler): there,
+            ``await engine.run(...)`` instead.
     """
+    if _in_event_loop():
+        raise EventLoopError(call="gf.run()")
 
     async def main() -> JSON:
         async with Engine(store=store, **options) as engine:
             return await engine.run(workflow, data)
 
     return anyio.run(main)
+
+
+def _in_event_loop() -> bool:
+    """Whether an asyncio event loop runs in this thread now (as in Jupyter, or async code)."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True

@@ -399,7 +399,7 @@ class Registry:
         """The function registered as ``name``; raises ``UnknownFunctionError``."""
         fn = self._functions.get(name)
         if fn is None:
-            raise UnknownFunctionError(name=name)
+            raise UnknownFunctionError(name=name, known=list(self._functions))
         return fn
 
     def find_workflow(self, name: str) -> WorkflowDefinition | None:

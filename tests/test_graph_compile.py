@@ -5,7 +5,13 @@ from typing import Any
 
 import pytest
 
-from graphflow.errors import BranchError, DurationError, GraphDefinitionError, RegistrationError
+from graphflow.errors import (
+    BranchError,
+    DurationError,
+    GraphDefinitionError,
+    GraphDurationError,
+    RegistrationError,
+)
 from graphflow.functions import Function, Registry, function
 from graphflow.graph.spec import GraphWorkflow, workflow_graph
 from graphflow.refs import SKIPPED, RefResolutionError, Scope, ref
@@ -373,16 +379,18 @@ def test_bad_option_values(registry: Registry, options: dict[str, Any], problem:
     assert problem in str(error)
 
 
-def test_bad_duration_is_a_duration_and_graph_definition_error_naming_the_node(
+def test_bad_duration_is_a_public_duration_and_graph_definition_error_naming_the_node(
     registry: Registry,
 ) -> None:
     with pytest.raises(DurationError) as caught:
         workflow_graph(
             name="g", nodes={"a": "step"}, config={"a": {"timeout": "soon"}}, registry=registry
         )
+    assert type(caught.value) is GraphDurationError  # a public name, in graphflow.errors
+    assert type(caught.value).__module__ == "graphflow.errors"
     assert isinstance(caught.value, GraphDefinitionError)
-    assert "'soon'" in str(caught.value)
-    assert "node 'a'" in str(caught.value)
+    assert "at node 'a': its timeout 'soon' is not a duration" in str(caught.value)
+    assert (caught.value.graph, caught.value.node, caught.value.option) == ("g", "a", "timeout")
 
 
 @pytest.mark.parametrize("node_id", ["$a", "a:b", "a[0]", ""])

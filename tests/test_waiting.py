@@ -329,3 +329,32 @@ async def test_compensation_runs_once_with_the_error(
     ]  # fmt: skip
     names = [(s.name, s.state) for s in status.steps]
     assert names[:2] == [("Charge", "failed"), ("Charge:on_error", "completed")]
+
+
+async def test_resume_errors_read_the_same_with_or_without_the_workflow_code(
+    sqlite_url: str, registry: gf.Registry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from graphflow.runtime import resume as resume_module
+
+    @gf.workflow(registry=registry)
+    async def review_again(wf: gf.Workflow, data: None) -> bool:
+        return (await wf.suspend("Approve", schema=Approval)).approved
+
+    async with engine(sqlite_url, registry) as e:
+        run_id = await e.start("review_again")
+        await until_state(e, run_id, "suspended")
+        refusals = []
+        for known in (True, False):  # validated here with the schema's type, then without it
+            if not known:
+                monkeypatch.setattr(resume_module, "SCHEMA_ADAPTERS", {})
+            with pytest.raises(gf.InputValidationError) as refused:
+                await e.resume(run_id, {"approved": "maybe"})
+            refusals.append((str(refused.value), refused.value.errors))
+    assert refusals[0] == refusals[1]
+    message, errors = refusals[0]
+    assert errors == [
+        {"type": "bool_type", "loc": ("approved",), "msg": "Input should be a valid boolean",
+         "input": "maybe"},
+        {"type": "missing", "loc": ("by",), "msg": "Field required", "input": None},
+    ]  # fmt: skip
+    assert "approved: Input should be a valid boolean; by: Field required" in message

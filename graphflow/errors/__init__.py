@@ -5,11 +5,13 @@ GraphflowError
 ├─ DefinitionError
 │  ├─ RegistrationError            a name is taken by another callable
 │  ├─ GraphDefinitionError         an invalid workflow_graph()
+│  │  └─ GraphDurationError        a node's retry_delay/timeout (also a DurationError)
 │  ├─ WorkflowDefinitionError(TypeError)  an invalid @gf.workflow function
 │  └─ DurationError(ValueError)    an unparseable duration
 ├─ InputValidationError(ValueError)  workflow input, step input or resume data is invalid
 ├─ EngineConfigError(ValueError)   an Engine option is out of range
 ├─ EngineStateError(RuntimeError)  the engine is not open (or opened twice)
+├─ EventLoopError(RuntimeError)    gf.run() called inside a running event loop
 ├─ OutsideStepError(RuntimeError)  gf.current_step()/gf.branch() called outside a step
 ├─ NotFoundError(LookupError)
 │  ├─ UnknownWorkflowError, UnknownFunctionError, RunNotFoundError
@@ -54,7 +56,9 @@ from ._setup import DefinitionError as DefinitionError
 from ._setup import DurationError as DurationError
 from ._setup import EngineConfigError as EngineConfigError
 from ._setup import EngineStateError as EngineStateError
+from ._setup import EventLoopError as EventLoopError
 from ._setup import GraphDefinitionError as GraphDefinitionError
+from ._setup import GraphDurationError as GraphDurationError
 from ._setup import InputValidationError as InputValidationError
 from ._setup import NotFoundError as NotFoundError
 from ._setup import OutsideStepError as OutsideStepError
@@ -78,7 +82,9 @@ __all__ = (
     "EngineConfigError",
     "EngineStateError",
     "ErrorInfo",
+    "EventLoopError",
     "GraphDefinitionError",
+    "GraphDurationError",
     "GraphflowError",
     "InputValidationError",
     "InvalidStateError",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from typing import Any
 
 from ._base import GraphflowError, where
@@ -11,9 +13,11 @@ __all__ = (
     "RegistrationError",
     "GraphDefinitionError",
     "DurationError",
+    "GraphDurationError",
     "WorkflowDefinitionError",
     "EngineConfigError",
     "EngineStateError",
+    "EventLoopError",
     "OutsideStepError",
     "InputValidationError",
     "NotFoundError",
@@ -79,6 +83,30 @@ class DurationError(DefinitionError, ValueError):
         )
 
 
+class GraphDurationError(GraphDefinitionError, DurationError):
+    """A graph node's ``retry_delay`` or ``timeout`` is not a duration: both kinds of error."""
+
+    option: str
+    text: object
+
+    def __init__(self, *, graph: str, node: str, option: str, text: object) -> None:
+        problem = f"its {option} {text!r} is not a duration"
+        fix = (
+            f"give {option} as a number of seconds, a timedelta, or text such as '500ms', '1s',"
+            " '5min', '2h', '1d' or '1h30m'"
+        )
+        GraphflowError.__init__(
+            self,
+            f"invalid workflow graph {graph!r} at node {node!r}: {problem}. Fix: {fix}",
+            graph=graph,
+            node=node,
+            option=option,
+            text=text,
+        )
+        self.problem = problem
+        self.fix = fix
+
+
 class WorkflowDefinitionError(DefinitionError, TypeError):
     """A function given to ``@gf.workflow`` cannot be a workflow."""
 
@@ -126,6 +154,21 @@ class EngineStateError(GraphflowError, RuntimeError):
                 " engine:` (or `await engine.__aenter__()`) before starting or inspecting runs"
             )
         super().__init__(message, operation=operation, is_open=is_open)
+
+
+class EventLoopError(GraphflowError, RuntimeError):
+    """A synchronous entry point (``gf.run``) was called where an event loop already runs."""
+
+    call: str
+
+    def __init__(self, *, call: str) -> None:
+        super().__init__(
+            f"{call} was called inside a running event loop (a Jupyter cell, a FastAPI or other"
+            " async handler): it would block that loop. Await the engine instead:"
+            " `async with gf.Engine(store=...) as engine: output = await engine.run(workflow,"
+            " data)` (in Jupyter, `await` works at the top level of a cell)",
+            call=call,
+        )
 
 
 class OutsideStepError(GraphflowError, RuntimeError):
@@ -186,6 +229,12 @@ class NotFoundError(GraphflowError, LookupError):
     """A name or id is unknown."""
 
 
+def did_you_mean(name: str, known: Iterable[str] | None) -> str:
+    """`` (did you mean 'x'?)`` for the known name closest to ``name``, or empty."""
+    close = difflib.get_close_matches(name, list(known or ()), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
 class UnknownWorkflowError(NotFoundError):
     """No workflow is registered under this name."""
 
@@ -195,32 +244,36 @@ class UnknownWorkflowError(NotFoundError):
     def __init__(self, *, name: str, known: list[str] | None = None) -> None:
         hint = f" Registered workflows: {', '.join(sorted(known))}." if known else ""
         super().__init__(
-            f"unknown workflow {name!r}: register it with @gf.workflow or gf.workflow_graph(...)"
-            f" and import its module before using it.{hint}",
+            f"unknown workflow {name!r}{did_you_mean(name, known)}: register it with"
+            " @gf.workflow or gf.workflow_graph(...) and import its module before using it."
+            f"{hint}",
             name=name,
             known=known,
         )
 
 
 class UnknownFunctionError(NotFoundError):
-    """No function is registered under this name."""
+    """No function is registered under this name (``known``: the names that are)."""
 
     name: str
     workflow: str | None
     run_id: str | None
     step: str | None
+    known: list[str] | None
 
     def __init__(
         self, *, name: str, workflow: str | None = None, run_id: str | None = None,
-        step: str | None = None,
+        step: str | None = None, known: list[str] | None = None,
     ) -> None:  # fmt: skip
         super().__init__(
-            f"unknown function {name!r}{where(workflow, run_id, step)}: decorate it with"
-            " @gf.function and import its module before the workflow runs",
+            f"unknown function {name!r}{did_you_mean(name, known)}"
+            f"{where(workflow, run_id, step)}: decorate it with @gf.function and import its"
+            " module before the workflow runs",
             name=name,
             workflow=workflow,
             run_id=run_id,
             step=step,
+            known=known,
         )
 
 

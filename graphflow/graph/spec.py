@@ -15,7 +15,14 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
-from ..errors import DefinitionError, DurationError, GraphDefinitionError, GraphflowError
+from ..durations import to_seconds
+from ..errors import (
+    DefinitionError,
+    DurationError,
+    GraphDefinitionError,
+    GraphDurationError,
+    InputValidationError,
+)
 from ..functions import DEFAULT_REGISTRY, Function, Registry, StepOptions, WorkflowDefinition
 from ..refs import Ref, RefUsageError, ref
 from .compile import NodeSpec, compile_graph
@@ -53,6 +60,29 @@ class GraphWorkflow(WorkflowDefinition):
     ``on_error``; edge attrs ``kind`` (``"next"``/``"on_error"``), ``branch`` (label) and
     ``keys``."""
     plan: Plan
+    entry_functions: tuple[tuple[str, Function[..., Any]], ...] = ()
+    """The entry nodes that receive the workflow input as is, with their functions: ``start``
+    validates the input for each, as an imperative workflow's input is validated."""
+
+    def validate_input(self, data: JSON, *, run_id: str | None = None) -> Any:
+        """Validate the input for the graph and for every entry node it feeds as is.
+
+        Raises:
+            InputValidationError: an entry node's function refuses the input (named with the
+                node); nothing is started.
+        """
+        validated = super().validate_input(data, run_id=run_id)
+        for node_id, fn in self.entry_functions:
+            try:
+                fn.validate_input(data)
+            except InputValidationError as exc:
+                raise InputValidationError(
+                    what=f"workflow input for entry node {node_id!r} (function {fn.name!r})",
+                    errors=exc.errors,
+                    workflow=self.name,
+                    run_id=run_id,
+                ) from None
+        return validated
 
     @property
     def hash(self) -> str:
@@ -113,6 +143,13 @@ def workflow_graph(
         defined_at=f"{caller.f_code.co_filename}:{caller.f_lineno}",
         nx=graph,
         plan=plan,
+        entry_functions=tuple(
+            (node_id, registry.get_function(plan.nodes[node_id].function))
+            for node_id in plan.entries
+            if plan.nodes[node_id].input is None
+            and plan.nodes[node_id].for_each is None
+            and not plan.nodes[node_id].handles
+        ),
     )
     registry.add_workflow(definition)
     return definition
@@ -335,24 +372,16 @@ def _mode(graph: str, node_id: str, value: object, for_each: Ref | None) -> Mode
     )
 
 
-class _BadDurationOption(GraphDefinitionError, DurationError):
-    """A graph node's ``retry_delay`` or ``timeout`` is not a duration (both error kinds)."""
-
-    def __init__(self, *, graph: str, node: str, text: object) -> None:
-        problem = f"invalid duration {text!r}"
-        fix = "give retry_delay and timeout as seconds, a timedelta, or text like '500ms', '1h30m'"
-        GraphflowError.__init__(
-            self,
-            f"invalid workflow graph {graph!r} at node {node!r}: {problem}. Fix: {fix}",
-            graph=graph,
-            node=node,
-            text=text,
-            problem=problem,
-            fix=fix,
-        )
-
-
 def _options(graph: str, node_id: str, options: Mapping[Any, Any]) -> StepOptions:
+    for option in ("retry_delay", "timeout"):
+        value = options.get(option)
+        try:
+            if value is not None:
+                to_seconds(value)
+        except DurationError as exc:
+            raise GraphDurationError(
+                graph=graph, node=node_id, option=option, text=exc.text
+            ) from exc
     try:
         return StepOptions.build(
             retries=options.get("retries"),
@@ -361,8 +390,6 @@ def _options(graph: str, node_id: str, options: Mapping[Any, Any]) -> StepOption
             timeout=options.get("timeout"),
             where="bad step option",
         )
-    except DurationError as exc:
-        raise _BadDurationOption(graph=graph, node=node_id, text=exc.text) from exc
     except DefinitionError as exc:
         raise GraphDefinitionError(
             graph=graph,

@@ -369,7 +369,11 @@ class Workflow:
                 if child is not None:
                     return child_step(execution, name, child, data, options)
                 raise UnknownFunctionError(
-                    name=target, workflow=execution.workflow, run_id=execution.run_id, step=name
+                    name=target,
+                    workflow=execution.workflow,
+                    run_id=execution.run_id,
+                    step=name,
+                    known=registry.function_names + registry.workflow_names,
                 )
             return rpc_step(execution, name, fn, data, options)
         if isinstance(target, Function):

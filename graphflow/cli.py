@@ -14,28 +14,22 @@ import signal
 import sys
 import traceback
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import aclosing, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import typer
-from rich.text import Text
 
 from . import __version__
-from . import _cli_display as display
-from ._scaffold import scaffold
 from ._targets import load_target
-from ._types import JSON, RUN_STATES, SETTLED
-from .engine import Engine
-from .errors import GraphflowError, RunFailed
-from .functions import DEFAULT_REGISTRY
-from .graph.render import to_dot, to_mermaid, to_svg
-from .graph.spec import GraphWorkflow
-from .runtime.status import RunStatus
+from ._types import JSON, RUN_STATES
+from .errors import GraphflowError
 
 if TYPE_CHECKING:
     from networkx import DiGraph
+
+    from .engine import Engine
 
 __all__ = ("EXIT_SUSPENDED", "app", "main")
 
@@ -112,6 +106,10 @@ def _unwrap(exc: BaseException) -> BaseException:
 
 
 def _debug_details(exc: BaseException) -> None:
+    from rich.text import Text
+
+    from . import _cli_display as display
+
     traceback.print_exception(exc, file=sys.stderr)
     error = getattr(exc, "error", None)
     stored = getattr(error, "traceback", None)
@@ -123,6 +121,8 @@ def _debug_details(exc: BaseException) -> None:
 @contextmanager
 def _reporting(debug: bool) -> Iterator[None]:
     """Turn any exception into one ``error:`` line (plus the traceback with ``--debug``), exit 1."""
+    from . import _cli_display as display
+
     try:
         yield
     except (typer.Exit, typer.Abort, KeyboardInterrupt):
@@ -172,73 +172,12 @@ def _load(target: str | None) -> None:
         load_target(target)
 
 
-# --- watching a run -------------------------------------------------------------------------------
-
-
-async def _until_signal(scope: anyio.CancelScope, caught: list[int]) -> None:
-    """Cancel ``scope`` at the first SIGINT or SIGTERM, recording it in ``caught``."""
-    with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-        async for signum in signals:
-            caught.append(signum)
-            scope.cancel()
-            return
-
-
-async def _watch(engine: Engine, run_id: str, view: display.View, *, wait: bool) -> RunStatus:
-    """Update ``view`` until the run is terminal (or suspended, unless ``wait``).
-
-    Interrupted (SIGINT/SIGTERM) while the run is suspended, this returns its status: leaving a
-    run that waits for a person is the expected way out. Interrupted otherwise, ``_Interrupted``.
-    """
-    caught: list[int] = []
-    last: RunStatus | None = None
-    announced: str | None = None
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(_until_signal, tg.cancel_scope, caught)
-        async with aclosing(engine.watch(run_id)) as statuses:
-            async for status in statuses:
-                view.update(status)
-                last = status
-                if status.state != "suspended":
-                    announced = None
-                elif not wait:
-                    break
-                elif announced != status.suspend_reason:
-                    announced = status.suspend_reason
-                    display.note(display.waiting_note(status), style="magenta")
-        tg.cancel_scope.cancel()
-    if last is not None and last.state in SETTLED:
-        return last
-    raise _Interrupted(caught[0] if caught else signal.SIGINT)
-
-
-async def _run_to_end(
-    store: str,
-    workflow: str,
-    data: JSON,
-    run_id: str | None,
-    options: dict[str, Any],
-    wait: bool,
-) -> RunStatus:
-    async with Engine(store, **options) as engine:
-        started = await engine.start(workflow, data, run_id=run_id)
-        display.note(f"run {started} of workflow {workflow!r} on {store}", style="dim")
-        try:
-            with display.make_view() as view:
-                return await _watch(engine, started, view, wait=wait)
-        except _Interrupted:
-            display.note(
-                f"run {started} is kept in the store; continue it with `graphflow worker` or this"
-                f" command with --run-id {started}",
-                style="yellow",
-            )
-            raise
-
-
 # --- commands -------------------------------------------------------------------------------------
 
 
 def _version(value: bool) -> None:
+    from . import _cli_display as display
+
     if value:
         display.stdout_console().print(f"graphflow {__version__}")
         raise typer.Exit()
@@ -254,63 +193,9 @@ def _root(
     """Durable workflows from plain Python functions, with state in your own database."""
 
 
-@app.command()
-def run(
-    target: TargetArg,
-    workflow: Annotated[
-        str, typer.Argument(metavar="WORKFLOW", help="The workflow's registered name.")
-    ],
-    input_: Annotated[
-        str, typer.Option("--input", "-i", help="Input JSON, @file.json or @- (stdin).")
-    ] = "{}",
-    run_id: Annotated[
-        str | None, typer.Option("--run-id", help="Run id (idempotent: continues that run).")
-    ] = None,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait/--no-wait",
-            help="Wait through suspends (default), or exit 2 printing the run id when the run"
-            " suspends.",
-        ),
-    ] = True,
-    store: StoreOpt = _DEFAULT_STORE,
-    max_runs: MaxRunsOpt = 100,
-    max_jobs: MaxJobsOpt = 64,
-    debug: DebugOpt = False,
-) -> None:
-    """Run WORKFLOW to completion in this process and print its output JSON.
-
-    Exit codes: 0 completed (the output JSON on stdout), 1 failed or cancelled, 2 suspended
-    (--no-wait, or Ctrl-C while it waits for a resume: the run id on stdout), 130 interrupted
-    while running. A usage error (a missing argument) also exits 2, with nothing on stdout.
-    """
-    with _reporting(debug):
-        data = _parse_json(input_, "--input")
-        load_target(target)
-        options = {"max_runs": max_runs, "max_jobs": max_jobs}
-        status = anyio.run(_run_to_end, store, workflow, data, run_id, options, wait)
-        if status.state == "suspended":
-            display.note(
-                f"run {status.run_id} is suspended at {status.suspend_reason!r} and kept: resume"
-                f" it with {display.resume_hint(status)}; a `graphflow worker` on this store (or"
-                f" this command with --run-id {status.run_id}) then continues it",
-                style="magenta",
-            )
-            typer.echo(status.run_id)
-            raise typer.Exit(EXIT_SUSPENDED)
-        if status.state != "completed":
-            raise RunFailed(
-                run_id=status.run_id,
-                workflow=status.workflow,
-                state=status.state,
-                error=status.error,
-            )
-        typer.echo(display.dump_json(status.output))
-
-
 def _with_client(store: str, call: Callable[[Engine], Awaitable[T]]) -> T:
     """Open a client engine (it executes nothing) on ``store``, await ``call`` with it, close."""
+    from .engine import Engine
 
     async def go() -> T:
         async with Engine(store, worker=False) as engine:
@@ -333,6 +218,8 @@ def start(
     debug: DebugOpt = False,
 ) -> None:
     """Start a run for workers to execute and print its run id."""
+    from . import _cli_display as display
+
     with _reporting(debug):
         data = _parse_json(input_, "--input")
         load_target(target)
@@ -353,6 +240,10 @@ def status(
     debug: DebugOpt = False,
 ) -> None:
     """Show a run's state and steps (each error on one line; --debug adds stored tracebacks)."""
+    from rich.text import Text
+
+    from . import _cli_display as display
+
     with _reporting(debug):
         _load(target)
         found = _with_client(store, lambda engine: engine.status(run_id))
@@ -381,6 +272,8 @@ def runs(
     debug: DebugOpt = False,
 ) -> None:
     """List runs, newest first."""
+    from . import _cli_display as display
+
     with _reporting(debug):
         if state is not None and state not in RUN_STATES:
             raise _CliError(f"unknown --state {state!r}: use one of {', '.join(RUN_STATES)}")
@@ -408,6 +301,8 @@ def resume(
     debug: DebugOpt = False,
 ) -> None:
     """Resume a suspended run with data (validated against the suspend's schema)."""
+    from . import _cli_display as display
+
     with _reporting(debug):
         payload = _parse_json(data, "--data")
         _load(target)
@@ -423,47 +318,17 @@ def cancel(
     debug: DebugOpt = False,
 ) -> None:
     """Cancel a run that has not finished."""
+    from . import _cli_display as display
+
     with _reporting(debug):
         _load(target)
         _with_client(store, lambda engine: engine.cancel(run_id))
         display.note(f"cancelled run {run_id}")
 
 
-async def _work(store: str, max_runs: int, max_jobs: int) -> None:
-    registry = DEFAULT_REGISTRY
-    async with Engine(store, max_runs=max_runs, max_jobs=max_jobs) as engine:
-        names = ", ".join(sorted(registry.workflow_names)) or "none"
-        display.note(f"worker {engine.owner_id[:8]} on {store}; workflows: {names}")
-        display.note("stop it with Ctrl-C or SIGTERM", style="dim")
-        with anyio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                display.note(
-                    f"{signal.Signals(signum).name}: finishing in-flight steps, releasing runs"
-                )
-                break
-    display.note("worker stopped")
+def _render(graph: DiGraph[Any], fmt: GraphFormat) -> str:
+    from .graph.render import to_dot, to_mermaid, to_svg
 
-
-@app.command()
-def worker(
-    target: TargetArg,
-    store: StoreOpt = _DEFAULT_STORE,
-    max_runs: MaxRunsOpt = 100,
-    max_jobs: MaxJobsOpt = 64,
-    debug: DebugOpt = False,
-) -> None:
-    """Execute runs, jobs and timers of TARGET's workflows until SIGINT/SIGTERM."""
-    with _reporting(debug):
-        load_target(target)
-        if not DEFAULT_REGISTRY.workflow_names and not DEFAULT_REGISTRY.function_names:
-            raise _CliError(
-                f"TARGET {target!r} registers no workflows or functions: point it at the module"
-                " that holds the @gf.workflow / @gf.function definitions"
-            )
-        anyio.run(_work, store, max_runs, max_jobs)
-
-
-def _render(graph: DiGraph[Any] | GraphWorkflow, fmt: GraphFormat) -> str:
     if fmt is GraphFormat.dot:
         return to_dot(graph)
     if fmt is GraphFormat.mermaid:
@@ -476,6 +341,8 @@ def _echo_text(text: str) -> None:
 
 
 def _definition_graph(graph_name: str) -> DiGraph[str]:
+    from .functions import DEFAULT_REGISTRY
+
     declared = DEFAULT_REGISTRY.get_workflow(graph_name).declared_graph
     if declared is None:
         raise _CliError(
@@ -516,49 +383,14 @@ def dot(
 
 
 @app.command()
-def serve(
-    target: TargetArg,
-    host: Annotated[str, typer.Option("--host", help="Interface to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port", "-p", min=0, max=65535, help="Port.")] = 8000,
-    worker_: Annotated[
-        bool, typer.Option("--worker/--no-worker", help="Also execute runs in this process.")
-    ] = True,
-    ui: Annotated[
-        bool, typer.Option("--ui/--no-ui", help="Also serve the web page at /ui.")
-    ] = True,
-    store: StoreOpt = _DEFAULT_STORE,
-    max_runs: MaxRunsOpt = 100,
-    max_jobs: MaxJobsOpt = 64,
-    debug: DebugOpt = False,
-) -> None:
-    """Serve TARGET's workflows over HTTP and the web page at /ui (create_app under uvicorn)."""
-    with _reporting(debug):
-        load_target(target)
-        try:
-            import uvicorn
-
-            from .http import create_app
-        except ImportError as exc:
-            raise _CliError(
-                f"`graphflow serve` needs Starlette and uvicorn ({exc}): install them with"
-                " pip install 'graphflow[http]'"
-            ) from exc
-        engine = Engine(store, worker=worker_, max_runs=max_runs, max_jobs=max_jobs)
-        uvicorn.run(
-            create_app(engine, ui=ui),
-            host=host,
-            port=port,
-            log_level="debug" if debug else "info",
-            timeout_graceful_shutdown=5,
-        )
-
-
-@app.command()
 def init(
     name: Annotated[str, typer.Argument(help="The new project's directory (its name).")],
     debug: DebugOpt = False,
 ) -> None:
     """Create a runnable project NAME: workflows, a virtual-clock test, README with commands."""
+    from . import _cli_display as display
+    from ._scaffold import scaffold
+
     with _reporting(debug):
         directory = Path(name)
         written = scaffold(directory, version=__version__)
@@ -571,6 +403,8 @@ def init(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line with ``argv`` (default ``sys.argv[1:]``) and return the exit code."""
+    from . import _cli_display as display
+
     try:
         app(args=None if argv is None else list(argv), prog_name="graphflow")
     except SystemExit as exc:
@@ -580,3 +414,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         display.error_line(str(code))
         return 1
     return 0
+
+
+from . import _cli_process  # noqa: E402, F401 - registers run, worker and serve on ``app``

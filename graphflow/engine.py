@@ -15,11 +15,10 @@ import os
 import uuid
 from collections.abc import AsyncGenerator
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
-import networkx as nx
 
 from ._start import RunStarter
 from ._types import JSON, TERMINAL
@@ -38,9 +37,12 @@ from .functions import DEFAULT_REGISTRY, Registry, WorkflowDefinition
 from .graph.run_graph import build_run_graph
 from .runtime.clock import Clock, SystemClock
 from .runtime.resume import check_resume_data
-from .runtime.status import RunStatus, load_error, run_status
+from .runtime.status import RunList, RunStatus, load_error, parse_cursor, run_cursor, run_status
 from .store.base import RunRecord, Store, open_store
 from .worker import EngineStats, Worker
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ("Engine", "EngineStats", "run")
 
@@ -252,11 +254,25 @@ class Engine:
         workflow: str | None = None,
         state: str | None = None,
         limit: int = 100,
-    ) -> list[RunStatus]:
-        """Runs (without steps), newest first."""
+        cursor: str | None = None,
+    ) -> RunList:
+        """Runs (without steps), newest first, at most ``limit``; a list with ``next_cursor``.
+
+        Pass ``cursor=runs.next_cursor`` for the next page: pages never skip or repeat a run,
+        whatever is started meanwhile (new runs come before the first page).
+
+        Raises:
+            InputValidationError: ``cursor`` is not a ``next_cursor``.
+        """
         self._require_open()
-        runs = await self.store.list_runs(workflow=workflow, state=state, limit=limit)
-        return [run_status(run) for run in runs]
+        before = None if cursor is None else parse_cursor(cursor)
+        runs = await self.store.list_runs(
+            workflow=workflow, state=state, limit=limit + 1, before=before
+        )
+        more = len(runs) > limit
+        runs = runs[:limit]
+        next_cursor = run_cursor(runs[-1]) if more and runs else None
+        return RunList([run_status(run) for run in runs], next_cursor)
 
     async def watch(self, run_id: str, *, steps: bool = True) -> AsyncGenerator[RunStatus, None]:
         """Yield the run's status now and after every change, until it is terminal.

@@ -221,6 +221,17 @@ class TypedIO:
             kwargs.update(model.__pydantic_extra__)
         return (), kwargs
 
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the input ``data`` (``{}``: anything, or not expressible)."""
+        try:
+            if self._single_adapter is not None:
+                return self._single_adapter.json_schema()
+            if self._input_model is not None:
+                return self._input_model.model_json_schema()
+        except pydantic.PydanticUserError:
+            return {}  # a type pydantic validates but cannot describe (arbitrary types)
+        return {}
+
     def dump_output(self, value: Any) -> bytes:
         """Validate ``value`` against the return type and serialise it to JSON bytes."""
         if self.output_adapter is not _ANY_ADAPTER:
@@ -334,6 +345,13 @@ class WorkflowDefinition:
                 workflow=self.name,
                 run_id=run_id,
             ) from exc
+
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the workflow's input (``{}``: any JSON)."""
+        try:
+            return self.input_adapter.json_schema()
+        except pydantic.PydanticUserError:
+            return {}  # a type pydantic validates but cannot describe (arbitrary types)
 
     def dump_input(self, data: JSON) -> str:
         """The raw JSON text of the input as stored (validation happens separately)."""

@@ -14,6 +14,8 @@ Routes of ``create_app``:
 |---|---|
 | ``POST /workflows/{name}/start`` | 202 ``{"run_id": ...}`` |
 | ``POST /workflows/{name}/run?timeout=30`` | 200 ``RunStatus`` when terminal or suspended |
+| ``GET /workflows`` | 200 ``[{"name", "kind", "description", "input_schema"}]`` |
+| ``GET /runs?workflow=&state=&limit=&cursor=`` | 200 ``{"runs": [...], "next_cursor": ...}`` |
 | ``GET /runs/{run_id}`` | 200 ``RunStatus`` |
 | ``GET /runs/{run_id}/graph?format=dot|mermaid|svg`` | the run graph as text (or SVG) |
 | ``GET /runs/{run_id}/events`` | server-sent events of step and run changes until the run ends |
@@ -23,39 +25,48 @@ Routes of ``create_app``:
 
 The request body is the workflow input (or the resume data) as JSON; an empty body means ``{}``.
 ``run`` answers 202 ``{"run_id": ...}`` when the timeout passes first. ``start`` and ``run`` take an
-optional ``?run_id=`` that makes them idempotent. Errors answer JSON ``{"detail": message}``: 404
-unknown workflow or run, 409 run id conflict or invalid state, 413 body over ``max_body`` bytes, 422
-invalid input (with ``"errors"``: pydantic's list), 503 engine not open.
+optional ``?run_id=`` that makes them idempotent. Every error answers JSON ``{"detail": message}``:
+404 unknown workflow, run or route, 405 method not allowed, 409 run id conflict or invalid state,
+413 body over ``max_body`` bytes, 422 invalid input or query (with ``"errors"``: pydantic's list),
+500 server error, 503 engine not open.
 Each endpoint factory also works inside FastAPI (``app.add_route(path, endpoint, methods=[...])``)
 and never opens the engine itself.
 """
 
 from __future__ import annotations
 
-import inspect
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from contextlib import aclosing, asynccontextmanager
-from typing import Any, Literal, TypeAlias
+from typing import Any
 
 import anyio
 import anyio.to_thread
 
-from ._types import JSON, SETTLED
-from .engine import Engine
-from .errors import (
-    GraphflowError,
-    InputValidationError,
-    InvalidStateError,
-    NotFoundError,
-    RunConflictError,
+from ._http_base import (
+    DEFAULT_MAX_BODY,
+    ERROR_HANDLERS,
+    Auth,
+    Endpoint,
+    Handler,
+    detail,
+    graph_format,
+    guard,
+    int_param,
+    path_param,
+    query_refusal,
+    read_json,
+    run_id_param,
+    timeout_param,
 )
+from ._types import JSON, RUN_STATES, SETTLED
+from .engine import Engine
+from .errors import GraphflowError
 from .graph.render import to_dot, to_mermaid, to_svg
 from .runtime.status import RunStatus
 from .ui.routes import ui_routes
 
 try:
-    from pydantic_core import to_jsonable_python
     from starlette.applications import Starlette
     from starlette.requests import Request
     from starlette.responses import JSONResponse, Response, StreamingResponse
@@ -77,21 +88,9 @@ __all__ = (
     "workflow_run",
     "workflow_start",
     "workflow_status",
+    "workflows_list",
+    "runs_list",
 )
-
-Endpoint: TypeAlias = Callable[[Request], Awaitable[Response]]
-"""A Starlette request/response endpoint."""
-
-Auth: TypeAlias = Callable[[Request], Response | Awaitable[Response | None] | None]
-"""A hook called with every request: ``None`` allows it, a ``Response`` (401, 403...) refuses it."""
-
-GraphFormat = Literal["dot", "mermaid", "svg"]
-
-DEFAULT_MAX_BODY = 1_000_000
-"""The default limit on request bodies, in bytes (larger bodies answer 413)."""
-
-DEFAULT_RUN_TIMEOUT = 30.0
-"""Seconds ``POST /workflows/{name}/run`` waits for the run unless ``?timeout=`` says otherwise."""
 
 _KEEPALIVE = 15.0
 _MEDIA_TYPES: dict[str, str] = {
@@ -99,146 +98,6 @@ _MEDIA_TYPES: dict[str, str] = {
     "mermaid": "text/plain; charset=utf-8",
     "svg": "image/svg+xml",
 }
-
-
-class _Refusal(Exception):
-    """Carries an error response out of a handler."""
-
-    def __init__(self, response: Response) -> None:
-        super().__init__(response.status_code)
-        self.response = response
-
-
-def _detail(status_code: int, detail: str, errors: list[Any] | None = None) -> JSONResponse:
-    body: dict[str, Any] = {"detail": detail}
-    if errors is not None:
-        body["errors"] = to_jsonable_python(errors, fallback=str)
-    return JSONResponse(body, status_code=status_code)
-
-
-def _error_response(exc: GraphflowError) -> Response | None:
-    """The HTTP answer for a graphflow error, or ``None`` for a server error (500)."""
-    if isinstance(exc, InputValidationError):
-        errors: list[Any] = getattr(exc, "errors", [])
-        return _detail(422, str(exc), errors)
-    if isinstance(exc, NotFoundError):
-        return _detail(404, str(exc))
-    if isinstance(exc, RunConflictError | InvalidStateError):
-        return _detail(409, str(exc))
-    return None
-
-
-# --- request parsing ------------------------------------------------------------------------------
-
-
-async def _read_json(request: Request, max_body: int) -> JSON:
-    """The request body as JSON (``{}`` when empty); refuses bodies over ``max_body`` bytes."""
-    too_large = _detail(
-        413,
-        f"request body is larger than {max_body} bytes: send less data, or raise create_app's"
-        " max_body",
-    )
-    length = request.headers.get("content-length", "")
-    if length.isdigit() and int(length) > max_body:
-        raise _Refusal(too_large)
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > max_body:
-            raise _Refusal(too_large)
-    if not body.strip():
-        return {}
-    try:
-        return json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _Refusal(
-            _detail(
-                422,
-                f"request body is not valid JSON: {exc}. Send a JSON document"
-                " (Content-Type: application/json)",
-                [{"loc": ["body"], "msg": str(exc), "type": "json_invalid"}],
-            )
-        ) from exc
-
-
-def _query_refusal(name: str, value: str, expected: str) -> _Refusal:
-    return _Refusal(
-        _detail(
-            422,
-            f"invalid query parameter {name}={value!r}: expected {expected}",
-            [{"loc": ["query", name], "msg": f"expected {expected}", "type": "value_error"}],
-        )
-    )
-
-
-def _timeout(request: Request) -> float:
-    raw = request.query_params.get("timeout")
-    if raw is None:
-        return DEFAULT_RUN_TIMEOUT
-    try:
-        value = float(raw)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 86_400:
-        raise _query_refusal("timeout", raw, "a number of seconds between 0 and 86400")
-    return value
-
-
-def _run_id_param(request: Request) -> str | None:
-    raw = request.query_params.get("run_id")
-    if raw is not None and not raw.strip():
-        raise _query_refusal("run_id", raw, "a non-empty run id")
-    return raw
-
-
-def _graph_format(request: Request) -> GraphFormat:
-    raw = request.query_params.get("format", "dot")
-    if raw == "dot":
-        return "dot"
-    if raw == "mermaid":
-        return "mermaid"
-    if raw == "svg":
-        return "svg"
-    raise _query_refusal("format", raw, "one of dot, mermaid, svg")
-
-
-def _path_param(request: Request, key: str) -> str:
-    return str(request.path_params[key])
-
-
-# --- the guard every endpoint goes through --------------------------------------------------------
-
-
-Handler: TypeAlias = Callable[[Request], Awaitable[Response]]
-
-
-def _guard(engine: Engine, handler: Handler, auth: Auth | None) -> Endpoint:
-    """Apply ``auth``, check the engine is open and turn graphflow errors into HTTP answers."""
-
-    async def endpoint(request: Request) -> Response:
-        if auth is not None:
-            refused = auth(request)
-            if inspect.isawaitable(refused):
-                refused = await refused
-            if refused is not None:
-                return refused
-        if not engine.is_open:
-            return _detail(
-                503,
-                "the graphflow engine is not open: serve create_app(engine) (its lifespan opens"
-                " it) or open it in your app's lifespan with `async with engine:`",
-            )
-        try:
-            return await handler(request)
-        except _Refusal as refusal:
-            return refusal.response
-        except GraphflowError as exc:
-            response = _error_response(exc)
-            if response is None:
-                raise
-            return response
-
-    return endpoint
 
 
 # --- handlers -------------------------------------------------------------------------------------
@@ -253,13 +112,13 @@ def _accepted(run_id: str) -> JSONResponse:
 
 
 def _workflow_name(name: str | None, request: Request) -> str:
-    return name if name is not None else _path_param(request, "name")
+    return name if name is not None else path_param(request, "name")
 
 
 def _start_handler(engine: Engine, name: str | None, max_body: int) -> Handler:
     async def handle(request: Request) -> Response:
-        data = await _read_json(request, max_body)
-        run_id = _run_id_param(request)
+        data = await read_json(request, max_body)
+        run_id = run_id_param(request)
         started = await engine.start(_workflow_name(name, request), data, run_id=run_id)
         return _accepted(started)
 
@@ -278,9 +137,9 @@ async def _settle(engine: Engine, run_id: str, wait_for: float) -> RunStatus | N
 
 def _run_handler(engine: Engine, name: str | None, max_body: int) -> Handler:
     async def handle(request: Request) -> Response:
-        data = await _read_json(request, max_body)
-        run_id = _run_id_param(request)
-        timeout = _timeout(request)
+        data = await read_json(request, max_body)
+        run_id = run_id_param(request)
+        timeout = timeout_param(request)
         started = await engine.start(_workflow_name(name, request), data, run_id=run_id)
         status = await _settle(engine, started, timeout)
         return _accepted(started) if status is None else _status_json(status)
@@ -288,17 +147,54 @@ def _run_handler(engine: Engine, name: str | None, max_body: int) -> Handler:
     return handle
 
 
+def _runs_handler(engine: Engine) -> Handler:
+    async def handle(request: Request) -> Response:
+        query = request.query_params
+        state = query.get("state") or None
+        if state is not None and state not in RUN_STATES:
+            raise query_refusal("state", state, f"one of {', '.join(RUN_STATES)}")
+        runs = await engine.list_runs(
+            workflow=query.get("workflow") or None,
+            state=state,
+            limit=int_param(request, "limit", 100, low=1, high=1000),
+            cursor=query.get("cursor") or None,
+        )
+        listed = [run.model_dump(mode="json", exclude={"steps"}) for run in runs]
+        return JSONResponse({"runs": listed, "next_cursor": runs.next_cursor})
+
+    return handle
+
+
+def _workflows_handler(engine: Engine) -> Handler:
+    async def handle(request: Request) -> Response:
+        registry = engine.registry
+        found = [registry.get_workflow(name) for name in sorted(registry.workflow_names)]
+        return JSONResponse(
+            [
+                {
+                    "name": definition.name,
+                    "kind": definition.kind,
+                    "description": definition.description,
+                    "input_schema": definition.input_schema(),
+                }
+                for definition in found
+            ]
+        )
+
+    return handle
+
+
 def _status_handler(engine: Engine) -> Handler:
     async def handle(request: Request) -> Response:
-        return _status_json(await engine.status(_path_param(request, "run_id")))
+        return _status_json(await engine.status(path_param(request, "run_id")))
 
     return handle
 
 
 def _resume_handler(engine: Engine, max_body: int) -> Handler:
     async def handle(request: Request) -> Response:
-        run_id = _path_param(request, "run_id")
-        data = await _read_json(request, max_body)
+        run_id = path_param(request, "run_id")
+        data = await read_json(request, max_body)
         await engine.resume(run_id, data, reason=request.query_params.get("reason"))
         return _accepted(run_id)
 
@@ -307,7 +203,7 @@ def _resume_handler(engine: Engine, max_body: int) -> Handler:
 
 def _cancel_handler(engine: Engine) -> Handler:
     async def handle(request: Request) -> Response:
-        run_id = _path_param(request, "run_id")
+        run_id = path_param(request, "run_id")
         await engine.cancel(run_id)
         return _accepted(run_id)
 
@@ -316,8 +212,8 @@ def _cancel_handler(engine: Engine) -> Handler:
 
 def _graph_handler(engine: Engine) -> Handler:
     async def handle(request: Request) -> Response:
-        fmt = _graph_format(request)
-        graph = await engine.run_graph(_path_param(request, "run_id"))
+        fmt = graph_format(request)
+        graph = await engine.run_graph(path_param(request, "run_id"))
         if fmt == "dot":
             text = to_dot(graph)
         elif fmt == "mermaid":
@@ -326,7 +222,7 @@ def _graph_handler(engine: Engine) -> Handler:
             try:
                 text = await anyio.to_thread.run_sync(to_svg, graph)
             except GraphflowError as exc:
-                return _detail(501, f"cannot render SVG on this server: {exc}")
+                return detail(501, f"cannot render SVG on this server: {exc}")
         return Response(text, media_type=_MEDIA_TYPES[fmt])
 
     return handle
@@ -401,7 +297,7 @@ class _EventStream(StreamingResponse):
 
 def _events_handler(engine: Engine) -> Handler:
     async def handle(request: Request) -> Response:
-        run_id = _path_param(request, "run_id")
+        run_id = path_param(request, "run_id")
         await engine.status(run_id)  # an unknown run answers 404 before the stream starts
         return _EventStream(engine, run_id)
 
@@ -419,7 +315,7 @@ def workflow_start(
     Answers 202 ``{"run_id": ...}``; 422 for invalid input, 404 for an unknown workflow, 409 when
     ``?run_id=`` exists with another input.
     """
-    return _guard(engine, _start_handler(engine, name, max_body), auth)
+    return guard(engine, _start_handler(engine, name, max_body), auth)
 
 
 def workflow_run(
@@ -430,12 +326,12 @@ def workflow_run(
     Answers 200 with the ``RunStatus`` (a failed run too: look at ``state``), or 202
     ``{"run_id": ...}`` when ``?timeout=`` seconds (default 30) pass first.
     """
-    return _guard(engine, _run_handler(engine, name, max_body), auth)
+    return guard(engine, _run_handler(engine, name, max_body), auth)
 
 
 def workflow_status(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
     """An endpoint answering the ``RunStatus`` of path parameter ``run_id`` (404 if unknown)."""
-    return _guard(engine, _status_handler(engine), auth)
+    return guard(engine, _status_handler(engine), auth)
 
 
 def workflow_resume(
@@ -446,12 +342,12 @@ def workflow_resume(
     Answers 202 ``{"run_id": ...}``; 409 when the run is not suspended, 422 when the suspend's
     schema refuses the data (the run stays suspended).
     """
-    return _guard(engine, _resume_handler(engine, max_body), auth)
+    return guard(engine, _resume_handler(engine, max_body), auth)
 
 
 def workflow_cancel(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
     """An endpoint cancelling run ``run_id``: 202 ``{"run_id": ...}``, 409 if already finished."""
-    return _guard(engine, _cancel_handler(engine), auth)
+    return guard(engine, _cancel_handler(engine), auth)
 
 
 def run_graph(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
@@ -459,7 +355,7 @@ def run_graph(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
 
     SVG needs the Graphviz ``dot`` binary on the server; without it the answer is 501.
     """
-    return _guard(engine, _graph_handler(engine), auth)
+    return guard(engine, _graph_handler(engine), auth)
 
 
 def run_events(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
@@ -469,7 +365,21 @@ def run_events(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
     step's state or attempt count changes; ``event: run`` carries the ``RunStatus`` without steps
     whenever the run's state changes. The stream closes after the terminal ``run`` event.
     """
-    return _guard(engine, _events_handler(engine), auth)
+    return guard(engine, _events_handler(engine), auth)
+
+
+def runs_list(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
+    """An endpoint listing runs newest first: ``{"runs": [RunStatus...], "next_cursor": ...}``.
+
+    Query: ``workflow``, ``state``, ``limit`` (1 to 1000, default 100) and ``cursor`` (the
+    ``next_cursor`` of the previous page; ``null`` on the last page). Runs come without steps.
+    """
+    return guard(engine, _runs_handler(engine), auth)
+
+
+def workflows_list(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
+    """An endpoint listing the registered workflows: name, kind, description, input JSON Schema."""
+    return guard(engine, _workflows_handler(engine), auth)
 
 
 def create_app(
@@ -493,23 +403,25 @@ def create_app(
             same ``auth``.
     """
 
-    def guard(handler: Handler) -> Endpoint:
-        return _guard(engine, handler, auth)
+    def guarded(handler: Handler) -> Endpoint:
+        return guard(engine, handler, auth)
 
     post, get = ["POST"], ["GET"]
     routes: list[BaseRoute] = [
         Route(
-            "/workflows/{name}/start", guard(_start_handler(engine, None, max_body)), methods=post
+            "/workflows/{name}/start", guarded(_start_handler(engine, None, max_body)), methods=post
         ),
-        Route("/workflows/{name}/run", guard(_run_handler(engine, None, max_body)), methods=post),
-        Route("/runs/{run_id}", guard(_status_handler(engine)), methods=get),
-        Route("/runs/{run_id}/graph", guard(_graph_handler(engine)), methods=get),
-        Route("/runs/{run_id}/events", guard(_events_handler(engine)), methods=get),
-        Route("/runs/{run_id}/resume", guard(_resume_handler(engine, max_body)), methods=post),
-        Route("/runs/{run_id}/cancel", guard(_cancel_handler(engine)), methods=post),
+        Route("/workflows/{name}/run", guarded(_run_handler(engine, None, max_body)), methods=post),
+        Route("/workflows", guarded(_workflows_handler(engine)), methods=get),
+        Route("/runs", guarded(_runs_handler(engine)), methods=get),
+        Route("/runs/{run_id}", guarded(_status_handler(engine)), methods=get),
+        Route("/runs/{run_id}/graph", guarded(_graph_handler(engine)), methods=get),
+        Route("/runs/{run_id}/events", guarded(_events_handler(engine)), methods=get),
+        Route("/runs/{run_id}/resume", guarded(_resume_handler(engine, max_body)), methods=post),
+        Route("/runs/{run_id}/cancel", guarded(_cancel_handler(engine)), methods=post),
     ]
     if ui:
-        routes += ui_routes(engine, guard, max_body=max_body)
+        routes += ui_routes(engine, guarded, max_body=max_body)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -519,4 +431,4 @@ def create_app(
         async with engine:
             yield
 
-    return Starlette(routes=routes, lifespan=lifespan)
+    return Starlette(routes=routes, lifespan=lifespan, exception_handlers=ERROR_HANDLERS)

@@ -15,14 +15,13 @@ import functools
 import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Final, NoReturn
-
-from jsonpath_ng.exceptions import JSONPathError
-from jsonpath_ng.ext.parser import parse as parse_jsonpath
-from jsonpath_ng.jsonpath import Child, Fields, Index, JSONPath, Root
+from typing import TYPE_CHECKING, Final, NoReturn
 
 from ._types import JSON
 from .errors import GraphDefinitionError, GraphflowError
+
+if TYPE_CHECKING:
+    from jsonpath_ng.jsonpath import JSONPath
 
 __all__ = (
     "ERROR",
@@ -119,11 +118,15 @@ class _Path:
 
 @functools.cache
 def _compile(text: str) -> _Path:
-    expr = parse_jsonpath(text)
+    from jsonpath_ng.ext.parser import parse  # imported when a graph compiles its first path
+
+    expr = parse(text)
     return _Path(text=text, steps=_plain_steps(expr), expr=expr)
 
 
 def _plain_steps(expr: JSONPath) -> tuple[str | int, ...] | None:
+    from jsonpath_ng.jsonpath import Child, Fields, Index, Root
+
     # Exact type checks: jsonpath-ng's extensions subclass these with other meanings.
     if type(expr) is Root:
         return ()
@@ -270,6 +273,8 @@ def _compile_path(path: object, shown: str) -> _Path:
             problem="the path is not a non-empty string",
             fix="use path=None for the whole output, or e.g. 'user.email'",
         )
+    from jsonpath_ng.exceptions import JSONPathError
+
     try:
         return _compile(path)
     except JSONPathError as exc:

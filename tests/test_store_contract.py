@@ -153,3 +153,16 @@ async def test_jobs_are_claimed_once_and_fenced(store: Store) -> None:
     assert await store.finish_job(claimed, output="1", error=None, retryable=True, at=2.0)
     done = await store.get_job("j1")
     assert done is not None and done.state == "completed" and done.output == "1"
+
+
+async def test_list_runs_pages_after_a_cursor_newest_first(store: Store) -> None:
+    base = time.time()
+    for i, run_id in enumerate(["a", "c", "b", "d"]):
+        created_at = base + (1 if i else 0)  # c, b and d share one created_at: run_id breaks ties
+        run = dataclasses.replace(a_run(run_id, owner=None, state="pending"), created_at=created_at)
+        await store.create_run(run)
+    listed = await store.list_runs()
+    assert [r.run_id for r in listed] == ["d", "c", "b", "a"]
+    page = await store.list_runs(limit=2, before=(listed[1].created_at, listed[1].run_id))
+    assert [r.run_id for r in page] == ["b", "a"]
+    assert await store.list_runs(before=(base - 1, "z")) == []

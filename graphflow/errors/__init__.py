@@ -34,7 +34,8 @@ boundaries.
 
 from __future__ import annotations as _annotations
 
-from ._base import ErrorInfo as ErrorInfo
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+
 from ._base import GraphflowError as GraphflowError
 from ._run import AmbiguousResumeError as AmbiguousResumeError
 from ._run import BranchError as BranchError
@@ -113,5 +114,21 @@ __all__ = (
 )
 
 
+if _TYPE_CHECKING:
+    from ._info import ErrorInfo as ErrorInfo
+
+
+def __getattr__(name: str) -> object:
+    """``ErrorInfo`` on first use: it needs pydantic, which raising an error does not."""
+    if name != "ErrorInfo":
+        raise AttributeError(f"module 'graphflow.errors' has no attribute {name!r}")
+    from ._info import ErrorInfo
+
+    ErrorInfo.__module__ = __name__
+    globals()[name] = ErrorInfo
+    return ErrorInfo
+
+
 for _name in __all__:
-    globals()[_name].__module__ = __name__  # tracebacks and pickles name the public module
+    if _name != "ErrorInfo":
+        globals()[_name].__module__ = __name__  # tracebacks and pickles name the public module

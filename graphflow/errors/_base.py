@@ -1,25 +1,10 @@
-"""The root error, its stored form (``ErrorInfo``) and the message helpers every error uses."""
+"""The root error and the message helpers every error uses."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
-
-__all__ = ("ErrorInfo", "GraphflowError", "where")
-
-
-class ErrorInfo(BaseModel):
-    """A stored error: the exception's class name, its message and the formatted traceback."""
-
-    model_config = ConfigDict(frozen=True)
-
-    type: str
-    message: str
-    traceback: str | None = None
-
-    def __str__(self) -> str:
-        return f"{self.type}: {self.message}"
+__all__ = ("GraphflowError", "where")
 
 
 def _restore(cls: type[GraphflowError], facts: dict[str, Any]) -> GraphflowError:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
-from ._base import ErrorInfo, GraphflowError, where
+from typing import TYPE_CHECKING
+
+from ._base import GraphflowError, where
+
+if TYPE_CHECKING:
+    from ._info import ErrorInfo
 
 __all__ = (
     "RunError",

@@ -1,8 +1,9 @@
 """Compile normalised node specs into a ``networkx.DiGraph`` and the frozen ``Plan`` that runs.
 
 networkx is used here, at definition time only: to check targets, find cycles and take a
-deterministic topological order (declaration order breaks ties). Refs are checked against the
-nodes that are always resolved before their consumer.
+deterministic topological order (declaration order breaks ties). Refs are checked against the nodes
+that are always resolved before their consumer. networkx is imported inside the functions that use
+it (here, in ``loops`` and ``run_graph``), so ``import graphflow`` does not load it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 from ..errors import GraphDefinitionError
 from ..functions import StepOptions
 from ..refs import ERROR, INPUT, ITEM, Ref, iter_refs
@@ -25,6 +24,8 @@ from .loops import LoopEdge, add_loop_edges, finish_loops, split_back_edges
 from .plan import BranchFn, Mode, Plan, PlanNode, Topology
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from .._types import JSON
 
 __all__ = ("NodeSpec", "canonical", "compile_graph")
@@ -61,6 +62,8 @@ def compile_graph(
     Raises:
         GraphDefinitionError: unknown targets, cycles, misplaced handlers or refs.
     """
+    import networkx as nx
+
     by_id = {spec.node_id: spec for spec in specs}
     graph = _build_graph(name, description, specs, by_id)
     # Bounded loops: their back edges leave the graph, which must then be acyclic.
@@ -105,6 +108,8 @@ def compile_graph(
 def _build_graph(
     name: str, description: str | None, specs: Sequence[NodeSpec], by_id: Mapping[str, NodeSpec]
 ) -> nx.DiGraph[str]:
+    import networkx as nx
+
     graph: nx.DiGraph[str] = nx.DiGraph(name=name, description=description)
     handled = {target for spec in specs for target in spec.on_error}
     for spec in specs:
@@ -166,6 +171,8 @@ def _check_target(
 
 
 def _check_acyclic(name: str, graph: nx.DiGraph[str]) -> None:
+    import networkx as nx
+
     # find_cycle alone is quadratic on wide DAGs; the linear check settles the common case.
     if nx.is_directed_acyclic_graph(graph):
         return

@@ -21,11 +21,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-import networkx as nx
-
 from ..errors import GraphDefinitionError
 
 if TYPE_CHECKING:
+    import networkx as nx
+
     from .compile import NodeSpec
 
 __all__ = ("LoopEdge", "add_loop_edges", "pass_name", "split_back_edges", "split_pass_name")
@@ -71,6 +71,8 @@ def split_back_edges(
     Raises:
         GraphDefinitionError: a loop node has no back edge, an unkeyed one, or two targets.
     """
+    import networkx as nx
+
     loops: list[LoopEdge] = []
     for spec in specs:
         if spec.loop is None:
@@ -122,6 +124,8 @@ def finish_loops(
     Raises:
         GraphDefinitionError: a loop is left from a node other than its own, or loops overlap.
     """
+    import networkx as nx
+
     finished: list[LoopEdge] = []
     owner: dict[str, str] = {}
     for loop in loops:

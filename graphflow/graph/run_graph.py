@@ -8,9 +8,10 @@ nodes ``pending``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import networkx as nx
+if TYPE_CHECKING:
+    import networkx as nx
 
 __all__ = ("build_run_graph",)
 
@@ -30,6 +31,8 @@ def build_run_graph(
     steps fill in the states; ``for_each`` item steps (``node[i]``) stay folded into their node.
     The graph is named ``name``, else after the declared graph (what renderers print as title).
     """
+    import networkx as nx
+
     graph: nx.DiGraph[str] = nx.DiGraph()
     if declared is not None:
         graph.graph.update(declared.graph)

@@ -84,6 +84,14 @@ class GraphWorkflow(WorkflowDefinition):
                 ) from None
         return validated
 
+    def input_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the input: what every entry node fed the input as is accepts."""
+        schemas = [fn.io.input_schema() for _, fn in self.entry_functions]
+        schemas = [schema for schema in schemas if schema]
+        if not schemas:
+            return super().input_schema()
+        return schemas[0] if len(schemas) == 1 else {"allOf": schemas}
+
     @property
     def hash(self) -> str:
         """The stable sha256 of the graph's structure (stored with each run)."""

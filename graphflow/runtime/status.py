@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from datetime import UTC, datetime
 from typing import Any
@@ -9,10 +11,20 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict
 
 from .._types import JSON, TERMINAL, RunState, StepState
-from ..errors import ErrorInfo
+from ..errors import ErrorInfo, InputValidationError
 from ..store.base import AttemptRecord, RunRecord, StepRecord
 
-__all__ = ("RunStatus", "StepStatus", "load_error", "run_status", "step_status", "to_datetime")
+__all__ = (
+    "RunList",
+    "RunStatus",
+    "StepStatus",
+    "load_error",
+    "parse_cursor",
+    "run_cursor",
+    "run_status",
+    "step_status",
+    "to_datetime",
+)
 
 
 def to_datetime(seconds: float | None) -> datetime | None:
@@ -122,3 +134,46 @@ def run_status(
         "steps": [step_status(s, errors.get(s.name)) for s in steps or ()],
     }
     return RunStatus(**values)
+
+
+class RunList(list[RunStatus]):
+    """A page of ``engine.list_runs``: the runs, and the cursor of the next page."""
+
+    next_cursor: str | None
+    """Pass it as ``cursor=`` for the runs after these; ``None`` on the last page."""
+
+    def __init__(self, runs: list[RunStatus], next_cursor: str | None) -> None:
+        super().__init__(runs)
+        self.next_cursor = next_cursor
+
+
+def run_cursor(run: RunRecord) -> str:
+    """An opaque page boundary after ``run``: its exact ``(created_at, run_id)``, URL-safe."""
+    raw = json.dumps([run.created_at, run.run_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def parse_cursor(cursor: str) -> tuple[float, str]:
+    """``(created_at, run_id)`` from ``run_cursor``'s text.
+
+    Raises:
+        InputValidationError: the text is not such a cursor.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created_at, run_id = json.loads(raw)
+        if isinstance(created_at, int | float) and isinstance(run_id, str):
+            return float(created_at), run_id
+    except (ValueError, TypeError, binascii.Error):
+        pass
+    raise InputValidationError(
+        what="runs cursor",
+        errors=[
+            {
+                "type": "value_error",
+                "loc": ("cursor",),
+                "msg": "not a cursor of list_runs: pass the next_cursor of the previous page",
+                "input": cursor,
+            }
+        ],
+    )

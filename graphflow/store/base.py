@@ -188,8 +188,13 @@ class Store(Protocol):
         state: str | None = None,
         parent_run_id: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first."""
+        """Runs, newest first (``created_at``, then ``run_id``, descending).
+
+        ``before`` = ``(created_at, run_id)`` of a listed run: only the runs listed after it (a
+        stable page boundary, whatever is created or deleted meanwhile).
+        """
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         """Every step of a run in issue order, in one query."""

@@ -437,13 +437,20 @@ class SqlStore(JobQueries):
         state: str | None = None,
         parent_run_id: str | None = None,
         limit: int = 100,
+        before: tuple[float, str] | None = None,
     ) -> list[RunRecord]:
-        """Runs, newest first."""
+        """Runs, newest first; ``before``: only those listed after that ``(created_at, run_id)``."""
         filters = {"workflow": workflow, "state": state, "parent_run_id": parent_run_id}
         where = [f"{column} = :{column}" for column, value in filters.items() if value is not None]
+        params: dict[str, Any] = {k: v for k, v in filters.items() if v is not None}
+        if before is not None:
+            where.append(
+                "(created_at < :before_at OR (created_at = :before_at AND run_id < :before_id))"
+            )
+            params["before_at"], params["before_id"] = before
         sql = _RUN_SELECT + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created_at DESC, run_id DESC LIMIT :limit"
-        params = {k: v for k, v in filters.items() if v is not None} | {"limit": limit}
+        params["limit"] = limit
         rows = await self.read(lambda tx: tx.query(sql, params))
         return [_run(row) for row in rows]
 

@@ -228,7 +228,7 @@ def test_paths_are_compiled_once(monkeypatch: pytest.MonkeyPatch) -> None:
         calls.append(text)
         return parse_jsonpath(text)
 
-    monkeypatch.setattr("graphflow.refs.parse_jsonpath", counting)
+    monkeypatch.setattr("jsonpath_ng.ext.parser.parse", counting)  # imported on first use
     refs_module._compile.cache_clear()
     for _ in range(3):
         ref("a", "user.email").resolve(Scope(outputs={"a": {"user": {"email": "e"}}}))

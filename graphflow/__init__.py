@@ -85,8 +85,8 @@ if _TYPE_CHECKING:  # the names below, imported on first use (see __getattr__)
     from .runtime.status import StepStatus as StepStatus
     from .runtime.workflow import Workflow as Workflow
     from .runtime.workflow import workflow as workflow
-    from .store.base import Store as Store
-    from .store.base import open_store as open_store
+    from .store import Store as Store
+    from .store import open_store as open_store
 
 __version__ = "0.1.0"
 
@@ -228,8 +228,8 @@ _HOMES: dict[str, str] = {
     "StepStatus": ".runtime.status",
     "Workflow": ".runtime.workflow",
     "workflow": ".runtime.workflow",
-    "Store": ".store.base",
-    "open_store": ".store.base",
+    "Store": ".store",
+    "open_store": ".store",
 }
 """Where each public name lives: ``import graphflow`` loads none of it until a name is used."""
 

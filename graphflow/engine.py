@@ -38,7 +38,8 @@ from .graph.run_graph import build_run_graph
 from .runtime.clock import Clock, SystemClock
 from .runtime.resume import check_resume_data
 from .runtime.status import RunList, RunStatus, load_error, parse_cursor, run_cursor, run_status
-from .store.base import RunRecord, Store, open_store
+from .store import open_store
+from .store.base import RunRecord, Store
 from .worker import EngineStats, Worker
 
 if TYPE_CHECKING:
@@ -88,8 +89,8 @@ class Engine:
         self.poll_interval = to_seconds(poll_interval)
         self.owner_id = uuid.uuid4().hex
         self._events = RunEvents()
-        # Stores other than SQLite and memory notify run ends and wake-ups (PostgreSQL NOTIFY).
-        self._events.notifies = not self.store.url.startswith(("sqlite", "memory"))
+        # A notifying store (PostgreSQL NOTIFY) tells of run ends and wake-ups elsewhere.
+        self._events.notifies = self.store.notifies
         self._starter = RunStarter(
             store=self.store, registry=self.registry, clock=self.clock, lease=self.lease
         )

@@ -188,7 +188,7 @@ class Worker:
 
     async def remote_functions(self) -> set[str]:
         """Functions that live workers elsewhere serve (none on a private memory store)."""
-        if self.store.url.startswith("memory"):
+        if not self.store.shared:
             return set()
         return await self.store.served_functions(self.lease)
 
@@ -338,7 +338,7 @@ class Worker:
             recoveries=run.recoveries,
             max_recoveries=self.max_recoveries,
         )
-        await self.store.finish_run(
+        await self.store.end_run(
             fence,
             state="failed",
             output=None,
@@ -363,7 +363,7 @@ class Worker:
 
     async def _claim_jobs(self) -> None:
         tg = self._tg
-        if tg is None or self.closing or self.store.url.startswith("memory"):
+        if tg is None or self.closing or not self.store.shared:
             return
         jobs = await self.store.claim_jobs(
             self.owner_id, self.registry.function_names, self.job_slots.free, self.lease

@@ -201,15 +201,15 @@ async def test_cancel_while_the_run_parks_is_not_lost(registry: gf.Registry) -> 
 
     async with engine("memory://", registry) as e:
         parking = anyio.Event()
-        original = e.store.finish_run
+        original = e.store.park_run
 
-        async def slow_finish_run(fence: Any, **kwargs: Any) -> None:
+        async def slow_park_run(fence: Any, **kwargs: Any) -> None:
             if kwargs.get("state") == "suspended":
                 parking.set()
                 await anyio.sleep(0.2)  # the parked state is being written
             await original(fence, **kwargs)
 
-        e.store.finish_run = slow_finish_run  # type: ignore[method-assign]
+        e.store.park_run = slow_park_run  # type: ignore[method-assign]
         run_id = await e.start("waits")
         with anyio.fail_after(10):
             await parking.wait()
@@ -295,15 +295,15 @@ async def test_cancel_racing_completion_raises_or_cancels(registry: gf.Registry)
 
     async with engine("memory://", registry) as e:
         finishing = anyio.Event()
-        original = e.store.finish_run
+        original = e.store.end_run
 
-        async def slow_finish_run(fence: Any, **kwargs: Any) -> None:
+        async def slow_end_run(fence: Any, **kwargs: Any) -> None:
             if kwargs.get("state") == "completed":
                 finishing.set()
                 await anyio.sleep(0.2)
             await original(fence, **kwargs)
 
-        e.store.finish_run = slow_finish_run  # type: ignore[method-assign]
+        e.store.end_run = slow_end_run  # type: ignore[method-assign]
         run_id = await e.start("done_soon")
         with anyio.fail_after(10):
             await finishing.wait()

@@ -14,7 +14,8 @@ import pytest
 from pydantic import BaseModel
 
 import graphflow as gf
-from graphflow.store.base import OwnerRecord, RunRecord, open_store
+from graphflow.store import open_store
+from graphflow.store.base import OwnerRecord, RunRecord
 
 
 class Profile(BaseModel):

@@ -6,10 +6,12 @@ import dataclasses
 import time
 from collections.abc import AsyncIterator
 
+import anyio
 import pytest
 
 import graphflow as gf
 from graphflow._types import RunState, StepState
+from graphflow.store import open_store
 from graphflow.store.base import (
     ClaimQuery,
     Fence,
@@ -18,7 +20,6 @@ from graphflow.store.base import (
     RunRecord,
     StepRecord,
     Store,
-    open_store,
 )
 
 
@@ -85,9 +86,9 @@ async def test_writes_are_fenced_by_the_lease_epoch(store: Store) -> None:
     with pytest.raises(gf.LeaseLostError, match="'r1'"):
         await store.record_step(stale, a_step("a", 0))
     with pytest.raises(gf.LeaseLostError):
-        await store.finish_run(stale, state="completed", output="1", error=None, at=1.0)
+        await store.end_run(stale, state="completed", output="1", error=None, at=1.0)
     assert await store.load_steps("r1") == []
-    await store.finish_run(FENCE, state="completed", output="1", error=None, at=2.0)
+    await store.end_run(FENCE, state="completed", output="1", error=None, at=2.0)
     run = await store.get_run("r1")
     assert run is not None and run.state == "completed" and run.owner_id is None
 
@@ -108,7 +109,7 @@ async def test_claim_takes_new_abandoned_and_due_runs_once(store: Store) -> None
 
 async def test_parked_runs_wake_when_due(store: Store) -> None:
     await store.create_run(a_run())
-    await store.finish_run(FENCE, state="sleeping", output=None, error=None, at=1.0, wake_at=100.0)
+    await store.park_run(FENCE, state="sleeping", at=1.0, wake_at=100.0)
     assert await store.next_wake_at(["w"]) == 100.0
     query = ClaimQuery(owner_id="o2", workflows=["w"])
     assert await store.claim_runs(query, 99.0) == []
@@ -119,7 +120,7 @@ async def test_parked_runs_wake_when_due(store: Store) -> None:
 async def test_resume_completes_a_suspended_step_once(store: Store) -> None:
     await store.create_run(a_run())
     await store.record_step(FENCE, a_step("approve", 0, state="suspended"))
-    await store.finish_run(FENCE, state="suspended", output=None, error=None, at=1.0)
+    await store.park_run(FENCE, state="suspended", at=1.0)
     assert await store.resume_step("r1", "approve", '{"ok": true}', 2.0)
     assert not await store.resume_step("r1", "approve", '{"ok": false}', 3.0)
     run = await store.get_run("r1")
@@ -166,3 +167,56 @@ async def test_list_runs_pages_after_a_cursor_newest_first(store: Store) -> None
     page = await store.list_runs(limit=2, before=(listed[1].created_at, listed[1].run_id))
     assert [r.run_id for r in page] == ["b", "a"]
     assert await store.list_runs(before=(base - 1, "z")) == []
+
+
+# --- capabilities: what the engine asks a store instead of reading its URL ------------------------
+
+BUILT_IN_CAPABILITIES = {
+    "memory": {"notifies": False, "shared": False},
+    "sqlite": {"notifies": False, "shared": True},
+    "postgresql": {"notifies": True, "shared": True},
+}
+
+
+async def test_built_in_stores_declare_their_capabilities(store: Store, store_url: str) -> None:
+    expected = BUILT_IN_CAPABILITIES[store_url.split(":", 1)[0]]
+    assert {"notifies": store.notifies, "shared": store.shared} == expected
+
+
+async def test_a_shared_store_shows_its_runs_to_another_store_on_its_url(
+    store: Store, store_url: str
+) -> None:
+    await store.create_run(a_run(owner=None, state="pending"))
+    other = open_store(store_url)
+    await other.open()
+    try:
+        seen = await other.get_run("r1")
+    finally:
+        await other.aclose()
+    assert (seen is not None) is store.shared
+
+
+async def test_a_notifying_store_tells_listeners_of_new_runs(store: Store) -> None:
+    received: list[str] = []
+    if not store.notifies:
+        with anyio.fail_after(10):
+            await store.listen(received.append)  # nothing to listen to: returns at once
+        assert received == []
+        return
+    notified = anyio.Event()
+
+    def on_notify(payload: str) -> None:
+        received.append(payload)
+        notified.set()
+
+    with anyio.fail_after(20):
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(store.listen, on_notify)
+            i = 0
+            while not notified.is_set():  # the listener connects in its own time: keep writing
+                i += 1
+                await store.create_run(a_run(f"n{i}", owner=None, state="pending"))
+                with anyio.move_on_after(0.2):
+                    await notified.wait()
+            tg.cancel_scope.cancel()
+    assert received[0].startswith("run:n")

@@ -112,7 +112,7 @@ async def cancel_run(host: RunHost, execution: RunExecution) -> RunState:
                     started_at=live.started_at, finished_at=now),
         )  # fmt: skip
     await host.store.cancel_steps(execution.run_id, now)
-    await host.store.finish_run(execution.fence, state="cancelled", output=None, error=None, at=now)
+    await host.store.end_run(execution.fence, state="cancelled", output=None, error=None, at=now)
     return "cancelled"
 
 
@@ -120,11 +120,9 @@ async def _store_parked(host: RunHost, execution: RunExecution) -> RunState:
     """Store a run that left memory to wait, and release it."""
     parking = execution.parking
     assert parking is not None
-    await host.store.finish_run(
+    await host.store.park_run(
         execution.fence,
         state=parking.state,
-        output=None,
-        error=None,
         at=host.clock.time(),
         wake_at=parking.wake_at,
         suspend_reason=parking.reason,
@@ -142,7 +140,7 @@ async def _end_run(
 ) -> RunState | None:
     """Store the run's end (completed or failed) and release it."""
     try:
-        await host.store.finish_run(
+        await host.store.end_run(
             execution.fence,
             state=state,
             output=output,

@@ -1,22 +1,43 @@
-"""Storage: the ``Store`` protocol, its SQL implementation and ``open_store(url)``."""
+"""Storage: the ``Store`` protocol, its records, and ``open_store(url)`` for a SQL store.
 
-from .base import (
-    AttemptRecord as AttemptRecord,
-)
-from .base import (
-    Fence as Fence,
-)
-from .base import (
-    RunRecord as RunRecord,
-)
-from .base import (
-    StepRecord as StepRecord,
-)
-from .base import (
-    Store as Store,
-)
-from .base import (
-    open_store as open_store,
+``base`` holds the contract; ``sql`` implements it once for every SQL database, with what differs
+per database in ``dialects``. The SQL modules are imported only when a store is opened.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .base import AttemptRecord as AttemptRecord
+from .base import Fence as Fence
+from .base import RunRecord as RunRecord
+from .base import StepRecord as StepRecord
+from .base import Store as Store
+
+__all__ = (
+    "AttemptRecord",
+    "Fence",
+    "RunRecord",
+    "StepRecord",
+    "Store",
+    "default_store_url",
+    "open_store",
 )
 
-__all__ = ("AttemptRecord", "Fence", "RunRecord", "StepRecord", "Store", "open_store")
+
+def default_store_url() -> str:
+    """``$GRAPHFLOW_STORE`` or ``sqlite:///graphflow.db``."""
+    return os.environ.get("GRAPHFLOW_STORE") or "sqlite:///graphflow.db"
+
+
+def open_store(url: str | None = None) -> Store:
+    """A store for ``url``: ``sqlite:///path``, ``postgresql://...`` or ``memory://``.
+
+    The returned store is not connected yet; the engine awaits ``open()``.
+
+    Raises:
+        StoreError: the URL's scheme is not supported.
+    """
+    from .sql import SqlStore
+
+    return SqlStore(url or default_store_url())

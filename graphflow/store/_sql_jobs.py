@@ -1,86 +1,60 @@
 """The job queue of the SQL store: RPC steps handed to whichever worker has their function.
 
-Jobs are claimed with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL (SQLite serialises writers), held
-through a lease that the owner's heartbeat renews, and re-queued when that lease expires.
+Jobs are claimed through the dialect's claim statement (skipping rows other workers are taking
+where the database has row locks), held through a lease that the owner's heartbeat renews, and
+re-queued when that lease expires.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import json
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import Insert
+
+from ._sql_db import SqlDatabase
+from ._tx import Tx
 from .base import JobRecord
+from .dialects import Claim, Dialect
+from .tables import JOBS
 
-__all__ = ("JOB_COLUMNS", "JobQueries")
+__all__ = ("SqlJobs",)
 
-JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(JobRecord))
-_JOB_SELECT = f"SELECT {', '.join(JOB_COLUMNS)} FROM gf_jobs"
+_JOB_COLUMNS = tuple(f.name for f in dataclasses.fields(JobRecord))
+_JOB_SELECT = f"SELECT {', '.join(_JOB_COLUMNS)} FROM gf_jobs"
 
 
 def _job(row: Sequence[Any]) -> JobRecord:
-    values = dict(zip(JOB_COLUMNS, row, strict=True))
+    values = dict(zip(_JOB_COLUMNS, row, strict=True))
     values["retryable"] = bool(values["retryable"])
     return JobRecord(**values)
 
 
-class JobQueries:
-    """Job and owner-registry statements, mixed into ``SqlStore`` (which provides the rest)."""
+def _enqueue(dialect: Dialect) -> Insert:
+    return dialect.insert_ignore(JOBS, ["job_id"])
 
-    skip_locked: str
 
-    @property
-    def lease_now(self) -> str:
-        """SQL for the lease clock."""
-        raise NotImplementedError
+class SqlJobs:
+    """Job statements of one ``SqlDatabase``."""
 
-    def lease_params(self) -> dict[str, Any]:
-        """Parameters that ``lease_now`` needs."""
-        raise NotImplementedError
-
-    async def write(self, op: Callable[[Any], Any]) -> Any:
-        """Run ``op`` in a group-committed transaction."""
-        raise NotImplementedError
-
-    async def read(self, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn`` on the read connection."""
-        raise NotImplementedError
-
-    def notify(self, tx: Any, payload: str) -> None:
-        """Wake listening engines at commit."""
-        raise NotImplementedError
-
-    async def served_functions(self, lease: float) -> set[str]:
-        """Functions served by engines whose heartbeat is younger than three leases."""
-        params = {"age": 3 * lease, **self.lease_params()}
-        rows = await self.read(
-            lambda tx: tx.query(
-                f"SELECT functions FROM gf_owners WHERE heartbeat_at >= {self.lease_now} - :age",
-                params,
-            )
-        )
-        return {name for (functions,) in rows for name in json.loads(functions or "[]")}
+    def __init__(self, db: SqlDatabase) -> None:
+        self.db = db
+        self._enqueue = db.prepare(_enqueue)
 
     async def enqueue_job(self, job: JobRecord) -> None:
         """Queue a job (idempotent on ``job_id``) and wake idle workers."""
-        params = {column: getattr(job, column) for column in JOB_COLUMNS}
-        columns = ", ".join(JOB_COLUMNS)
-        values = ", ".join(f":{c}" for c in JOB_COLUMNS)
+        params = {column: getattr(job, column) for column in _JOB_COLUMNS}
 
-        def op(tx: Any) -> None:
-            tx.execute(
-                f"INSERT INTO gf_jobs ({columns}) VALUES ({values})"
-                " ON CONFLICT (job_id) DO NOTHING",
-                params,
-            )
-            self.notify(tx, f"job:{job.function}")
+        def op(tx: Tx) -> None:
+            tx.execute(self._enqueue, params)
+            self.db.dialect.notify(tx, f"job:{job.function}")
 
-        await self.write(op)
+        await self.db.write(op)
 
     async def get_job(self, job_id: str) -> JobRecord | None:
         """The job, or ``None``."""
-        rows = await self.read(
+        rows = await self.db.read(
             lambda tx: tx.query(f"{_JOB_SELECT} WHERE job_id = :job_id", {"job_id": job_id})
         )
         return _job(rows[0]) if rows else None
@@ -91,20 +65,22 @@ class JobQueries:
         """Take queued jobs, or running ones whose owner's lease expired, of these functions."""
         if not functions or limit <= 0:
             return []
+        dialect = self.db.dialect
         params: dict[str, Any] = {"owner": owner_id, "lease": lease, "limit": limit}
-        params |= self.lease_params()
+        params |= dialect.clock_params()
         names = ", ".join(f":f{i}" for i in range(len(functions)))
         params |= {f"f{i}": name for i, name in enumerate(functions)}
-        sql = (
-            f"UPDATE gf_jobs SET state = 'running', owner_id = :owner,"
-            f" lease_expires_at = {self.lease_now} + :lease"
-            " WHERE job_id IN (SELECT job_id FROM gf_jobs"
-            f" WHERE function IN ({names}) AND (state = 'queued'"
-            f" OR (state = 'running' AND lease_expires_at < {self.lease_now}))"
-            f" ORDER BY created_at LIMIT :limit{self.skip_locked})"
-            f" RETURNING {', '.join(JOB_COLUMNS)}"
+        clock = dialect.clock_sql
+        claim = Claim(
+            table="gf_jobs",
+            key="job_id",
+            where=f"function IN ({names}) AND (state = 'queued'"
+            f" OR (state = 'running' AND lease_expires_at < {clock}))",
+            order_by="created_at",
+            assign=f"state = 'running', owner_id = :owner, lease_expires_at = {clock} + :lease",
+            columns=_JOB_COLUMNS,
         )
-        rows = await self.write(lambda tx: tx.query(sql, params))
+        rows = await self.db.write(lambda tx: dialect.claim(tx, claim, params))
         return [_job(row) for row in rows]
 
     async def finish_job(
@@ -127,7 +103,7 @@ class JobQueries:
             "at": at,
         }
 
-        def op(tx: Any) -> bool:
+        def op(tx: Tx) -> bool:
             changed = tx.execute(
                 "UPDATE gf_jobs SET state = :state, output = :output, error = :error,"
                 " retryable = :retryable, finished_at = :at, lease_expires_at = NULL"
@@ -135,7 +111,7 @@ class JobQueries:
                 params,
             )
             if changed:
-                self.notify(tx, f"done:{job.job_id}")
+                self.db.dialect.notify(tx, f"done:{job.job_id}")
             return bool(changed)
 
-        return bool(await self.write(op))
+        return bool(await self.db.write(op))

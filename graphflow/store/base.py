@@ -1,4 +1,4 @@
-"""The storage contract: records, the ``Store`` protocol and ``open_store(url)``.
+"""The storage contract: the records and the ``Store`` protocol.
 
 The store knows records, not workflows. Payloads (inputs, outputs, errors) are JSON text that the
 runtime encodes and decodes; timestamps are seconds since the epoch. Every write of a run's owner is
@@ -7,30 +7,22 @@ runtime encodes and decodes; timestamps are seconds since the epoch. Every write
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Protocol
 
 from .._types import RunState, StepState
-from ..errors import StoreError
 
 __all__ = (
-    "SCHEMA_VERSION",
     "AttemptRecord",
-    "Durability",
+    "ClaimQuery",
     "Fence",
     "JobRecord",
     "OwnerRecord",
     "RunRecord",
     "StepRecord",
     "Store",
-    "default_store_url",
-    "open_store",
 )
-
-SCHEMA_VERSION = 1
-Durability = Literal["full", "normal"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -147,9 +139,26 @@ class ClaimQuery:
 
 
 class Store(Protocol):
-    """What the runtime needs from a database. One implementation serves SQLite and PostgreSQL."""
+    """What the runtime needs from a database. One implementation serves SQLite and PostgreSQL.
+
+    The runtime asks a store what it can do (``notifies``, ``shared``), never what it is.
+    """
 
     url: str
+
+    @property
+    def notifies(self) -> bool:
+        """Whether the store wakes engines on changes made elsewhere (PostgreSQL's NOTIFY).
+
+        Without it, engines poll for what other processes change.
+        """
+
+    @property
+    def shared(self) -> bool:
+        """Whether other processes can open this store too (``False`` for ``memory://``).
+
+        An unshared store has no other workers: nothing to hand jobs to or take jobs from.
+        """
 
     async def open(self) -> None:
         """Connect and create or check the schema."""
@@ -209,19 +218,22 @@ class Store(Protocol):
     ) -> None:
         """Upsert a step (and a failed attempt) under the run's lease. Group-committed."""
 
-    async def finish_run(
+    async def end_run(
+        self, fence: Fence, *, state: RunState, output: str | None, error: str | None, at: float
+    ) -> None:
+        """End a run (completed, failed or cancelled) with its outcome, and release it."""
+
+    async def park_run(
         self,
         fence: Fence,
         *,
-        state: str,
-        output: str | None,
-        error: str | None,
+        state: RunState,
         at: float,
         wake_at: float | None = None,
         suspend_reason: str | None = None,
         resumable: Sequence[str] = (),
     ) -> None:
-        """Leave a run in ``state`` and release it (terminal, or parked: sleeping/suspended)."""
+        """Park a run (sleeping or suspended) until ``wake_at`` or a resume, and release it."""
 
     async def resume_step(self, run_id: str, name: str, output: str, at: float) -> bool:
         """Complete a suspended step with resume data; make the run runnable."""
@@ -259,28 +271,3 @@ class Store(Protocol):
 
     async def claim_runs(self, query: ClaimQuery, now: float) -> list[RunRecord]:
         """Take ownership of runnable runs: new, abandoned (dead owner or expired lease), awake."""
-
-
-def default_store_url() -> str:
-    """``$GRAPHFLOW_STORE`` or ``sqlite:///graphflow.db``."""
-    return os.environ.get("GRAPHFLOW_STORE") or "sqlite:///graphflow.db"
-
-
-def open_store(url: str | None = None) -> Store:
-    """A store for ``url``: ``sqlite:///path``, ``postgresql://...`` or ``memory://``.
-
-    The returned store is not connected yet; the engine awaits ``open()``.
-
-    Raises:
-        StoreError: the URL's scheme is not supported.
-    """
-    url = url or default_store_url()
-    scheme = url.split(":", 1)[0].lower()
-    if scheme in {"sqlite", "memory", "postgresql", "postgres"} or scheme.startswith("postgresql+"):
-        from .sql import SqlStore
-
-        return SqlStore(url)
-    raise StoreError(
-        f"unsupported store URL {url!r}: use sqlite:///path.db, postgresql://user@host/db or"
-        " memory://"
-    )

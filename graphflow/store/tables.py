@@ -1,21 +1,51 @@
 """The schema, declared once with sqlmodel; columns mirror the records in ``base``.
 
 The tables live in a private metadata so they never leak into an application's own ``SQLModel``.
+Payloads (JSON text) are ``Text`` and timestamps (seconds since the epoch) are double precision, so
+that every supported database, MySQL included, stores them whole. On SQLite and PostgreSQL these
+are the same storage as the ``VARCHAR``/``FLOAT`` the first schema declared, so the schema version
+stays 1.
 """
 
 from __future__ import annotations
 
-from sqlalchemy import Index, MetaData
+from typing import Any
+
+from sqlalchemy import Double, Index, MetaData, Table, Text
 from sqlalchemy.orm import registry
 from sqlmodel import Field, SQLModel
 
-__all__ = ("METADATA", "AttemptRow", "JobRow", "MetaRow", "OwnerRow", "RunRow", "StepRow")
+__all__ = (
+    "ATTEMPTS",
+    "JOBS",
+    "META",
+    "METADATA",
+    "OWNERS",
+    "RUNS",
+    "STEPS",
+    "AttemptRow",
+    "JobRow",
+    "MetaRow",
+    "OwnerRow",
+    "RunRow",
+    "StepRow",
+)
 
 METADATA = MetaData()
 
 
 class _Base(SQLModel, registry=registry(metadata=METADATA)):
     pass
+
+
+def _payload(default: str | None = None, *, required: bool = False) -> Any:
+    """A JSON text column (unbounded ``Text``)."""
+    return Field(sa_type=Text) if required else Field(default=default, sa_type=Text)
+
+
+def _time(*, required: bool = False) -> Any:
+    """A timestamp column: seconds since the epoch, double precision."""
+    return Field(sa_type=Double) if required else Field(default=None, sa_type=Double)
 
 
 class MetaRow(_Base, table=True):
@@ -39,21 +69,21 @@ class RunRow(_Base, table=True):
     run_id: str = Field(primary_key=True)
     workflow: str
     state: str
-    input: str
-    output: str | None = None
-    error: str | None = None
+    input: str = _payload(required=True)
+    output: str | None = _payload()
+    error: str | None = _payload()
     parent_run_id: str | None = None
     parent_step: str | None = None
     graph_hash: str | None = None
-    created_at: float
-    started_at: float | None = None
-    updated_at: float
-    finished_at: float | None = None
-    wake_at: float | None = None
-    suspend_reason: str | None = None
+    created_at: float = _time(required=True)
+    started_at: float | None = _time()
+    updated_at: float = _time(required=True)
+    finished_at: float | None = _time()
+    wake_at: float | None = _time()
+    suspend_reason: str | None = _payload()
     owner_id: str | None = None
     lease_epoch: int = 0
-    lease_expires_at: float | None = None
+    lease_expires_at: float | None = _time()
     recoveries: int = 0
     cancel_requested: bool = False
 
@@ -71,14 +101,14 @@ class StepRow(_Base, table=True):
     function: str | None = None
     state: str
     attempts: int = 0
-    input: str | None = None
-    output: str | None = None
-    error: str | None = None
-    parents: str = "[]"
-    started_at: float | None = None
-    finished_at: float | None = None
-    wake_at: float | None = None
-    detail: str | None = None
+    input: str | None = _payload()
+    output: str | None = _payload()
+    error: str | None = _payload()
+    parents: str = _payload("[]")
+    started_at: float | None = _time()
+    finished_at: float | None = _time()
+    wake_at: float | None = _time()
+    detail: str | None = _payload()
 
 
 class AttemptRow(_Base, table=True):
@@ -89,9 +119,9 @@ class AttemptRow(_Base, table=True):
     run_id: str = Field(primary_key=True)
     step_name: str = Field(primary_key=True)
     attempt: int = Field(primary_key=True)
-    error: str
-    started_at: float
-    finished_at: float
+    error: str = _payload(required=True)
+    started_at: float = _time(required=True)
+    finished_at: float = _time(required=True)
 
 
 class OwnerRow(_Base, table=True):
@@ -101,9 +131,9 @@ class OwnerRow(_Base, table=True):
     owner_id: str = Field(primary_key=True)
     host: str
     pid: int
-    started_at: float
-    heartbeat_at: float
-    functions: str = "[]"
+    started_at: float = _time(required=True)
+    heartbeat_at: float = _time(required=True)
+    functions: str = _payload("[]")
 
 
 class JobRow(_Base, table=True):
@@ -115,13 +145,27 @@ class JobRow(_Base, table=True):
     run_id: str
     step_name: str
     function: str
-    input: str
+    input: str = _payload(required=True)
     attempt: int
     state: str
     owner_id: str | None = None
-    lease_expires_at: float | None = None
-    output: str | None = None
-    error: str | None = None
+    lease_expires_at: float | None = _time()
+    output: str | None = _payload()
+    error: str | None = _payload()
     retryable: bool = True
-    created_at: float
-    finished_at: float | None = None
+    created_at: float = _time(required=True)
+    finished_at: float | None = _time()
+
+
+def _table(model: type[SQLModel]) -> Table:
+    """The Core table of a model (SQLModel sets ``__table__`` when the class is created)."""
+    table: Table = model.__table__  # type: ignore[attr-defined]
+    return table
+
+
+META = _table(MetaRow)
+RUNS = _table(RunRow)
+STEPS = _table(StepRow)
+ATTEMPTS = _table(AttemptRow)
+OWNERS = _table(OwnerRow)
+JOBS = _table(JobRow)

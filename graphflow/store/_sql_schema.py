@@ -1,0 +1,67 @@
+"""Creating the schema, or checking the version of the one found.
+
+Runs in the store's first transaction, under the dialect's schema lock, so that processes opening
+a new database at the same moment create it once.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Insert, Select, bindparam, select
+
+from ..errors import SchemaVersionError
+from ._sql_db import SqlDatabase
+from ._tx import Tx
+from .dialects import Dialect
+from .tables import META, METADATA
+
+__all__ = ("SCHEMA_VERSION", "SchemaCreator")
+
+SCHEMA_VERSION = 1
+"""The version of the tables in ``tables``; a database of another version is refused."""
+
+_KEY = "schema_version"
+
+
+def _insert_version(dialect: Dialect) -> Insert:
+    return dialect.insert_ignore(META, ["key"])
+
+
+def _select_version(dialect: Dialect) -> Select[tuple[str]]:
+    return select(META.c.value).where(META.c.key == bindparam("key"))
+
+
+class SchemaCreator:
+    """Creates the tables of ``tables`` on one dialect, or checks the version found."""
+
+    def __init__(self, db: SqlDatabase) -> None:
+        self.url = db.url
+        self.dialect = db.dialect
+        # Through Core, so each dialect quotes ``key`` (reserved in MySQL) its own way.
+        self._insert = db.prepare(_insert_version)
+        self._select = db.prepare(_select_version)
+
+    def __call__(self, tx: Tx) -> None:
+        """Create the schema if there is none; check its version.
+
+        Raises:
+            SchemaVersionError: the database holds another version of the schema.
+        """
+        with self.dialect.schema_lock(tx):
+            found = self._version(tx)
+            if found is not None:
+                # No DDL on an existing schema: CREATE INDEX IF NOT EXISTS still takes a table
+                # lock that can deadlock with running workers.
+                if found != SCHEMA_VERSION:
+                    raise SchemaVersionError(url=self.url, found=found, expected=SCHEMA_VERSION)
+                return
+            self.dialect.create_tables(tx, METADATA)
+            tx.execute(self._insert, {"key": _KEY, "value": str(SCHEMA_VERSION)})
+            found = self._version(tx)
+        if found != SCHEMA_VERSION:
+            raise SchemaVersionError(url=self.url, found=found or 0, expected=SCHEMA_VERSION)
+
+    def _version(self, tx: Tx) -> int | None:
+        if not self.dialect.has_table(tx, META.name):
+            return None
+        rows = tx.query(self._select, {"key": _KEY})
+        return int(rows[0][0]) if rows else None

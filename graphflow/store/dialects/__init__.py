@@ -1,0 +1,44 @@
+"""The databases the SQL store runs on, one ``Dialect`` object each, chosen by URL.
+
+Each backend's module is imported only when a URL asks for it, and no backend imports another.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+from ...errors import StoreError
+from .base import Claim as Claim
+from .base import Dialect as Dialect
+
+__all__ = ("Claim", "Dialect", "dialect_for")
+
+_SCHEMES = ("sqlite", "memory", "postgresql", "postgres")
+
+
+def dialect_for(url: str) -> Dialect:
+    """The dialect for ``url``: ``sqlite:///path``, ``memory://`` or ``postgresql://...``.
+
+    Raises:
+        StoreError: the scheme is not supported, or the ``durability`` option is invalid.
+    """
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    if scheme not in _SCHEMES and not scheme.startswith("postgresql+"):
+        raise StoreError(
+            f"unsupported store URL {url!r}: use sqlite:///path.db, postgresql://user@host/db or"
+            " memory://"
+        )
+    options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
+    durability = options.get("durability", "full")
+    if durability not in ("full", "normal"):
+        raise StoreError(
+            f"invalid durability {durability!r} in store URL {url!r}: use full or normal"
+        )
+    if scheme in ("sqlite", "memory"):
+        from .sqlite import SqliteDialect
+
+        return SqliteDialect(url, durability=durability)
+    from .postgres import PostgresDialect
+
+    return PostgresDialect(url)

@@ -1,0 +1,172 @@
+"""What differs between databases: the ``Dialect`` protocol that the SQL store is written against.
+
+The store writes portable SQL: ``text()`` with ``:name`` binds, compiled once per statement by
+``Dialect.sql_dialect``. Everything a database does its own way goes through its dialect object:
+connections and transactions, the lease clock, row locks, upserts and insert-ignore (SQLAlchemy
+Core's per-dialect ``insert``), the claim statement, notifications and the schema's creation.
+
+Portable SQL here means: no ``RETURNING`` outside a dialect hook, no ``ON CONFLICT`` in text, and
+``SET`` lists that read a column before they assign it (MySQL evaluates them left to right). The
+store reads a write's success from the cursor's ``rowcount``, which must count the rows a statement
+matched, not only those it changed (MySQL: connect with the ``FOUND_ROWS`` client flag).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from sqlalchemy import ColumnElement, Insert, MetaData, Select, Table, bindparam, cast, select
+from sqlalchemy.engine.interfaces import Dialect as SqlAlchemyDialect
+from sqlalchemy.schema import CreateIndex, CreateTable
+
+from .._tx import Tx
+
+__all__ = (
+    "Claim",
+    "Dialect",
+    "bound_row",
+    "claim_returning",
+    "conditional_row",
+    "create_tables_if_missing",
+)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Claim:
+    """An update that takes up to ``:limit`` rows no other transaction is taking, and returns them.
+
+    ``where`` picks the candidate rows, ``order_by`` the first ones; ``assign`` is the ``SET``
+    list (reading columns before it assigns them); ``columns`` are returned for each taken row.
+    """
+
+    table: str
+    key: str
+    where: str
+    order_by: str
+    assign: str
+    columns: Sequence[str]
+
+
+class Dialect(Protocol):
+    """One database backend of the SQL store (SQLite, PostgreSQL; MySQL later).
+
+    Hooks that run SQL take the open transaction ``tx``; they are called on the event loop when
+    ``inline`` and in a worker thread otherwise, like every statement of the store.
+    """
+
+    sql_dialect: SqlAlchemyDialect
+    """Compiles statements to the driver's SQL and parameter style (never connects)."""
+    inline: bool
+    """Whether statements run on the event loop (a local file) instead of in worker threads."""
+    notifies: bool
+    """Whether the database wakes other engines (LISTEN/NOTIFY) so they need not poll."""
+    shared: bool
+    """Whether other processes can open the same store (``False`` for an in-memory database)."""
+    host_clock: bool
+    """Whether leases run on this host's clock (one machine) rather than the database's."""
+    clock_sql: str
+    """SQL for the lease clock in seconds since the epoch; binds what ``clock_params`` gives."""
+    lock_share: str
+    """Clause that share-locks the rows a ``SELECT`` reads (the fence of a write), or ``""``."""
+    lock_update: str
+    """Clause that locks the rows a ``SELECT`` reads for an update, or ``""``."""
+    skip_locked: str
+    """Clause that locks the rows a ``SELECT`` reads, skipping rows others hold, or ``""``."""
+
+    def clock_params(self) -> dict[str, Any]:
+        """Parameters that ``clock_sql`` needs (the host's time when ``host_clock``)."""
+        ...
+
+    def connect(self) -> tuple[Any, Any]:
+        """Open the DBAPI connections ``(writer, reader)`` (one object when they must be one).
+
+        Raises:
+            StoreError: the database cannot be reached or its driver is not installed.
+        """
+        ...
+
+    def begin(self, conn: Any, cursor: Any) -> None:
+        """Start a write transaction on ``conn``."""
+        ...
+
+    def commit(self, conn: Any, cursor: Any) -> None:
+        """Commit the transaction ``begin`` started."""
+        ...
+
+    def rollback(self, conn: Any, cursor: Any) -> None:
+        """Roll back the transaction ``begin`` started."""
+        ...
+
+    def insert_ignore(self, table: Table, key: Sequence[str]) -> Insert:
+        """An insert of one row (binds named by column) that does nothing if ``key`` exists."""
+        ...
+
+    def upsert(self, table: Table, key: Sequence[str], where: ColumnElement[bool]) -> Insert:
+        """Insert one row (binds named by column) if ``where`` holds, or update it.
+
+        On a duplicate ``key``, every other column takes the new row's value instead.
+        """
+        ...
+
+    def claim(self, tx: Tx, claim: Claim, params: dict[str, Any]) -> list[Any]:
+        """Run ``claim`` with ``params`` (which bind ``:limit``); return the rows it took."""
+        ...
+
+    def notify(self, tx: Tx, payload: str) -> None:
+        """Wake listening engines with ``payload`` when ``tx`` commits (nothing without)."""
+        ...
+
+    async def listen(self, on_notify: Callable[[str], None]) -> None:
+        """Call ``on_notify(payload)`` per notification until cancelled (return at once without)."""
+        ...
+
+    def schema_lock(self, tx: Tx) -> AbstractContextManager[None]:
+        """Hold off other processes creating the schema at the same time."""
+        ...
+
+    def has_table(self, tx: Tx, name: str) -> bool:
+        """Whether table ``name`` exists."""
+        ...
+
+    def create_tables(self, tx: Tx, metadata: MetaData) -> None:
+        """Create the tables and indexes of ``metadata`` that do not exist yet."""
+        ...
+
+
+def bound_row(table: Table, *, typed: bool) -> list[ColumnElement[Any]]:
+    """One bind per column of ``table``, named by the column, for a ``SELECT`` list.
+
+    ``typed`` casts each bind to its column's type, for databases that cannot infer the type of a
+    bare parameter there (PostgreSQL).
+    """
+    return [
+        cast(bindparam(column.name), column.type) if typed else bindparam(column.name)
+        for column in table.columns
+    ]
+
+
+def conditional_row(table: Table, where: ColumnElement[bool], *, typed: bool) -> Select[Any]:
+    """``SELECT <one bind per column> WHERE <where>``: the rows of a conditional insert."""
+    return select(*bound_row(table, typed=typed)).where(where)
+
+
+def claim_returning(tx: Tx, claim: Claim, params: dict[str, Any], skip_locked: str) -> list[Any]:
+    """A claim as one ``UPDATE ... WHERE key IN (SELECT ... LIMIT) RETURNING`` statement."""
+    sql = (
+        f"UPDATE {claim.table} SET {claim.assign}"
+        f" WHERE {claim.key} IN (SELECT {claim.key} FROM {claim.table} WHERE {claim.where}"
+        f" ORDER BY {claim.order_by} LIMIT :limit{skip_locked})"
+        f" RETURNING {', '.join(claim.columns)}"
+    )
+    return tx.query(sql, params)
+
+
+def create_tables_if_missing(tx: Tx, metadata: MetaData, dialect: SqlAlchemyDialect) -> None:
+    """``CREATE TABLE/INDEX IF NOT EXISTS`` for every table of ``metadata``, in dependency order."""
+    for table in metadata.sorted_tables:
+        tx.cursor.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
+        for index in table.indexes:
+            tx.cursor.execute(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))

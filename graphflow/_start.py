@@ -14,6 +14,7 @@ from typing import Any
 from ._types import JSON
 from .errors import RunConflictError
 from .functions import Registry, WorkflowDefinition
+from .runtime import logs, tracing
 from .runtime.clock import Clock
 from .store.base import RunRecord, Store
 
@@ -87,10 +88,13 @@ class RunStarter:
             owner_id=owner_id,
             lease_epoch=1 if owned else 0,
             lease_expires_at=(await self.store.now()) + self.lease if owned else None,
+            trace_context=tracing.capture(),
         )
         stored, created = await self.store.create_run(record)
         if not created:
             _check_same(stored, definition.name, input_json)
+        else:
+            logs.run_state(record.run_id, record.workflow, record.state, why="started")
         return NewRun(record=record if created else stored, created=created, validated=validated)
 
 

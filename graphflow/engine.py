@@ -35,6 +35,7 @@ from .errors import (
 )
 from .functions import DEFAULT_REGISTRY, Registry, WorkflowDefinition
 from .graph.run_graph import build_run_graph
+from .runtime import logs
 from .runtime.clock import Clock, SystemClock
 from .runtime.resume import check_resume_data
 from .runtime.status import RunList, RunStatus, load_error, parse_cursor, run_cursor, run_status
@@ -369,6 +370,7 @@ class Engine:
             raise InvalidStateError(
                 run_id=run_id, state="resumed", operation="resume", allowed="suspended"
             )
+        logs.run_state(run_id, run.workflow, "running", why=f"resumed at {step.name!r}")
         if self._worker is not None:
             self._worker.deliver(run_id, step.name, output)
         self._events.run_changed(run_id)
@@ -388,9 +390,11 @@ class Engine:
         if held and run is not None and run.state in TERMINAL:
             # The run ended while the cancel landed: cancelled, or it finished first.
             outcome = "cancelled" if run.state == "cancelled" else f"ended:{run.state}"
+            stored_here = False  # the run's own execution stored (and logged) its end
         else:  # unheld, or it parked before the cancel reached it
             outcome = await self.store.cancel_run(run_id, self.clock.time())
-        if outcome == "missing":
+            stored_here = True
+        if outcome == "missing" or run is None:
             raise RunNotFoundError(run_id=run_id)
         if outcome.startswith("ended:"):
             raise InvalidStateError(
@@ -399,6 +403,10 @@ class Engine:
                 operation="cancel",
                 allowed="pending, running, sleeping or suspended",
             )
+        if outcome == "cancelled" and stored_here:
+            logs.run_state(run_id, run.workflow, "cancelled")
+        elif outcome == "requested":
+            logs.run_state(run_id, run.workflow, run.state, why="cancel requested from its owner")
         self._events.run_changed(run_id)
         for child in await self.store.list_runs(parent_run_id=run_id, limit=10_000):
             if child.state not in TERMINAL:

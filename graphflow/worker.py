@@ -25,6 +25,7 @@ from ._types import JSON
 from ._watch import RunEvents, until_terminal
 from .errors import EngineStateError, RecoveryLimitError, RunNotFoundError, StoreError
 from .functions import Registry, WorkflowDefinition
+from .runtime import logs
 from .runtime.clock import Clock
 from .runtime.execution import RunExecution
 from .runtime.failures import error_info
@@ -329,6 +330,8 @@ class Worker:
         elif run.recoveries > self.max_recoveries:
             await self._give_up(run, fence)
         else:
+            why = "claimed" if not run.recoveries else f"recovered, {run.recoveries} time(s)"
+            logs.run_state(run.run_id, run.workflow, "running", why=why)
             self._hold(tg, run, fence, None)
 
     async def _give_up(self, run: RunRecord, fence: Fence) -> None:
@@ -345,6 +348,7 @@ class Worker:
             error=error_info(error).model_dump_json(),
             at=self.clock.time(),
         )
+        logs.run_state(run.run_id, run.workflow, "failed", error=error_info(error))
         self._events.run_changed(run.run_id)
 
     async def _claim_loop(self) -> None:

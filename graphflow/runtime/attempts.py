@@ -26,6 +26,7 @@ from ..errors import (
 )
 from ..functions import StepOptions
 from ..store.base import AttemptRecord, StepRecord
+from . import logs
 from .context import StepInfo, enter_step, exit_step
 from .execution import LiveStep, RunExecution
 from .failures import ReportedError, error_info
@@ -100,6 +101,7 @@ async def _attempts(
     retries = spec.options.retries or 0
     attempt = base.attempts
     first_started = base.started_at
+    trace = execution.trace
     execution.step_began()
     try:
         while True:
@@ -108,11 +110,18 @@ async def _attempts(
             first_started = first_started or started
             execution.attempt_began(LiveStep(base, attempt, first_started))
             try:
-                raw, detail = await _attempt(execution, spec, attempt)
+                if trace is None:
+                    raw, detail = await _attempt(execution, spec, attempt)
+                else:
+                    raw, detail = await trace.attempt(
+                        spec.name, attempt, _attempt(execution, spec, attempt), _cause
+                    )
             except Exception as exc:
                 final = isinstance(exc, _FinalFailure) or attempt > retries
-                cause = exc.cause if isinstance(exc, _FinalFailure) else exc
-                info = error_info(cause)
+                info = error_info(_cause(exc))
+                logs.attempt_failed(
+                    execution.run_id, execution.workflow, spec.name, attempt, info, final=final
+                )
                 record = _with_result(
                     base,
                     seq=_final_seq(execution, spec, base) if final else base.seq,
@@ -135,7 +144,7 @@ async def _attempts(
                 execution.host.step_changed(execution.run_id)
                 if final:
                     execution.step_settled(spec.name)
-                    await _raise_failed(execution, spec, info, cause)
+                    await _raise_failed(execution, spec, info, _cause(exc))
                 base = record
                 await _backoff(execution, spec.options, attempt)
                 continue
@@ -155,6 +164,11 @@ async def _attempts(
             return raw, record
     finally:
         execution.step_ended(spec.name)
+
+
+def _cause(exc: Exception) -> BaseException:
+    """The error an attempt failed with (unwrapped from ``_FinalFailure``)."""
+    return exc.cause if isinstance(exc, _FinalFailure) else exc
 
 
 def _final_seq(execution: RunExecution, spec: StepCall, base: StepRecord) -> int:

@@ -20,6 +20,7 @@ from ..store.base import Fence, RunRecord, StepRecord
 from .failures import Closing
 from .host import RunHost
 from .replay import Replay
+from .tracing import RunTrace
 
 __all__ = ("LiveStep", "Parking", "RunExecution", "Wait")
 
@@ -89,6 +90,7 @@ class RunExecution:
         self._parking: Parking | None = None
         self._cancelling = False
         self._live_at_cancel: tuple[LiveStep, ...] = ()
+        self._trace: RunTrace | None = None
 
     @property
     def run_id(self) -> str:
@@ -99,6 +101,15 @@ class RunExecution:
     def workflow(self) -> str:
         """The run's workflow name."""
         return self.run.workflow
+
+    @property
+    def trace(self) -> RunTrace | None:
+        """This execution's OpenTelemetry span, when tracing is on."""
+        return self._trace
+
+    def traced(self, trace: RunTrace | None) -> None:
+        """Attach the execution's span: its step attempts become its children."""
+        self._trace = trace
 
     def set_history(self, history: list[StepRecord]) -> None:
         """The run's recorded steps, replayed instead of executed."""

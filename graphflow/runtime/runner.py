@@ -14,10 +14,12 @@ from .._types import RunState
 from ..errors import LeaseLostError, NonRetryableError, WorkflowDefinitionError
 from ..functions import WorkflowDefinition
 from ..graph.spec import GraphWorkflow
+from . import logs
 from .execution import RunExecution
 from .failures import Closing, error_info
 from .graph_runner import drive_graph
 from .host import RunHost
+from .tracing import start_run
 from .workflow import ImperativeWorkflow, Workflow, running_workflow
 
 __all__ = ("UNSET", "Definition", "cancel_run", "drive_run")
@@ -37,8 +39,28 @@ async def drive_run(
     """Run the workflow (replaying recorded steps) and store its outcome.
 
     Returns the state written, or ``None`` when the run was given up (engine closing, lease lost)
-    and stays for another engine to finish.
+    and stays for another engine to finish. With tracing on, the execution is one span.
     """
+    run = execution.run
+    trace = start_run(run.run_id, run.workflow, run.trace_context)
+    if trace is None:
+        return await _drive(host, definition, execution, data)
+    execution.traced(trace)
+    state: RunState | None = None
+    try:
+        if run.trace_context is None:  # the first execution's span is the trace's root
+            stored = trace.stored_context()
+            if stored is not None:
+                await host.store.set_trace_context(execution.fence, stored)
+        state = await _drive(host, definition, execution, data)
+        return state
+    finally:
+        trace.end(state)
+
+
+async def _drive(
+    host: RunHost, definition: WorkflowDefinition, execution: RunExecution, data: Any
+) -> RunState | None:
     run = execution.run
     raw: bytes | None = None
     error: Exception | None = None
@@ -113,6 +135,7 @@ async def cancel_run(host: RunHost, execution: RunExecution) -> RunState:
         )  # fmt: skip
     await host.store.cancel_steps(execution.run_id, now)
     await host.store.end_run(execution.fence, state="cancelled", output=None, error=None, at=now)
+    logs.run_state(execution.run_id, execution.workflow, "cancelled")
     return "cancelled"
 
 
@@ -128,6 +151,10 @@ async def _store_parked(host: RunHost, execution: RunExecution) -> RunState:
         suspend_reason=parking.reason,
         resumable=list(parking.resumable),
     )
+    why = (
+        f"waiting on {parking.reason!r}" if parking.state == "suspended" else "until its wake time"
+    )
+    logs.run_state(execution.run_id, execution.workflow, parking.state, why=why)
     return parking.state
 
 
@@ -139,14 +166,18 @@ async def _end_run(
     error: BaseException | None,
 ) -> RunState | None:
     """Store the run's end (completed or failed) and release it."""
+    info = None if error is None else error_info(error)
     try:
         await host.store.end_run(
             execution.fence,
             state=state,
             output=output,
-            error=None if error is None else error_info(error).model_dump_json(),
+            error=None if info is None else info.model_dump_json(),
             at=host.clock.time(),
         )
     except LeaseLostError:
         return None
+    if error is not None and execution.trace is not None:
+        execution.trace.fail(error)
+    logs.run_state(execution.run_id, execution.workflow, state, error=info)
     return state

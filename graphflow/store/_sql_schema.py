@@ -6,7 +6,7 @@ a new database at the same moment create it once.
 
 from __future__ import annotations
 
-from sqlalchemy import Insert, Select, bindparam, select
+from sqlalchemy import Insert, Select, Update, bindparam, select, update
 
 from ..errors import SchemaVersionError
 from ._sql_db import SqlDatabase
@@ -16,8 +16,13 @@ from .tables import META, METADATA
 
 __all__ = ("SCHEMA_VERSION", "SchemaCreator")
 
-SCHEMA_VERSION = 1
-"""The version of the tables in ``tables``; a database of another version is refused."""
+SCHEMA_VERSION = 2
+"""The version of the tables in ``tables``; an older one is migrated, a newer one refused."""
+
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: ("ALTER TABLE gf_runs ADD COLUMN trace_context TEXT",),  # OpenTelemetry (runtime.tracing)
+}
+"""The statements that bring a schema of version ``v`` to ``v + 1``, in one transaction."""
 
 _KEY = "schema_version"
 
@@ -30,6 +35,10 @@ def _select_version(dialect: Dialect) -> Select[tuple[str]]:
     return select(META.c.value).where(META.c.key == bindparam("key"))
 
 
+def _update_version(dialect: Dialect) -> Update:
+    return update(META).where(META.c.key == bindparam("k")).values(value=bindparam("v"))
+
+
 class SchemaCreator:
     """Creates the tables of ``tables`` on one dialect, or checks the version found."""
 
@@ -39,6 +48,7 @@ class SchemaCreator:
         # Through Core, so each dialect quotes ``key`` (reserved in MySQL) its own way.
         self._insert = db.prepare(_insert_version)
         self._select = db.prepare(_select_version)
+        self._update = db.prepare(_update_version)
 
     def __call__(self, tx: Tx) -> None:
         """Create the schema if there is none; check its version.
@@ -49,9 +59,14 @@ class SchemaCreator:
         with self.dialect.schema_lock(tx):
             found = self._version(tx)
             if found is not None:
-                # No DDL on an existing schema: CREATE INDEX IF NOT EXISTS still takes a table
-                # lock that can deadlock with running workers.
-                if found != SCHEMA_VERSION:
+                # No DDL on an existing schema of this version: CREATE INDEX IF NOT EXISTS still
+                # takes a table lock that can deadlock with running workers. An older schema is
+                # migrated once, by the first process to open it.
+                if found < SCHEMA_VERSION and all(
+                    v in _MIGRATIONS for v in range(found, SCHEMA_VERSION)
+                ):
+                    self._migrate(tx, found)
+                elif found != SCHEMA_VERSION:
                     raise SchemaVersionError(url=self.url, found=found, expected=SCHEMA_VERSION)
                 return
             self.dialect.create_tables(tx, METADATA)
@@ -59,6 +74,13 @@ class SchemaCreator:
             found = self._version(tx)
         if found != SCHEMA_VERSION:
             raise SchemaVersionError(url=self.url, found=found or 0, expected=SCHEMA_VERSION)
+
+    def _migrate(self, tx: Tx, found: int) -> None:
+        """Bring the schema from version ``found`` to ``SCHEMA_VERSION`` (under the lock)."""
+        for version in range(found, SCHEMA_VERSION):
+            for statement in _MIGRATIONS[version]:
+                tx.execute(statement)
+        tx.execute(self._update, {"k": _KEY, "v": str(SCHEMA_VERSION)})
 
     def _version(self, tx: Tx) -> int | None:
         if not self.dialect.has_table(tx, META.name):

@@ -49,6 +49,7 @@ class RunRecord:
     lease_expires_at: float | None = None
     recoveries: int = 0
     cancel_requested: bool = False
+    trace_context: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -249,6 +250,9 @@ class Store(Protocol):
 
     async def release_run(self, fence: Fence) -> None:
         """Give a run back without changing its state (engine closing)."""
+
+    async def set_trace_context(self, fence: Fence, trace_context: str) -> None:
+        """Store the run's trace context if it has none (its first traced execution)."""
 
     async def served_functions(self, lease: float) -> set[str]:
         """Functions served by engines whose heartbeat is younger than three leases."""

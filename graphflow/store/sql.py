@@ -348,6 +348,18 @@ class SqlStore:
             )
         )
 
+    async def set_trace_context(self, fence: Fence, trace_context: str) -> None:
+        """Store the run's trace context if it has none (its first traced execution)."""
+        params = {"run_id": fence.run_id, "owner_id": fence.owner_id, "epoch": fence.epoch,
+                  "trace_context": trace_context}  # fmt: skip
+        await self._db.write(
+            lambda tx: tx.execute(
+                "UPDATE gf_runs SET trace_context = :trace_context WHERE run_id = :run_id"
+                " AND owner_id = :owner_id AND lease_epoch = :epoch AND trace_context IS NULL",
+                params,
+            )
+        )
+
     async def claim_runs(self, query: ClaimQuery, now: float) -> list[RunRecord]:
         """Take runnable runs: new, abandoned by a dead owner or an expired lease, or awake."""
         if not query.workflows:

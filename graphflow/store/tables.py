@@ -86,6 +86,8 @@ class RunRow(_Base, table=True):
     lease_expires_at: float | None = _time()
     recoveries: int = 0
     cancel_requested: bool = False
+    trace_context: str | None = _payload()
+    """The W3C trace context the run's spans continue (``runtime.tracing``); version 2."""
 
 
 class StepRow(_Base, table=True):

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import uuid
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._types import JSON
 from .errors import RunConflictError
@@ -17,6 +17,9 @@ from .functions import Registry, WorkflowDefinition
 from .runtime import logs, tracing
 from .runtime.clock import Clock
 from .store.base import RunRecord, Store
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 __all__ = ("NewRun", "RunStarter")
 
@@ -39,6 +42,8 @@ class RunStarter:
         self.registry = registry
         self.clock = clock
         self.lease = lease
+        self.tracer: Tracer | None = None
+        """Set as the engine opens when tracing is on: new runs store the caller's span."""
         self._last_created = 0.0
 
     def definition(self, workflow: str | WorkflowDefinition) -> WorkflowDefinition:
@@ -88,7 +93,7 @@ class RunStarter:
             owner_id=owner_id,
             lease_epoch=1 if owned else 0,
             lease_expires_at=(await self.store.now()) + self.lease if owned else None,
-            trace_context=tracing.capture(),
+            trace_context=tracing.capture(self.tracer),
         )
         stored, created = await self.store.create_run(record)
         if not created:

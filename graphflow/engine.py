@@ -35,7 +35,7 @@ from .errors import (
 )
 from .functions import DEFAULT_REGISTRY, Registry, WorkflowDefinition
 from .graph.run_graph import build_run_graph
-from .runtime import logs
+from .runtime import logs, tracing
 from .runtime.clock import Clock, SystemClock
 from .runtime.resume import check_resume_data
 from .runtime.status import RunList, RunStatus, load_error, parse_cursor, run_cursor, run_status
@@ -134,6 +134,10 @@ class Engine:
         except BaseException:
             await self.store.aclose()
             raise
+        # Tracing is decided here, once: without a tracer provider set by now, a run costs nothing.
+        self._starter.tracer = tracing.tracer()
+        if self._worker is not None:
+            self._worker.tracer = self._starter.tracer
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
         self._open = True

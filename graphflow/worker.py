@@ -15,7 +15,7 @@ import os
 import socket
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.abc
@@ -34,6 +34,9 @@ from .runtime.jobs import run_job
 from .runtime.runner import UNSET, cancel_run, drive_run
 from .runtime.status import RunStatus, StepStatus, run_status, step_status
 from .store.base import ClaimQuery, Fence, JobRecord, OwnerRecord, RunRecord, Store
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 __all__ = ("EngineStats", "Worker")
 
@@ -97,6 +100,7 @@ class Worker:
         self.job_slots = Slots(max_jobs)
         self.closing = False
         self.in_flight = 0
+        self.tracer: Tracer | None = None
         self.max_runs = max_runs
         self.lease = lease
         self.max_recoveries = max_recoveries

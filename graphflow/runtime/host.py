@@ -8,7 +8,7 @@ run changed.
 from __future__ import annotations
 
 from collections import deque
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import anyio
 
@@ -17,6 +17,9 @@ from ..functions import Registry
 from ..store.base import JobRecord, Store
 from .clock import Clock
 from .status import RunStatus
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 
 __all__ = ("RunHost", "Slots")
 
@@ -65,6 +68,8 @@ class RunHost(Protocol):
     """Set when the worker stops: runs issue nothing more and unwind."""
     in_flight: int
     """Step attempts executing now (the worker waits for them to persist when closing)."""
+    tracer: Tracer | None
+    """The OpenTelemetry tracer when tracing is on (decided as the engine opens), else ``None``."""
 
     async def start_run(
         self, workflow: str, data: JSON, run_id: str, parent: tuple[str, str]

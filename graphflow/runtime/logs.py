@@ -2,7 +2,8 @@
 
 Every record carries ``run_id``, ``workflow`` and ``step`` (``None`` for the run itself) in its
 ``extra``, plus ``state`` or ``attempt``, so a handler can route or format by them. Inputs,
-outputs and resume data are never logged; errors (type and message) are, at WARNING and ERROR.
+outputs and resume data are never logged; errors (type and message, which may quote data) are,
+at WARNING and ERROR only.
 Each call returns after one cached level check when nobody listens at that level.
 """
 

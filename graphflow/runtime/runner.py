@@ -42,9 +42,9 @@ async def drive_run(
     and stays for another engine to finish. With tracing on, the execution is one span.
     """
     run = execution.run
-    trace = start_run(run.run_id, run.workflow, run.trace_context)
-    if trace is None:
+    if host.tracer is None:
         return await _drive(host, definition, execution, data)
+    trace = start_run(host.tracer, run.run_id, run.workflow, run.trace_context)
     execution.traced(trace)
     state: RunState | None = None
     try:

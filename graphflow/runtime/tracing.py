@@ -6,9 +6,10 @@ process) is a span ``workflow {name}``; each step attempt executed is a child sp
 the caller's span when ``start`` was called inside one, else the first execution's span, so every
 later execution continues the same trace.
 
-Only ``opentelemetry-api`` is imported (the extra ``graphflow[otel]``), lazily, once. Without it,
-or without a tracer provider set (``trace.set_tracer_provider``), ``start_run`` and ``capture``
-return ``None`` after one cached check and nothing else happens.
+Only ``opentelemetry-api`` is imported (the extra ``graphflow[otel]``), lazily. Whether tracing is
+on is decided once, when an engine opens (``tracer()``): without opentelemetry, or without a tracer
+provider set by then (``trace.set_tracer_provider``), the engine holds ``None`` and a run costs one
+``is None`` test where it starts and where it executes; nothing else happens.
 """
 
 from __future__ import annotations
@@ -22,15 +23,13 @@ if TYPE_CHECKING:
     from opentelemetry.context import Context
     from opentelemetry.trace import Span, Tracer
 
-__all__ = ("RunTrace", "capture", "start_run")
+__all__ = ("RunTrace", "capture", "start_run", "tracer")
 
 T = TypeVar("T")
 
 _UNKNOWN: Any = object()
 _api: Any = _UNKNOWN
 """``opentelemetry.trace`` once imported, ``None`` if it is not installed."""
-_tracers: dict[int, Tracer] = {}
-"""The graphflow tracer of each tracer provider seen, by ``id`` (providers live for the process)."""
 
 
 def _trace_api() -> ModuleType | None:
@@ -46,7 +45,7 @@ def _trace_api() -> ModuleType | None:
     return result
 
 
-def _tracer() -> Tracer | None:
+def tracer() -> Tracer | None:
     """The graphflow tracer, or ``None`` without opentelemetry or a configured tracer provider."""
     api = _trace_api()
     if api is None:
@@ -54,10 +53,8 @@ def _tracer() -> Tracer | None:
     provider = api.get_tracer_provider()
     if isinstance(provider, api.ProxyTracerProvider | api.NoOpTracerProvider):
         return None  # nobody set a provider: every span would be thrown away
-    tracer = _tracers.get(id(provider))
-    if tracer is None:
-        tracer = _tracers[id(provider)] = provider.get_tracer("graphflow")
-    return tracer
+    found: Tracer = provider.get_tracer("graphflow")
+    return found
 
 
 def _inject(context: Context | None = None) -> str | None:
@@ -80,9 +77,9 @@ def _extract(stored: str | None) -> Context | None:
     return TraceContextTextMapPropagator().extract(carrier) if isinstance(carrier, dict) else None
 
 
-def capture() -> str | None:
+def capture(tracer: Tracer | None) -> str | None:
     """The caller's current span context as text to store with a new run, if tracing is on."""
-    if _tracer() is None:
+    if tracer is None:
         return None
     api = _trace_api()
     assert api is not None
@@ -144,11 +141,8 @@ class RunTrace:
                 raise
 
 
-def start_run(run_id: str, workflow: str, stored: str | None) -> RunTrace | None:
-    """Start the span of one execution of a run under its stored context (``None``: tracing off)."""
-    tracer = _tracer()
-    if tracer is None:
-        return None
+def start_run(tracer: Tracer, run_id: str, workflow: str, stored: str | None) -> RunTrace:
+    """Start the span of one execution of a run, under its stored trace context."""
     from opentelemetry.context import Context
 
     span = tracer.start_span(

@@ -113,6 +113,19 @@ async def test_a_run_is_a_span_with_a_child_span_per_attempt(
     assert flaky[1].status.status_code == StatusCode.UNSET
 
 
+async def test_spans_made_by_workflow_and_step_code_nest_under_graphflow_spans(
+    spans: InMemorySpanExporter, url: str
+) -> None:
+    async with gf.Engine(url, registry=REGISTRY) as engine:
+        await engine.run("nested", {"text": "hi"})
+    run = one(spans, "workflow nested")
+    in_workflow = one(spans, "inside the workflow")
+    step = one(spans, "step Annotated")
+    assert parent_id(in_workflow) == span_id(run)
+    assert parent_id(step) == span_id(run)  # steps hang from the run, whatever code issued them
+    assert parent_id(one(spans, "inside the step")) == span_id(step)  # sync: in a thread
+
+
 async def test_a_failed_run_records_its_error(spans: InMemorySpanExporter, url: str) -> None:
     async with gf.Engine(url, registry=REGISTRY) as engine:
         run_id = await engine.start("failing", {"text": "abc"})

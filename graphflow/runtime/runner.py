@@ -52,7 +52,8 @@ async def drive_run(
             stored = trace.stored_context()
             if stored is not None:
                 await host.store.set_trace_context(execution.fence, stored)
-        state = await _drive(host, definition, execution, data)
+        with trace.current():
+            state = await _drive(host, definition, execution, data)
         return state
     finally:
         trace.end(state)

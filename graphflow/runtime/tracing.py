@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractContextManager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -99,6 +100,11 @@ class RunTrace:
         self.span = span
         self._context = api.set_span_in_context(span)
         self._attributes = {"graphflow.run_id": run_id, "graphflow.workflow": workflow}
+
+    def current(self) -> AbstractContextManager[Span]:
+        """Make the run's span current, so spans made by the workflow's own code nest under it."""
+        used: AbstractContextManager[Span] = self._api.use_span(self.span, end_on_exit=False)
+        return used
 
     def stored_context(self) -> str | None:
         """This execution's span context as text, for a run that had none stored."""

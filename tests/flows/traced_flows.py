@@ -44,6 +44,22 @@ def broken(text: str) -> str:
     raise ValueError(f"cannot handle {len(text)} characters")
 
 
+@gf.function(registry=REGISTRY)
+def annotated(text: str) -> str:
+    from opentelemetry import trace
+
+    with trace.get_tracer("user code").start_as_current_span("inside the step"):
+        return text
+
+
+@gf.workflow(registry=REGISTRY)
+async def nested(wf: gf.Workflow, data: dict[str, Any]) -> str:
+    from opentelemetry import trace
+
+    with trace.get_tracer("user code").start_as_current_span("inside the workflow"):
+        return await wf.do("Annotated", annotated, {"text": data["text"]})
+
+
 @gf.workflow(registry=REGISTRY)
 async def traced(wf: gf.Workflow, data: dict[str, Any]) -> str:
     first = await wf.do("First", echo, {"text": data["text"]})

@@ -16,6 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 
 import graphflow as gf
 from graphflow.http import create_app
+from graphflow.runtime.steps import child_run_id
 from tests.flows.ui_flows import REGISTRY, gate, open_all_gates
 
 with warnings.catch_warnings():
@@ -131,6 +132,17 @@ def test_graph_run_page_shows_declared_nodes_and_skipped_ones(client: TestClient
     assert 'data-step="loud" data-state="completed"' in page
     assert ">loud</text>" in page  # the branch key on its edge
     assert "data-events" not in page  # a finished run is not followed live
+
+
+def test_a_child_step_links_to_the_child_run_and_back(client: TestClient) -> None:
+    run_id = start(client, "parent_run", {"gate": "child-link"})
+    gate("child-link").set()
+    wait_state(client, run_id, {"completed"})
+    page = client.get(f"/ui/runs/{run_id}").text
+    child_id = child_run_id(run_id, "Run child")
+    assert f'<a href="/ui/runs/{child_id}" title="the child run">gated</a>' in page
+    child = client.get(f"/ui/runs/{child_id}").text
+    assert f'<a href="/ui/runs/{run_id}"><code>{run_id}</code></a>' in child
 
 
 def test_step_names_and_outputs_are_escaped(client: TestClient) -> None:

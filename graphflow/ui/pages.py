@@ -23,6 +23,7 @@ import networkx as nx
 from .._types import JSON, RUN_STATES
 from ..graph.render import to_mermaid
 from ..runtime.status import RunStatus, StepStatus
+from ..runtime.steps import child_run_id
 from .forms import FormError, render_form
 from .svg import draw
 
@@ -246,8 +247,11 @@ def _summary(status: RunStatus, root: str) -> str:
     )
 
 
-def _step_row(step: StepStatus) -> str:
+def _step_row(step: StepStatus, run_id: str, root: str) -> str:
     detail = escape(step.function or step.kind)
+    if step.kind == "child":  # the child run's id derives from its parent step
+        href = run_url(root, child_run_id(run_id, step.name))
+        detail = f'<a href="{escape(href)}" title="the child run">{detail}</a>'
     if step.state == "running" and step.started_at is not None:
         timing = f"since {_when(step.started_at)}"
     else:
@@ -268,10 +272,10 @@ def _step_row(step: StepStatus) -> str:
     )
 
 
-def _steps(status: RunStatus) -> str:
+def _steps(status: RunStatus, root: str) -> str:
     if not status.steps:
         return '<h2>Steps</h2><p class="empty">No steps yet.</p>'
-    rows = "".join(_step_row(step) for step in status.steps)
+    rows = "".join(_step_row(step, status.run_id, root) for step in status.steps)
     return (
         '<h2>Steps</h2><div class="scroll"><table class="steps"><thead><tr><th>Step</th>'
         "<th>Function</th><th>State</th><th>Attempts</th><th>Duration</th><th>Error</th>"
@@ -324,7 +328,7 @@ def run_sections(
     """The run page's live sections, each with the key that says when to redraw it."""
     summary = _summary(status, root)
     drawn = graph_html(graph)
-    steps = _steps(status)
+    steps = _steps(status, root)
     actions = _actions(status, suspends, root, form_state)
     actions_key = json.dumps([status.state, [s.reason for s in suspends]])
     return {

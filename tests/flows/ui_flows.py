@@ -71,6 +71,12 @@ async def hostile_run(wf: gf.Workflow, data: dict[str, Any]) -> dict[str, str]:
     return await wf.do(XSS, hostile, {"text": XSS})
 
 
+@gf.workflow(registry=REGISTRY)
+async def parent_run(wf: gf.Workflow, data: dict[str, Any]) -> str:
+    result: str = await wf.do("Run child", "gated", {"gate": data["gate"]})
+    return result
+
+
 branching = gf.workflow_graph(
     name="branching",
     nodes={"start": "shout", "loud": "shout", "quiet": "shout", "end": "shout"},

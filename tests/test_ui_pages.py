@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import html
 import json
+import re
 import time
 import warnings
 from collections.abc import Iterator
@@ -87,13 +89,22 @@ def test_runs_list_filters_by_workflow_and_state(client: TestClient) -> None:
 def test_runs_list_pages_through_older_runs(client: TestClient) -> None:
     for number in range(53):
         start(client, "hostile_run", {}, run_id=f"paged-{number:02d}")
-    first = client.get("/ui").text
+    first = client.get("/ui", params={"workflow": "hostile_run"}).text
     assert first.count("data-run-id=") == 50
-    assert 'rel="next"' in first and 'rel="prev"' not in first
-    second = client.get("/ui", params={"page": "2"}).text
+    assert 'rel="next"' in first and 'rel="first"' not in first
+    older = re.search(r'<a rel="next" href="([^"]+)"', first)
+    assert older is not None
+    second = client.get(html.unescape(older.group(1))).text
     assert second.count("data-run-id=") == 3
     assert "paged-00" in second and "paged-00" not in first
-    assert 'rel="prev"' in second and 'rel="next"' not in second
+    assert 'rel="first" href="/ui?workflow=hostile_run"' in second and 'rel="next"' not in second
+
+
+def test_a_bad_cursor_shows_the_first_page(client: TestClient) -> None:
+    start(client, "hostile_run", {}, run_id="cursor-run")
+    page = client.get("/ui", params={"cursor": "not-a-cursor"})
+    assert page.status_code == 200
+    assert "cursor-run" in page.text
 
 
 def test_runs_list_says_when_nothing_matches(client: TestClient) -> None:

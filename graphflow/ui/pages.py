@@ -180,10 +180,10 @@ def runs_page(
     workflow: str,
     state: str,
     workflows: Sequence[str],
-    newer: Mapping[str, str] | None,
+    newest: Mapping[str, str] | None,
     older: Mapping[str, str] | None,
 ) -> str:
-    """The runs list, newest first, with its filters and links to the pages around it."""
+    """The runs list, newest first, with its filters and links to the first and the next page."""
     if runs:
         rows = "".join(_run_row(root, run) for run in runs)
         table = (
@@ -195,9 +195,9 @@ def runs_page(
     else:
         table = '<p class="empty">No runs match.</p>'
     links = []
-    for label, query, rel in (("← Newer", newer, "prev"), ("Older →", older, "next")):
+    for label, query, rel in (("← Newest", newest, "first"), ("Older →", older, "next")):
         if query is not None:
-            href = f"{root}/ui?{urlencode(query)}"
+            href = f"{root}/ui?{urlencode(query)}" if query else f"{root}/ui"
             links.append(f'<a rel="{rel}" href="{escape(href)}">{label}</a>')
     pager = f'<nav class="pager">{" ".join(links)}</nav>' if links else ""
     body = f"<h1>Runs</h1>{_filters(root, workflow, state, workflows)}{table}{pager}"

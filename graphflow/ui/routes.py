@@ -211,25 +211,26 @@ def _runs_handler(engine: Engine) -> Handler:
         workflow = query.get("workflow", "").strip()
         state = query.get("state", "")
         state = state if state in RUN_STATES else ""
-        page_number = int(query["page"]) if query.get("page", "").isdigit() else 1
-        page_number = max(page_number, 1)
-        offset = (page_number - 1) * PAGE_SIZE
-        found = await engine.list_runs(
-            workflow=workflow or None, state=state or None, limit=offset + PAGE_SIZE + 1
-        )
-        runs = found[offset : offset + PAGE_SIZE]
+        cursor = query.get("cursor") or None
+        try:
+            runs = await engine.list_runs(
+                workflow=workflow or None, state=state or None, limit=PAGE_SIZE, cursor=cursor
+            )
+        except InputValidationError:  # a hand-made cursor: show the first page instead
+            cursor = None
+            runs = await engine.list_runs(
+                workflow=workflow or None, state=state or None, limit=PAGE_SIZE
+            )
         filters = {key: value for key, value in (("workflow", workflow), ("state", state)) if value}
-        newer = {**filters, "page": str(page_number - 1)} if page_number > 1 else None
-        older = (
-            {**filters, "page": str(page_number + 1)} if len(found) > offset + PAGE_SIZE else None
-        )
+        newest = filters if cursor is not None else None
+        older = None if runs.next_cursor is None else {**filters, "cursor": runs.next_cursor}
         text = runs_page(
             runs,
             root=_root(request),
             workflow=workflow,
             state=state,
             workflows=engine.registry.workflow_names,
-            newer=newer,
+            newest=newest,
             older=older,
         )
         return _html(text)

@@ -251,3 +251,43 @@ async def test_nothing_is_traced_or_stored_without_a_tracer_provider(url: str) -
         record = await engine.store.get_run(run_id)
     assert record is not None and record.trace_context is None
     assert [s.name for s in exporter.get_finished_spans()] == ["handle request"]
+
+
+def _make_version_1(url: str, path: Path | None) -> None:
+    """Turn a fresh database into what graphflow's schema version 1 wrote (no trace_context)."""
+    statements = (
+        "ALTER TABLE gf_runs DROP COLUMN trace_context",
+        "UPDATE gf_meta SET value = '1' WHERE key = 'schema_version'",
+    )
+    if path is not None:
+        import sqlite3
+
+        with sqlite3.connect(path) as conn:
+            for statement in statements:
+                conn.execute(statement)
+    else:
+        import psycopg
+
+        with psycopg.connect(url, autocommit=True) as conn:
+            for statement in statements:
+                conn.execute(statement)
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+async def test_a_version_1_database_is_migrated_and_traced(
+    backend: str, tmp_path: Path, request: pytest.FixtureRequest, spans: InMemorySpanExporter
+) -> None:
+    path = tmp_path / "v1.db" if backend == "sqlite" else None
+    url = f"sqlite:///{path}" if path is not None else request.getfixturevalue("pg_url")
+    async with gf.Engine(url, worker=False):
+        pass
+    _make_version_1(url, path)
+    async with gf.Engine(url, registry=REGISTRY) as engine:
+        run_id = await engine.start("approval", {"text": "hi"})
+        async for status in engine.watch(run_id):
+            if status.state == "suspended":
+                break
+        record = await engine.store.get_run(run_id)
+    assert record is not None and record.trace_context is not None
+    assert "traceparent" in json.loads(record.trace_context)
+    assert one(spans, "workflow approval").parent is None

@@ -4,7 +4,9 @@
 batches of ``batch_size`` rows, ``parallel`` batches at a time. Each batch is a durable step and
 writes its rows with an upsert in one transaction, so a batch that was in flight when the process
 died simply runs again; completed batches are never repeated. Every committed batch appends a line
-(run id, batch, pid) to ``migration_log``, so you can see that.
+(run id, batch, pid, the step's idempotency key) to ``migration_log`` in the same transaction as
+its rows, so you can see that, and a batch whose transaction committed just before a crash (before
+graphflow stored its result) finds its line and does not copy again: exactly once.
 
 Run the demo (it creates ``migration_demo.db`` with 5,000 legacy rows):
 
@@ -108,6 +110,11 @@ def plan_batches(
         columns = {row[1] for row in conn.execute("PRAGMA table_info(migration_log)")}
         if "run_id" not in columns:  # a demo database from an earlier version of this example
             conn.execute("ALTER TABLE migration_log ADD COLUMN run_id TEXT NOT NULL DEFAULT ''")
+        if "step_key" not in columns:
+            conn.execute("ALTER TABLE migration_log ADD COLUMN step_key TEXT")
+        conn.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS migration_log_step ON migration_log (step_key)"
+        )
         ids = [row[0] for row in conn.execute(f"SELECT id FROM {source_table} ORDER BY id")]
     batches = [
         Batch(index=n, first_id=chunk[0], last_id=chunk[-1])
@@ -126,8 +133,14 @@ def _normalise(row: tuple[int, str, str, str | None]) -> tuple[int, str, str, st
 def copy_batch(
     database: str, source_table: str, target_table: str, index: int, first_id: int, last_id: int
 ) -> BatchResult:
-    """Copy one id range, normalised, in one transaction. Idempotent: an upsert per row."""
+    """Copy one id range, normalised, in one transaction, once per step (its idempotency key)."""
+    step_key = gf.current_step().idempotency_key
     with connect(database) as conn:
+        logged = conn.execute(
+            "SELECT copied FROM migration_log WHERE step_key = ?", (step_key,)
+        ).fetchone()
+        if logged is not None:  # committed before a crash lost the step's result: done already
+            return BatchResult(index=index, copied=logged[0])
         rows = conn.execute(
             f"SELECT id, full_name, email, country FROM {source_table}"
             " WHERE id BETWEEN ? AND ? ORDER BY id",
@@ -143,8 +156,9 @@ def copy_batch(
         if CRASH_AT_BATCH is not None and int(CRASH_AT_BATCH) == index:
             os.kill(os.getpid(), signal.SIGKILL)  # mid-transaction: nothing of this batch commits
         conn.execute(
-            "INSERT INTO migration_log (run_id, batch, copied, pid) VALUES (?, ?, ?, ?)",
-            (gf.current_step().run_id, index, len(rows), os.getpid()),
+            "INSERT INTO migration_log (run_id, batch, copied, pid, step_key)"
+            " VALUES (?, ?, ?, ?, ?)",
+            (gf.current_step().run_id, index, len(rows), os.getpid(), step_key),
         )
     return BatchResult(index=index, copied=len(rows))
 

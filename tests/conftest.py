@@ -14,6 +14,7 @@ import graphflow as gf
 pytest_plugins = ["graphflow.testing"]  # the fixtures users get: virtual_clock, memory_engine
 
 PG_URL = os.environ.get("GRAPHFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("GRAPHFLOW_TEST_MYSQL", "mariadb://root@127.0.0.1:3306/test")
 
 
 @pytest.fixture
@@ -52,12 +53,47 @@ def pg_url() -> Iterator[str]:
     yield from _fresh_pg_database()
 
 
-@pytest.fixture(params=["memory", "sqlite", "postgres"])
+def _fresh_mysql_database() -> Iterator[str]:
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    name = f"gf_test_{uuid.uuid4().hex[:12]}"
+    server = make_url(MYSQL_URL)
+
+    def execute(sql: str) -> None:
+        conn = pymysql.connect(
+            host=server.host or "127.0.0.1",
+            port=server.port or 3306,
+            user=server.username or "root",
+            password=server.password or "",
+        )
+        try:
+            with conn.cursor() as cursor:
+                cursor.execute(sql)
+        finally:
+            conn.close()
+
+    execute(f"CREATE DATABASE `{name}`")
+    try:
+        yield server.set(database=name).render_as_string(hide_password=False)
+    finally:
+        execute(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+@pytest.fixture
+def mysql_url() -> Iterator[str]:
+    """A fresh MariaDB (or MySQL) database, dropped afterwards. Fails (never skips) without one."""
+    yield from _fresh_mysql_database()
+
+
+@pytest.fixture(params=["memory", "sqlite", "postgres", "mariadb"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Every store backend in turn."""
     if request.param == "memory":
         yield "memory://"
     elif request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'graphflow.db'}"
-    else:
+    elif request.param == "postgres":
         yield from _fresh_pg_database()
+    else:
+        yield from _fresh_mysql_database()

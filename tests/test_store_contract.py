@@ -175,6 +175,7 @@ BUILT_IN_CAPABILITIES = {
     "memory": {"notifies": False, "shared": False},
     "sqlite": {"notifies": False, "shared": True},
     "postgresql": {"notifies": True, "shared": True},
+    "mariadb": {"notifies": False, "shared": True},
 }
 
 

@@ -13,21 +13,29 @@ from .base import Dialect as Dialect
 
 __all__ = ("Claim", "Dialect", "dialect_for")
 
-_SCHEMES = ("sqlite", "memory", "postgresql", "postgres")
+_MYSQL_SCHEMES = ("mysql", "mariadb", "mysql+pymysql", "mariadb+pymysql")
 
 
 def dialect_for(url: str) -> Dialect:
-    """The dialect for ``url``: ``sqlite:///path``, ``memory://`` or ``postgresql://...``.
+    """The dialect for ``url``: SQLite, ``memory://``, PostgreSQL, MySQL or MariaDB.
+
+    ``sqlite:///path``, ``memory://``, ``postgresql://...``, ``mysql://...``, ``mariadb://...``.
 
     Raises:
-        StoreError: the scheme is not supported, or the ``durability`` option is invalid.
+        StoreError: the scheme is not supported, or one of the URL's options is invalid.
     """
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme not in _SCHEMES and not scheme.startswith("postgresql+"):
+    if scheme in _MYSQL_SCHEMES:
+        from .mysql import MysqlDialect
+
+        return MysqlDialect(url)
+    if scheme not in ("sqlite", "memory", "postgres", "postgresql") and not scheme.startswith(
+        "postgresql+"
+    ):
         raise StoreError(
-            f"unsupported store URL {url!r}: use sqlite:///path.db, postgresql://user@host/db or"
-            " memory://"
+            f"unsupported store URL {url!r}: use sqlite:///path.db, postgresql://user@host/db,"
+            " mysql://user@host/db, mariadb://user@host/db or memory://"
         )
     options = {key: values[-1] for key, values in parse_qs(parts.query).items()}
     durability = options.get("durability", "full")

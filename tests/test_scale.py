@@ -1,4 +1,4 @@
-"""Scale-out on PostgreSQL: several worker processes share runs; dead and stalled workers."""
+"""Scale-out on PostgreSQL and MariaDB: several worker processes share runs; dead and stalled workers."""
 
 from __future__ import annotations
 
@@ -50,13 +50,30 @@ class Workers:
             proc.wait(timeout=30)
 
 
-@pytest.fixture
-def workers(pg_url: str, tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(pg_url, tmp_path / "log")
+@pytest.fixture(params=["postgres", "mariadb"])
+def server_url(request: pytest.FixtureRequest) -> str:
+    """A fresh database on each database server that several hosts can share."""
+    return str(request.getfixturevalue("pg_url" if request.param == "postgres" else "mysql_url"))
+
+
+def _pool(url: str, tmp_path: Path) -> Iterator[Workers]:
+    pool = Workers(url, tmp_path / "log")
     try:
         yield pool
     finally:
         pool.stop()
+
+
+@pytest.fixture
+def workers(pg_url: str, tmp_path: Path) -> Iterator[Workers]:
+    """Worker processes on PostgreSQL."""
+    yield from _pool(pg_url, tmp_path)
+
+
+@pytest.fixture
+def server_workers(server_url: str, tmp_path: Path) -> Iterator[Workers]:
+    """Worker processes on each database server in turn."""
+    yield from _pool(server_url, tmp_path)
 
 
 def executions(workers: Workers) -> list[tuple[str, str, int]]:
@@ -67,7 +84,8 @@ def executions(workers: Workers) -> list[tuple[str, str, int]]:
     return [(head.split(" ", 1)[0], head.split(" ", 1)[1], int(pid)) for head, pid in lines]
 
 
-async def test_dead_worker_share_is_taken_over(workers: Workers) -> None:
+async def test_dead_worker_share_is_taken_over(server_workers: Workers) -> None:
+    workers = server_workers
     procs = [workers.spawn() for _ in range(3)]
     async with gf.Engine(workers.url, worker=False) as client:
         run_ids = [await client.start("scale_run", {"steps": 15, "pause": 0.05}) for _ in range(12)]
@@ -94,7 +112,8 @@ async def test_dead_worker_share_is_taken_over(workers: Workers) -> None:
     assert took < 2 + 15 * 0.05 * 12  # lease + the remaining work, with margin
 
 
-async def test_stalled_worker_commits_nothing_after_takeover(workers: Workers) -> None:
+async def test_stalled_worker_commits_nothing_after_takeover(server_workers: Workers) -> None:
+    workers = server_workers
     stalled = workers.spawn()
     async with gf.Engine(workers.url, worker=False) as client:
         run_id = await client.start("scale_pids", {"pause": 1.5})
@@ -114,11 +133,13 @@ async def test_stalled_worker_commits_nothing_after_takeover(workers: Workers) -
     assert slow_runs == [stalled.pid, survivor.pid]
 
 
-async def test_concurrent_starts_with_one_run_id_make_one_run(pg_url: str, tmp_path: Path) -> None:
+async def test_concurrent_starts_with_one_run_id_make_one_run(
+    server_url: str, tmp_path: Path
+) -> None:
     env = os.environ | {"GF_SCALE_LOG": str(tmp_path / "log"), "PYTHONPATH": str(ROOT)}
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "tests.flows.scale_flows", "start", pg_url, "order-7", "10"],
+            [sys.executable, "-m", "tests.flows.scale_flows", "start", server_url, "order-7", "10"],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -129,7 +150,7 @@ async def test_concurrent_starts_with_one_run_id_make_one_run(pg_url: str, tmp_p
     outputs = [proc.communicate(timeout=60)[0] for proc in procs]
     assert all(proc.returncode == 0 for proc in procs)
     assert {run_id for out in outputs for run_id in out.split()} == {"order-7"}
-    async with gf.Engine(pg_url, worker=False) as client:
+    async with gf.Engine(server_url, worker=False) as client:
         assert [r.run_id for r in await client.list_runs()] == ["order-7"]
 
 

@@ -1,4 +1,4 @@
-"""Workflows and a worker process for the scale-out tests (PostgreSQL, several processes).
+"""Workflows and a worker process for the scale-out tests (database servers, several processes).
 
 Usage: python -m tests.flows.scale_flows worker STORE_URL   (runs until SIGTERM/SIGINT)
        python -m tests.flows.scale_flows start STORE_URL RUN_ID COUNT   (COUNT concurrent starts)

@@ -49,7 +49,7 @@ __all__ = ("MysqlDialect",)
 
 _SESSION = (
     "SET time_zone = '+00:00',"
-    " sql_mode = 'STRICT_ALL_TABLES,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION',"
+    " sql_mode = 'STRICT_ALL_TABLES,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION',"
     " wait_timeout = 31536000"  # an idle client engine keeps its connections (the default is 8 h)
 )
 _ISOLATION = "SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED"
@@ -123,7 +123,9 @@ class MysqlDialect:
 
     def insert_ignore(self, table: Table, key: Sequence[str]) -> Insert:
         """A plain ``INSERT`` whose duplicate ``key`` error counts as no row (not ``IGNORE``)."""
-        return mysql.insert(table).prefix_with(f"/* on duplicate {_key_name(table, key)} nothing */")
+        return mysql.insert(table).prefix_with(
+            f"/* on duplicate {_key_name(table, key)} nothing */"
+        )
 
     def upsert(self, table: Table, key: Sequence[str], where: ColumnElement[bool]) -> Insert:
         """``INSERT ... SELECT ... FROM DUAL WHERE ... ON DUPLICATE KEY UPDATE``.
@@ -228,12 +230,11 @@ def _key_name(table: Table, key: Sequence[str]) -> str:
     """The name MySQL gives the unique index on ``key`` in its duplicate key errors."""
     if list(key) == [column.name for column in table.primary_key.columns]:
         return "PRIMARY"
-    for candidate in [*table.indexes, *table.constraints]:
-        unique = isinstance(candidate, UniqueConstraint) or (
-            isinstance(candidate, Index) and candidate.unique
-        )
-        if unique and [c.name for c in candidate.columns] == list(key) and candidate.name:
-            return str(candidate.name)
+    uniques: list[Index | UniqueConstraint] = [index for index in table.indexes if index.unique]
+    uniques += [c for c in table.constraints if isinstance(c, UniqueConstraint)]
+    for unique in uniques:
+        if [column.name for column in unique.columns] == list(key) and unique.name:
+            return str(unique.name)
     raise ValueError(f"no unique index on {list(key)} in table {table.name!r}")
 
 

@@ -25,8 +25,8 @@ from collections.abc import AsyncIterator
 import anyio
 import anyio.abc
 
-from .engine import Engine
-from .store.sql import SqlStore
+from ..engine import Engine
+from ..store.sql import SqlStore
 
 __all__ = ("MemoryStore", "VirtualClock", "memory_engine", "virtual_clock")
 

@@ -1,14 +1,14 @@
-"""Scale-out benchmark: throughput with 1, 2 and 4 worker processes on PostgreSQL, beside SQLite.
+"""Scale-out benchmark: 1, 2 and 4 worker processes on PostgreSQL and on MariaDB, beside SQLite.
 
 Run ``python benchmarks/bench_scale.py`` (``--quick`` for smaller sizes, ``--repeat N`` for the
 number of repetitions whose median is printed). The workload is ``--workflows`` runs of ``--steps``
-sequential RPC steps of a trivial async function. On PostgreSQL a client (this process, an engine
-with ``worker=False``) starts every run and then waits for all of them, while worker processes
-(``python benchmarks/bench_scale.py --worker URL``, started and warm before the timing) execute
-them; on SQLite this process runs the same workload on one engine with ``worker=True``. Each
-measurement uses a fresh database (PostgreSQL) or file (SQLite) and is printed beside the raw floor
-of its store measured in the same repetition: one INSERT + COMMIT per row. A last table shows
-where the CPU went (read from ``/proc`` on Linux). Nothing here asserts on timings.
+sequential RPC steps of a trivial async function. On a database server a client (this process, an
+engine with ``worker=False``) starts every run and then waits for all of them, while worker
+processes (``python benchmarks/bench_scale.py --worker URL``, started and warm before the timing)
+execute them; on SQLite this process runs the same workload on one engine with ``worker=True``.
+Each measurement uses a fresh database (servers) or file (SQLite) and is printed beside the raw
+floor of its store measured in the same repetition: one INSERT + COMMIT per row. A last table
+shows where the CPU went (read from ``/proc`` on Linux). Nothing here asserts on timings.
 """
 
 from __future__ import annotations
@@ -29,20 +29,17 @@ import sys
 import tempfile
 import textwrap
 import time
-import uuid
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
-import psycopg
-from floor import ROW, sqlite_floor_seconds
-from psycopg import sql
+from floor import sqlite_floor_seconds
+from servers import Mariadb, Postgres, Server
 
 import graphflow as gf
 
 ADMIN_URL = os.environ.get("GRAPHFLOW_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+MYSQL_URL = os.environ.get("GRAPHFLOW_BENCH_MYSQL", "mariadb://root@127.0.0.1:3306/test")
 WORKFLOW = "scale_seq"
 REGISTRY = gf.Registry()
 POLL_INTERVAL = 0.1
@@ -118,7 +115,7 @@ class Sample:
     client_cpu: float
     """The client process (PostgreSQL only)."""
     server_cpu: float
-    """The PostgreSQL server's processes (NaN when they cannot be read)."""
+    """The database server's processes (NaN when they cannot be read)."""
     busy_cpu: float
     """The whole machine (NaN without ``/proc/stat``)."""
     split: tuple[int, ...] = ()
@@ -142,11 +139,11 @@ def _proc_stat(pid: int | str) -> tuple[str, float] | None:
     return name, (int(fields[11]) + int(fields[12])) / _TICK
 
 
-def _server_cpu() -> dict[int, float]:
-    """CPU seconds of every local PostgreSQL process (postmaster and backends) by pid."""
+def _server_cpu(names: Sequence[str]) -> dict[int, float]:
+    """CPU seconds of every local process of a database server (all of its processes) by pid."""
     found: dict[int, float] = {}
-    for entry in os.listdir("/proc") if os.path.isdir("/proc") else ():
-        if entry.isdigit() and (stat := _proc_stat(entry)) and stat[0].startswith("postgres"):
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") and names else ():
+        if entry.isdigit() and (stat := _proc_stat(entry)) and stat[0].startswith(tuple(names)):
             found[int(entry)] = stat[1]
     return found
 
@@ -170,10 +167,10 @@ class CpuMark:
     busy: float
 
     @classmethod
-    def read(cls, worker_pids: Sequence[int]) -> CpuMark:
-        """Read the counters now."""
+    def read(cls, worker_pids: Sequence[int], server: Sequence[str] = ()) -> CpuMark:
+        """Read the counters now (``server``: the command names of the server's processes)."""
         workers = tuple(stat[1] if (stat := _proc_stat(pid)) else NA for pid in worker_pids)
-        return cls(time.process_time(), workers, _server_cpu(), _machine_busy())
+        return cls(time.process_time(), workers, _server_cpu(server), _machine_busy())
 
     def since(self, start: CpuMark) -> tuple[float, float, float, float]:
         """``(client, workers, server, machine)`` CPU seconds from ``start`` to this mark."""
@@ -192,35 +189,7 @@ def sqlite_floor(mode: str, rows: int) -> float:
         return sqlite_floor_seconds(mode, rows, Path(tmp)) * 1e6
 
 
-def postgres_floor(admin_url: str, rows: int) -> float:
-    """µs per row: psycopg, one ``INSERT`` + ``COMMIT`` per ~200-byte row, on a fresh database."""
-    with fresh_database(admin_url) as url, psycopg.connect(url) as conn:
-        conn.execute("CREATE TABLE rows (id BIGSERIAL PRIMARY KEY, run TEXT, body TEXT)")
-        conn.commit()
-        started = time.perf_counter()
-        for i in range(rows):
-            conn.execute("INSERT INTO rows (run, body) VALUES (%s, %s)", (f"run-{i}", ROW))
-            conn.commit()
-        elapsed = time.perf_counter() - started
-    return elapsed / rows * 1e6
-
-
-# --- PostgreSQL: fresh databases and worker processes ---------------------------------------------
-
-
-@contextmanager
-def fresh_database(admin_url: str) -> Iterator[str]:
-    """A new database ``gf_bench_<random>`` on the server of ``admin_url``, dropped afterwards."""
-    name = f"gf_bench_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield urlunsplit(urlsplit(admin_url)._replace(path=f"/{name}", query=""))
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
-            conn.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+# --- database servers: worker processes ----------------------------------------------------------
 
 
 class WorkerPool:
@@ -310,7 +279,11 @@ def worker_main(url: str, options: Options, warm_steps: int) -> None:
 
 
 async def drive(
-    url: str, sizes: Sizes, options: Options, worker_pids: Sequence[int] = ()
+    url: str,
+    sizes: Sizes,
+    options: Options,
+    worker_pids: Sequence[int] = (),
+    server: Sequence[str] = (),
 ) -> Sample:
     """Start every run, then wait for all; time from the first start to the last completion.
 
@@ -326,14 +299,14 @@ async def drive(
         poll_interval=POLL_INTERVAL,
     )
     async with engine:
-        mark = CpuMark.read(worker_pids)
+        mark = CpuMark.read(worker_pids, server)
         started = time.time()
         run_ids = await asyncio.gather(
             *(engine.start(WORKFLOW, {"x": i, "k": sizes.steps}) for i in range(sizes.workflows))
         )
         statuses = await asyncio.gather(*(engine.wait(run_id) for run_id in run_ids))
         waited = time.time()
-        client, workers, server, busy = CpuMark.read(worker_pids).since(mark)
+        client, workers, server_cpu, busy = CpuMark.read(worker_pids, server).since(mark)
     outputs = [status.output for status in statuses]
     expected = [i + sizes.steps for i in range(sizes.workflows)]
     if outputs != expected:
@@ -345,19 +318,19 @@ async def drive(
         window=waited - started,
         workers_cpu=client if worker else workers,
         client_cpu=NA if worker else client,
-        server_cpu=NA if worker else server,
+        server_cpu=NA if worker else server_cpu,
         busy_cpu=busy,
     )
 
 
-def measure_postgres(admin_url: str, workers: int, sizes: Sizes, options: Options) -> Sample:
-    """The workload on a fresh PostgreSQL database, with ``workers`` ready worker processes."""
-    with fresh_database(admin_url) as url:
+def measure_server(server: Server, workers: int, sizes: Sizes, options: Options) -> Sample:
+    """The workload on a fresh database of ``server``, with ``workers`` ready worker processes."""
+    with server.fresh_database() as url:
         pool = WorkerPool(url, workers, options, sizes.steps)
         try:
             pool.wait_ready()
             gc.collect()
-            sample = asyncio.run(drive(url, sizes, options, pool.pids))
+            sample = asyncio.run(drive(url, sizes, options, pool.pids, server.processes))
             split = pool.stop()
         finally:
             pool.kill()
@@ -387,24 +360,29 @@ class Config:
     workers: int = 0
 
 
-FLOORS: dict[str, str] = {
-    "postgres": "raw PostgreSQL: psycopg INSERT + COMMIT",
+SQLITE_FLOORS: dict[str, str] = {
     "sqlite normal": "raw SQLite WAL, synchronous=NORMAL: INSERT + COMMIT",
     "sqlite full": "raw SQLite WAL, synchronous=FULL: INSERT + COMMIT",
 }
 
 
-def configs(admin_url: str, sizes: Sizes, options: Options) -> list[Config]:
+def floor_labels(servers: Sequence[Server]) -> dict[str, str]:
+    """Every floor's key and what it measures, in table order."""
+    return {server.key: server.floor_label for server in servers} | SQLITE_FLOORS
+
+
+def configs(servers: Sequence[Server], sizes: Sizes, options: Options) -> list[Config]:
     """The graphflow lines of the table, in order."""
     lines = []
-    for count in WORKER_COUNTS:
-        label = f"PostgreSQL, {count} worker process{'es' if count > 1 else ''}"
-        label += " *" if count > CPUS else ""
+    for server in servers:
+        for count in WORKER_COUNTS:
+            label = f"{server.name}, {count} worker process{'es' if count > 1 else ''}"
+            label += " *" if count > CPUS else ""
 
-        def pg(count: int = count) -> Sample:
-            return measure_postgres(admin_url, count, sizes, options)
+            def on_server(server: Server = server, count: int = count) -> Sample:
+                return measure_server(server, count, sizes, options)
 
-        lines.append(Config(label, "postgres", pg, count))
+            lines.append(Config(label, server.key, on_server, count))
     for mode in SQLITE_MODES:
 
         def lite(mode: str = mode) -> Sample:
@@ -414,10 +392,11 @@ def configs(admin_url: str, sizes: Sizes, options: Options) -> list[Config]:
     return lines
 
 
-def measure_floor(name: str, admin_url: str, rows: int) -> float:
+def measure_floor(name: str, servers: Sequence[Server], rows: int) -> float:
     """µs per row of the named floor."""
-    if name == "postgres":
-        return postgres_floor(admin_url, rows)
+    for server in servers:
+        if server.key == name:
+            return server.floor(rows)
     return sqlite_floor(name.removeprefix("sqlite "), rows)
 
 
@@ -426,17 +405,20 @@ class Results:
     """Every sample and floor of a run, by line label / floor name, in repetition order."""
 
     lines: list[Config]
+    floor_labels: dict[str, str]
     floors: dict[str, list[float]]
     samples: dict[str, list[Sample]]
     ratios: dict[str, list[float]]
 
 
-def measure_all(admin_url: str, sizes: Sizes, options: Options, repeat: int) -> Results:
+def measure_all(servers: Sequence[Server], sizes: Sizes, options: Options, repeat: int) -> Results:
     """Each repetition measures every floor just before the lines compared with it."""
-    lines = configs(admin_url, sizes, options)
+    lines = configs(servers, sizes, options)
+    labels = floor_labels(servers)
     results = Results(
         lines,
-        {name: [] for name in FLOORS},
+        labels,
+        {name: [] for name in labels},
         {line.label: [] for line in lines},
         {line.label: [] for line in lines},
     )
@@ -445,7 +427,7 @@ def measure_all(admin_url: str, sizes: Sizes, options: Options, repeat: int) -> 
         for line in lines:
             if line.floor not in floor_now:
                 progress(f"repetition {rep + 1} of {repeat}: floor {line.floor}")
-                floor_now[line.floor] = measure_floor(line.floor, admin_url, sizes.floor_rows)
+                floor_now[line.floor] = measure_floor(line.floor, servers, sizes.floor_rows)
                 results.floors[line.floor].append(floor_now[line.floor])
             progress(f"repetition {rep + 1} of {repeat}: {line.label}")
             sample = line.measure()
@@ -474,10 +456,10 @@ def median(values: Sequence[float]) -> float:
 
 def print_floors(results: Results) -> None:
     """The raw floors of every store."""
-    width = max(len(label) for label in FLOORS.values()) + 2
+    width = max(len(label) for label in results.floor_labels.values()) + 2
     print(f"{'floor (one row per transaction)':<{width}}{'µs/row':>9}{'rows/s':>9}")
     print("-" * (width + 18))
-    for name, label in FLOORS.items():
+    for name, label in results.floor_labels.items():
         value = statistics.median(results.floors[name])
         print(f"{label:<{width}}{fmt(value):>9}{fmt(1e6 / value):>9}")
 
@@ -490,10 +472,14 @@ def print_throughput(results: Results, sizes: Sizes) -> None:
     header = f"{title:<{width}}{'steps/s':>9}{'wf/s':>8}{'µs/step':>9}{'x floor':>9}{'vs 1 w.':>9}"
     print(header)
     print("-" * len(header))
-    one_worker = statistics.median(s.seconds for s in results.samples[results.lines[0].label])
+    one_worker = {
+        line.floor: statistics.median(s.seconds for s in results.samples[line.label])
+        for line in results.lines
+        if line.workers == 1
+    }
     for line in results.lines:
         seconds = statistics.median(s.seconds for s in results.samples[line.label])
-        speedup = fmt(one_worker / seconds, "x") if line.workers else ""
+        speedup = fmt(one_worker[line.floor] / seconds, "x") if line.workers else ""
         print(
             f"{line.label:<{width}}{fmt(n / seconds):>9}{fmt(sizes.workflows / seconds):>8}"
             f"{fmt(seconds / n * 1e6):>9}{fmt(median(results.ratios[line.label]), 'x'):>9}"
@@ -502,7 +488,8 @@ def print_throughput(results: Results, sizes: Sizes) -> None:
     print(
         "µs/step: wall time ÷ steps, all processes together (time: first start → last"
         " finished_at in the store);\nx floor: that ÷ one floor INSERT + COMMIT of the same store"
-        " in the same repetition; vs 1 w.: steps/s ÷ steps/s\nwith 1 worker process."
+        " in the same repetition; vs 1 w.: steps/s ÷ steps/s\nwith 1 worker process on the"
+        " same server."
     )
 
 
@@ -537,15 +524,15 @@ def print_cpu(results: Results, sizes: Sizes) -> None:
         )
     print(
         f"busy: the whole machine, % of its {CPUS} CPUs; workers: the worker processes (on SQLite,"
-        " the one process);\nclient: the process that starts and waits; server: PostgreSQL's"
-        " processes; other: the rest of the machine\n(background load included). wait lag: how"
-        " long after the last finished_at the client's waits had all\nreturned (outside the"
-        " timing). steps per worker: from the repetition with the median time, busiest first."
+        " the one process);\nclient: the process that starts and waits; server: the database"
+        " server's processes; other: the rest of\nthe machine (background load included). wait"
+        " lag: how long after the last finished_at the client's waits had\nall returned (outside"
+        " the timing). steps per worker: from the repetition with the median time, busiest first."
     )
     if any(line.workers > CPUS for line in results.lines):
         print(
             f"* more worker processes than the {CPUS} CPUs here, which they also share with the"
-            " client and the\n  PostgreSQL server: that line measures contention, not scale-out."
+            " client and the\n  database server: that line measures contention, not scale-out."
         )
     if disturbed:
         note = (
@@ -565,24 +552,20 @@ def _zero(value: float) -> float:
     return 0.0 if math.isnan(value) else value
 
 
-def print_header(admin_url: str, sizes: Sizes, options: Options, repeat: int) -> None:
+def print_header(servers: Sequence[Server], sizes: Sizes, options: Options, repeat: int) -> None:
     """What was measured, where."""
-    with psycopg.connect(admin_url, autocommit=True) as conn:
-        version = conn.execute("SHOW server_version").fetchone()
-        sync = conn.execute("SHOW synchronous_commit").fetchone()
     print(
         f"graphflow {gf.__version__} bench_scale: Python {platform.python_version()},"
-        f" PostgreSQL {version[0].split()[0] if version else '?'}"
-        f" (synchronous_commit={sync[0] if sync else '?'}), SQLite {sqlite3.sqlite_version},"
+        f" {', '.join(server.describe() for server in servers)}, SQLite {sqlite3.sqlite_version},"
         f" {CPUS} CPUs, medians of {repeat}"
     )
     print(
         f"workload: {sizes.workflows} workflows x {sizes.steps} sequential RPC steps (a trivial"
         f" async fn) = {sizes.total_steps:,} steps,\nall started at once by one client, then"
         f" waited for; engines: max_runs={options.max_runs}, max_jobs={options.max_jobs},"
-        f" poll_interval={POLL_INTERVAL} s;\nfloors: {sizes.floor_rows:,} rows. PostgreSQL:"
-        " worker processes + a client engine (worker=False); SQLite: one engine\n(worker=True)"
-        " in one process.\n"
+        f" poll_interval={POLL_INTERVAL} s;\nfloors: {sizes.floor_rows:,} rows. Database"
+        " servers: worker processes + a client engine (worker=False); SQLite:\none engine"
+        " (worker=True) in one process.\n"
     )
 
 
@@ -602,6 +585,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--max-jobs", type=int, default=64, help="Engine(max_jobs=...)")
     parser.add_argument(
         "--pg", default=ADMIN_URL, help="PostgreSQL server, as a URL of any database on it"
+    )
+    parser.add_argument(
+        "--mysql", default=MYSQL_URL, help="MariaDB/MySQL server, as a URL of any database on it"
+    )
+    parser.add_argument(
+        "--servers",
+        default="postgres,mariadb",
+        help="database servers to measure, comma-separated: postgres, mariadb (or none: '')",
     )
     parser.add_argument("--worker", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -626,18 +617,18 @@ def main(argv: list[str] | None = None) -> None:
         steps=args.steps or base.steps,
         floor_rows=base.floor_rows,
     )
-    try:
-        psycopg.connect(args.pg, autocommit=True, connect_timeout=5).close()
-    except psycopg.OperationalError as exc:
-        raise SystemExit(
-            f"bench_scale needs PostgreSQL at {args.pg}: {exc}\nStart it with: pg_ctlcluster"
-            " --skip-systemctl-redirect $(ls /etc/postgresql) main start"
-        ) from exc
+    known: dict[str, Server] = {"postgres": Postgres(args.pg), "mariadb": Mariadb(args.mysql)}
+    names = [name.strip() for name in args.servers.split(",") if name.strip()]
+    if unknown := [name for name in names if name not in known]:
+        raise SystemExit(f"unknown --servers {unknown}: use postgres, mariadb")
+    servers = [known[name] for name in names]
+    for server in servers:
+        server.check()
     started = time.perf_counter()
-    print_header(args.pg, sizes, options, args.repeat)
+    print_header(servers, sizes, options, args.repeat)
     progress("warming up")
     measure_sqlite("normal", WARM_UP_SIZES, options)
-    results = measure_all(args.pg, sizes, options, args.repeat)
+    results = measure_all(servers, sizes, options, args.repeat)
     print_floors(results)
     print()
     print_throughput(results, sizes)

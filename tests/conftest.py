@@ -86,6 +86,12 @@ def mysql_url() -> Iterator[str]:
     yield from _fresh_mysql_database()
 
 
+@pytest.fixture(params=["postgres", "mariadb"])
+def server_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database on each database server (what several hosts share), in turn."""
+    yield from _fresh_pg_database() if request.param == "postgres" else _fresh_mysql_database()
+
+
 @pytest.fixture(params=["memory", "sqlite", "postgres", "mariadb"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
     """Every store backend in turn."""

@@ -178,9 +178,9 @@ async def test_schema_version_mismatch_is_a_clear_error(tmp_path: Path) -> None:
             pass
 
 
-async def test_many_engines_create_the_schema_at_once(pg_url: str) -> None:
+async def test_many_engines_create_the_schema_at_once(server_url: str) -> None:
     async def open_one() -> None:
-        async with gf.Engine(pg_url, worker=False):
+        async with gf.Engine(server_url, worker=False):
             pass
 
     async with anyio.create_task_group() as tg:

@@ -50,12 +50,6 @@ class Workers:
             proc.wait(timeout=30)
 
 
-@pytest.fixture(params=["postgres", "mariadb"])
-def server_url(request: pytest.FixtureRequest) -> str:
-    """A fresh database on each database server that several hosts can share."""
-    return str(request.getfixturevalue("pg_url" if request.param == "postgres" else "mysql_url"))
-
-
 def _pool(url: str, tmp_path: Path) -> Iterator[Workers]:
     pool = Workers(url, tmp_path / "log")
     try:

@@ -29,6 +29,7 @@ Build = Callable[[Dialect], ClauseElement]
 # Compiled SQL per dialect class, shared by every store of the process: a dialect's statements
 # depend on its class only, and compiling a Core upsert costs more than a SQLite commit.
 _TEXT: dict[type, dict[str, str]] = {}
+_TRANSIENT_RETRIES = 3  # deadlock victims run again this often before the error is reported
 _PREPARED: dict[tuple[type, Build], Prepared] = {}
 
 
@@ -109,17 +110,27 @@ class SqlDatabase:
         if self._writer is None:
             raise StoreError(f"store {self.url!r} is closed")
         try:
-            return self._transaction(ops)
+            return self._transaction_again_if_transient(ops)
         except Exception as exc:
             if len(ops) == 1:
                 return [(False, _store_error(self.url, exc))]
         results: list[tuple[bool, Any]] = []
         for op in ops:
             try:
-                results.extend(self._transaction([op]))
+                results.extend(self._transaction_again_if_transient([op]))
             except Exception as exc:
                 results.append((False, _store_error(self.url, exc)))
         return results
+
+    def _transaction_again_if_transient(self, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
+        """``_transaction``, run again when the database rolled it back as a deadlock victim."""
+        for _ in range(_TRANSIENT_RETRIES):
+            try:
+                return self._transaction(ops)
+            except Exception as exc:
+                if not self.dialect.transient(exc):
+                    raise
+        return self._transaction(ops)
 
     def _transaction(self, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
         conn, dialect = self._writer, self.dialect

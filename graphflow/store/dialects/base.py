@@ -115,6 +115,14 @@ class Dialect(Protocol):
         """Run ``claim`` with ``params`` (which bind ``:limit``); return the rows it took."""
         ...
 
+    def transient(self, exc: BaseException) -> bool:
+        """Whether ``exc`` rolled back a whole transaction that may simply run again (a deadlock).
+
+        Row locks can deadlock between processes; the database then aborts one transaction, and
+        the store runs it again instead of failing the writes in it.
+        """
+        ...
+
     def notify(self, tx: Tx, payload: str) -> None:
         """Wake listening engines with ``payload`` when ``tx`` commits (nothing without)."""
         ...

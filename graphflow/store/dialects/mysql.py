@@ -57,6 +57,7 @@ _SCHEMA_LOCK = "CONCAT('graphflow_schema_', SHA1(DATABASE()))"  # one per databa
 _SCHEMA_LOCK_WAIT = 60
 _IGNORE = re.compile(r"INSERT /\* on duplicate (\S+) nothing \*/")
 _ER_DUP_ENTRY = 1062
+_ER_DEADLOCK = 1213
 _OPTIONS = {"unix_socket": str, "connect_timeout": int}
 
 
@@ -152,6 +153,12 @@ class MysqlDialect:
         where = f"{claim.key} IN ({', '.join(f':{name}' for name in keys)})"
         tx.execute(f"UPDATE {claim.table} SET {claim.assign} WHERE {where}", params | keys)
         return tx.query(f"SELECT {', '.join(claim.columns)} FROM {claim.table} WHERE {where}", keys)
+
+    def transient(self, exc: BaseException) -> bool:
+        """A deadlock victim: InnoDB rolled the whole transaction back."""
+        import pymysql
+
+        return isinstance(exc, pymysql.err.OperationalError) and exc.args[:1] == (_ER_DEADLOCK,)
 
     def notify(self, tx: Tx, payload: str) -> None:
         """Nothing: engines on MySQL poll."""

@@ -100,6 +100,14 @@ class PostgresDialect:
         """One ``UPDATE ... RETURNING`` whose candidates skip rows other workers hold."""
         return claim_returning(tx, claim, params, self.skip_locked)
 
+    def transient(self, exc: BaseException) -> bool:
+        """A deadlock victim or a serialization failure (the transaction was aborted whole)."""
+        import psycopg.errors
+
+        return isinstance(
+            exc, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure
+        )
+
     def notify(self, tx: Tx, payload: str) -> None:
         """``pg_notify``: delivered to listeners when ``tx`` commits."""
         tx.execute(f"SELECT pg_notify('{_CHANNEL}', :payload)", {"payload": payload})

@@ -92,6 +92,10 @@ class SqliteDialect:
         """One ``UPDATE ... RETURNING`` (writers are serialised: nothing to skip)."""
         return claim_returning(tx, claim, params, self.skip_locked)
 
+    def transient(self, exc: BaseException) -> bool:
+        """Never: writers are serialised (``BEGIN IMMEDIATE`` waits), so nothing deadlocks."""
+        return False
+
     def notify(self, tx: Tx, payload: str) -> None:
         """Nothing: engines on SQLite poll."""
 

@@ -32,6 +32,16 @@ from .cli import (
     app,
 )
 
+PollOpt = Annotated[
+    float,
+    typer.Option(
+        "--poll-interval",
+        min=0.01,
+        help="Seconds between looks for work from other processes (the pick-up delay on stores"
+        " without notifications: SQLite, MariaDB/MySQL).",
+    ),
+]
+
 if TYPE_CHECKING:
     from . import _cli_display as display
     from .engine import Engine
@@ -166,13 +176,14 @@ def run(
         typer.echo(display.dump_json(status.output))
 
 
-async def _work(store: str, max_runs: int, max_jobs: int) -> None:
+async def _work(store: str, max_runs: int, max_jobs: int, poll_interval: float) -> None:
     from . import _cli_display as display
     from .engine import Engine
     from .functions import DEFAULT_REGISTRY
 
     registry = DEFAULT_REGISTRY
-    async with Engine(store, max_runs=max_runs, max_jobs=max_jobs) as engine:
+    engine = Engine(store, max_runs=max_runs, max_jobs=max_jobs, poll_interval=poll_interval)
+    async with engine:
         names = ", ".join(sorted(registry.workflow_names)) or "none"
         display.note(f"worker {engine.owner_id[:8]} on {store}; workflows: {names}")
         display.note("stop it with Ctrl-C or SIGTERM", style="dim")
@@ -194,6 +205,7 @@ def worker(
     store: StoreOpt = _DEFAULT_STORE,
     max_runs: MaxRunsOpt = 100,
     max_jobs: MaxJobsOpt = 64,
+    poll_interval: PollOpt = 0.5,
     debug: DebugOpt = False,
 ) -> None:
     """Execute runs, jobs and timers of TARGET's workflows until SIGINT/SIGTERM."""
@@ -206,7 +218,7 @@ def worker(
                 f"TARGET {target!r} registers no workflows or functions: point it at the module"
                 " that holds the @gf.workflow / @gf.function definitions"
             )
-        anyio.run(_work, store, max_runs, max_jobs)
+        anyio.run(_work, store, max_runs, max_jobs, poll_interval)
 
 
 def _auth_hook(spec: str) -> Callable[..., Any]:

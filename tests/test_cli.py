@@ -367,7 +367,17 @@ def test_runs_with_an_unknown_state_is_a_one_line_error(store: str) -> None:
 @pytest.fixture
 def worker(flows: str, store: str, flows_dir: Path) -> Iterator[subprocess.Popen[str]]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "graphflow", "worker", flows, "--store", store],
+        [
+            sys.executable,
+            "-m",
+            "graphflow",
+            "worker",
+            flows,
+            "--store",
+            store,
+            "--poll-interval",
+            "0.1",
+        ],
         cwd=flows_dir,
         stderr=subprocess.PIPE,
         text=True,

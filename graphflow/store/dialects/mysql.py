@@ -26,6 +26,7 @@ What MySQL does its own way, and how this module meets it:
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -245,6 +246,7 @@ def _key_name(table: Table, key: Sequence[str]) -> str:
     raise ValueError(f"no unique index on {list(key)} in table {table.name!r}")
 
 
+@functools.cache
 def _cursor_class() -> type[Any]:
     """PyMySQL's cursor, where an ``insert_ignore`` statement's duplicate key counts no row."""
     import pymysql.cursors

@@ -51,9 +51,7 @@ StoreFactory = Callable[[], Store]
 _FENCE = Fence(run_id="r1", owner_id="o1", epoch=1)
 
 
-def _run(
-    run_id: str = "r1", *, owner: str | None = "o1", state: RunState = "running"
-) -> RunRecord:
+def _run(run_id: str = "r1", *, owner: str | None = "o1", state: RunState = "running") -> RunRecord:
     now = time.time()
     return RunRecord(
         run_id=run_id,

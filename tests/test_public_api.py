@@ -65,6 +65,7 @@ def test_design_names_are_exported(name: str) -> None:
         ("graphflow.http", ["workflow_start", "workflow_run", "workflow_status", "workflow_resume",
                             "workflow_cancel", "create_app"]),
         ("graphflow.testing", ["VirtualClock", "MemoryStore"]),
+        ("graphflow.testing.store_contract", ["StoreContract", "StoreFactory"]),
     ],
 )  # fmt: skip
 def test_submodule_names(module: str, names: list[str]) -> None:

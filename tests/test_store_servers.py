@@ -50,5 +50,6 @@ async def test_a_deadlock_victim_runs_again_and_both_writes_commit(server_url: s
         await first.aclose()
         await second.aclose()
     assert sorted(results) == ["first", "second"]
-    assert sorted(runs.values()) == [1, 2]  # the victim ran once more
+    winner, victim = sorted(runs.values())
+    assert winner == 1 and victim >= 2  # the victim ran again, after the winner committed
     assert [tuple(row) for row in values] == [("a", 11), ("b", 11)]

@@ -8,6 +8,8 @@ commit. Inline dialects (SQLite) run statements on the event loop, the others in
 
 from __future__ import annotations
 
+import random
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
@@ -123,13 +125,20 @@ class SqlDatabase:
         return results
 
     def _transaction_again_if_transient(self, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
-        """``_transaction``, run again when the database rolled it back as a deadlock victim."""
-        for _ in range(_TRANSIENT_RETRIES):
+        """``_transaction``, run again when the database rolled it back as a deadlock victim.
+
+        Each retry first waits a little (10, 20, 40 ms, with jitter) so that the transaction that
+        won takes the rows it waited for: a victim that came straight back could lock them again
+        and deadlock with the same winner. Only threaded dialects can deadlock, so this sleep
+        never blocks the event loop.
+        """
+        for attempt in range(_TRANSIENT_RETRIES):
             try:
                 return self._transaction(ops)
             except Exception as exc:
                 if not self.dialect.transient(exc):
                     raise
+            time.sleep(0.01 * 2**attempt * (1 + random.random()))
         return self._transaction(ops)
 
     def _transaction(self, ops: Sequence[Op]) -> list[tuple[bool, Any]]:

@@ -234,9 +234,9 @@ def test_store_defaults_to_the_environment(flows: str, store: str) -> None:
 
 
 def test_unsupported_store_url_is_a_one_line_error(flows: str) -> None:
-    result = invoke("run", flows, "cli_hello", "-i", '{"name": "A"}', "--store", "mysql://x")
+    result = invoke("run", flows, "cli_hello", "-i", '{"name": "A"}', "--store", "mongodb://x")
     assert result.exit_code == 1
-    assert result.stderr.startswith("error: unsupported store URL 'mysql://x'")
+    assert result.stderr.startswith("error: unsupported store URL 'mongodb://x'")
 
 
 # --- targets --------------------------------------------------------------------------------------

@@ -255,9 +255,10 @@ async def test_nothing_is_traced_or_stored_without_a_tracer_provider(url: str) -
 
 def _make_version_1(url: str, path: Path | None) -> None:
     """Turn a fresh database into what graphflow's schema version 1 wrote (no trace_context)."""
+    key = "`key`" if url.startswith("mariadb") else "key"  # reserved in MySQL
     statements = (
         "ALTER TABLE gf_runs DROP COLUMN trace_context",
-        "UPDATE gf_meta SET value = '1' WHERE key = 'schema_version'",
+        f"UPDATE gf_meta SET value = '1' WHERE {key} = 'schema_version'",
     )
     if path is not None:
         import sqlite3
@@ -265,6 +266,21 @@ def _make_version_1(url: str, path: Path | None) -> None:
         with sqlite3.connect(path) as conn:
             for statement in statements:
                 conn.execute(statement)
+    elif url.startswith("mariadb"):
+        import pymysql
+        from sqlalchemy.engine import make_url
+
+        server = make_url(url)
+        conn = pymysql.connect(
+            host=server.host, port=server.port or 3306, user=server.username or "root",
+            password=server.password or "", database=server.database, autocommit=True,
+        )  # fmt: skip
+        try:
+            with conn.cursor() as cursor:
+                for statement in statements:
+                    cursor.execute(statement)
+        finally:
+            conn.close()
     else:
         import psycopg
 
@@ -273,12 +289,13 @@ def _make_version_1(url: str, path: Path | None) -> None:
                 conn.execute(statement)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgres", "mariadb"])
 async def test_a_version_1_database_is_migrated_and_traced(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, spans: InMemorySpanExporter
 ) -> None:
     path = tmp_path / "v1.db" if backend == "sqlite" else None
-    url = f"sqlite:///{path}" if path is not None else request.getfixturevalue("pg_url")
+    server = "pg_url" if backend == "postgres" else "mysql_url"
+    url = f"sqlite:///{path}" if path is not None else request.getfixturevalue(server)
     async with gf.Engine(url, worker=False):
         pass
     _make_version_1(url, path)

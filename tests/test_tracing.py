@@ -271,22 +271,22 @@ def _make_version_1(url: str, path: Path | None) -> None:
         from sqlalchemy.engine import make_url
 
         server = make_url(url)
-        conn = pymysql.connect(
+        mysql = pymysql.connect(
             host=server.host, port=server.port or 3306, user=server.username or "root",
             password=server.password or "", database=server.database, autocommit=True,
         )  # fmt: skip
         try:
-            with conn.cursor() as cursor:
-                for statement in statements:
-                    cursor.execute(statement)
+            cursor = mysql.cursor()
+            for statement in statements:
+                cursor.execute(statement)
         finally:
-            conn.close()
+            mysql.close()
     else:
         import psycopg
 
-        with psycopg.connect(url, autocommit=True) as conn:
+        with psycopg.connect(url, autocommit=True) as pg:
             for statement in statements:
-                conn.execute(statement)
+                pg.execute(statement)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres", "mariadb"])

@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Coroutine
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -98,6 +99,8 @@ class Worker:
         self.clock = clock
         self.owner_id = owner_id
         self.job_slots = Slots(max_jobs)
+        self.max_jobs = max_jobs
+        self.threads: Executor = self._new_threads()
         self.closing = False
         self.in_flight = 0
         self.tracer: Tracer | None = None
@@ -119,6 +122,10 @@ class Worker:
         """The background loops, started by ``open`` and cancelled by ``aclose``."""
 
     # --- lifecycle ----------------------------------------------------------------------------
+
+    def _new_threads(self) -> ThreadPoolExecutor:
+        # One thread per job slot at most, started on demand; the slots bound the calls anyway.
+        return ThreadPoolExecutor(self.max_jobs, thread_name_prefix="graphflow-step")
 
     async def open(self) -> None:
         """Register this worker, take the runs waiting for one, and start the loops."""
@@ -149,6 +156,10 @@ class Worker:
                 await self._tg.__aexit__(None, None, None)
         finally:
             self._tg = None
+            # Threads still running a sync step finish it; its result is discarded. A new pool
+            # (no thread starts before a call) serves the worker if it is opened again.
+            self.threads.shutdown(wait=False, cancel_futures=True)
+            self.threads = self._new_threads()
             with anyio.CancelScope(shield=True):
                 await self.store.remove_owner(self.owner_id)
 

@@ -237,6 +237,35 @@ async def test_current_step_gives_a_stable_idempotency_key(
         gf.current_step()
 
 
+async def test_sync_functions_run_in_a_thread_unless_declared_thread_false(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
+    import threading
+
+    loop_thread = threading.get_ident()
+
+    @gf.function(registry=registry)
+    def in_thread(x: int) -> dict[str, Any]:
+        step = gf.current_step()
+        return {"on_loop": threading.get_ident() == loop_thread, "step": step.step_name, "x": x}
+
+    @gf.function(registry=registry, thread=False)
+    def on_loop(x: int) -> dict[str, Any]:
+        step = gf.current_step()
+        return {"on_loop": threading.get_ident() == loop_thread, "step": step.step_name, "x": x}
+
+    @gf.workflow(registry=registry)
+    async def both(wf: gf.Workflow, data: None) -> list[Any]:
+        return [await wf.do("A", in_thread, {"x": 1}), await wf.do("B", on_loop, {"x": 2})]
+
+    async with engine(sqlite_url, registry) as e:
+        output = await e.run("both")
+    assert output == [
+        {"on_loop": False, "step": "A", "x": 1},
+        {"on_loop": True, "step": "B", "x": 2},
+    ]
+
+
 async def test_retries_record_every_attempt(sqlite_url: str, registry: gf.Registry) -> None:
     failures = Counter[str]()
 

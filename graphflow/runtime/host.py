@@ -1,13 +1,14 @@
 """What a run needs from the process executing it: the ``RunHost`` protocol, and ``Slots``.
 
 The runtime knows how to execute one run; the host (``graphflow.worker.Worker``) owns what lies
-outside it: the store and clock, the job slots, child runs, remote jobs, and telling watchers that a
-run changed.
+outside it: the store and clock, the job slots and threads, child runs, remote jobs, and telling
+watchers that a run changed.
 """
 
 from __future__ import annotations
 
 from collections import deque
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Protocol
 
 import anyio
@@ -64,6 +65,8 @@ class RunHost(Protocol):
     owner_id: str
     job_slots: Slots
     """Bounds the RPC function calls executing at once in this process."""
+    threads: Executor
+    """Runs sync functions (one thread per job slot at most)."""
     closing: bool
     """Set when the worker stops: runs issue nothing more and unwind."""
     in_flight: int

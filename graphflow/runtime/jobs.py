@@ -37,7 +37,7 @@ async def run_job(host: RunHost, fn: Function[..., Any], job: JobRecord) -> None
         )
         await host.job_slots.acquire()
         try:
-            value = await fn.invoke(args, kwargs)
+            value = await fn.invoke(args, kwargs, host.threads)
         finally:
             host.job_slots.release()
         output = fn.io.dump_output(value).decode()

@@ -43,7 +43,8 @@ def rpc_step(
     kind: str = "rpc",
 ) -> StepCall:
     """A step that runs registered function ``fn`` as a job of this engine's worker."""
-    slots = execution.host.job_slots
+    host = execution.host
+    slots = host.job_slots
 
     async def call() -> Any:
         args, kwargs = fn.validate_input(
@@ -51,7 +52,7 @@ def rpc_step(
         )
         await slots.acquire()
         try:
-            return await fn.invoke(args, kwargs)
+            return await fn.invoke(args, kwargs, host.threads)
         finally:
             slots.release()
 

@@ -1,8 +1,10 @@
-"""Core benchmark: graphflow's per-step cost beside the raw SQLite floor, measured in the same run.
+"""Core benchmark: graphflow's per-step cost beside the raw floors, measured in the same run.
 
 Run ``python benchmarks/bench_core.py`` (``--quick`` for smaller sizes, ``--repeat N`` for the
 number of repetitions whose median is printed). Every measurement uses a fresh SQLite file. Nothing
-here asserts on timings; the figures are printed with their ratio to the floor of the same mode.
+here asserts on timings; each figure is printed with its ratio to its floor (one WAL commit, a
+group-committed row, a raw thread hop, or a raw read of the same rows) measured in the same
+repetition, and the target for that ratio.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import argparse
 import asyncio
 import functools
 import gc
+import math
 import os
 import platform
 import signal
@@ -24,9 +27,15 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from floor import sqlite_floor_seconds
+import floor as floors_module
+from floor import (
+    read_decode_seconds,
+    sqlite_floor_seconds,
+    sqlite_group_floor_seconds,
+    thread_hop_seconds,
+)
 
 import graphflow as gf
 
@@ -46,6 +55,17 @@ async def inc(x: int) -> int:
 def inc_sync(x: int) -> int:
     """A trivial sync step (runs in a worker thread)."""
     return x + 1
+
+
+def _on_loop(x: int) -> int:
+    """``inc_sync`` declared ``thread=False``: runs on the event loop."""
+    return x + 1
+
+
+try:
+    inc_on_loop: Any = gf.function(registry=REGISTRY, thread=False, name="inc_on_loop")(_on_loop)
+except TypeError:  # a graphflow without thread= (comparing with an older version)
+    inc_on_loop = None
 
 
 # Steps run by this process (the crash workload's check that completed steps are not re-run).
@@ -85,6 +105,15 @@ def _plus_one(x: int) -> int:
 
 
 @gf.workflow(registry=REGISTRY)
+async def seq_rpc_on_loop(wf: gf.Workflow, data: dict[str, int]) -> int:
+    """``n`` sequential RPC steps of the sync function declared ``thread=False``."""
+    x = 0
+    for i in range(data["n"]):
+        x = await wf.do(f"step {i}", "inc_on_loop", {"x": x})
+    return x
+
+
+@gf.workflow(registry=REGISTRY)
 async def seq_inline(wf: gf.Workflow, data: dict[str, int]) -> int:
     """``n`` sequential inline steps."""
     x = 0
@@ -98,6 +127,23 @@ async def fan_out(wf: gf.Workflow, data: dict[str, int]) -> int:
     """An ``n``-way fan-out of RPC steps."""
     steps = [wf.do(f"step {i}", inc, {"x": i}) for i in range(data["n"])]
     return sum(await asyncio.gather(*steps))
+
+
+@gf.workflow(registry=REGISTRY)
+async def fan_out_sync(wf: gf.Workflow, data: dict[str, int]) -> int:
+    """An ``n``-way fan-out of RPC steps of the sync function (each in a worker thread)."""
+    steps = [wf.do(f"step {i}", inc_sync, {"x": i}) for i in range(data["n"])]
+    return sum(await asyncio.gather(*steps))
+
+
+@gf.workflow(registry=REGISTRY)
+async def history_then_suspend(wf: gf.Workflow, data: dict[str, int]) -> int:
+    """``n`` sequential steps, then a suspend: resuming replays the whole history."""
+    x = 0
+    for i in range(data["n"]):
+        x = await wf.do(f"step {i}", inc, {"x": x})
+    await wf.suspend("go on")
+    return x
 
 
 @gf.workflow(registry=REGISTRY)
@@ -131,6 +177,8 @@ class Sizes:
     fan_out: int
     workflows: int
     crash_steps: int
+    history: int
+    hops: int
 
     @property
     def crash_at(self) -> int:
@@ -139,20 +187,52 @@ class Sizes:
 
 
 DEFAULT_SIZES = Sizes(
-    floor_rows=2_000, steps=1_000, fan_out=1_000, workflows=1_000, crash_steps=200
+    floor_rows=2_000,
+    steps=1_000,
+    fan_out=1_000,
+    workflows=1_000,
+    crash_steps=200,
+    history=10_000,
+    hops=2_000,
 )
-QUICK_SIZES = Sizes(floor_rows=300, steps=200, fan_out=200, workflows=200, crash_steps=40)
-WARM_UP_SIZES = Sizes(floor_rows=50, steps=50, fan_out=50, workflows=50, crash_steps=10)
+QUICK_SIZES = Sizes(
+    floor_rows=300, steps=200, fan_out=200, workflows=200, crash_steps=40, history=2_000, hops=300
+)
+WARM_UP_SIZES = Sizes(
+    floor_rows=50, steps=50, fan_out=50, workflows=50, crash_steps=10, history=50, hops=50
+)
+
+Floor = Literal["commit", "group", "hop", "read"]
+FLOOR_NAMES: dict[str, str] = {
+    "commit": "one commit",
+    "group": "group row",
+    "hop": "extra ÷ hop",
+    "read": "read+decode",
+}
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A figure that brings its own floor (seconds for the same unit of work)."""
+
+    value: float
+    floor_s: float
 
 
 @dataclass(frozen=True)
 class Workload:
-    """One row of the results table."""
+    """One row of the results table: what it measures, against which floor, and the target.
+
+    ``floor`` names what the ratio divides by: one WAL commit (``commit``), one group-committed
+    row (``group``), one raw thread hop (``hop``: the ratio is this row minus the async step,
+    over the hop) or the workload's own raw read (``read``).
+    """
 
     label: str
     unit: str
+    floor: Floor
     target: str
-    measure: Callable[[str, Sizes, Path], float]
+    measure: Callable[[str, Sizes, Path], float | Measured]
     per_second: bool = False
 
 
@@ -164,12 +244,22 @@ class Figure:
     ratio: float
 
 
-# --- the raw SQLite floor -------------------------------------------------------------------
+# --- floors ---------------------------------------------------------------------------------
 
 
 def measure_floor(mode: str, sizes: Sizes, tmp: Path) -> float:
-    """µs per row of the raw SQLite floor (see ``floor.py``)."""
+    """µs per row of one WAL commit per row (see ``floor.py``)."""
     return sqlite_floor_seconds(mode, sizes.floor_rows, tmp) * 1e6
+
+
+def measure_group_floor(mode: str, sizes: Sizes, tmp: Path) -> float:
+    """µs per row of ``sizes.fan_out`` rows in one commit (see ``floor.py``)."""
+    return sqlite_group_floor_seconds(mode, sizes.fan_out, tmp) * 1e6
+
+
+def measure_hop(mode: str, sizes: Sizes, tmp: Path) -> float:
+    """µs per raw thread hop, ``loop.run_in_executor`` (see ``floor.py``)."""
+    return thread_hop_seconds(sizes.hops) * 1e6
 
 
 # --- graphflow workloads --------------------------------------------------------------------
@@ -188,9 +278,9 @@ def engine(mode: str, tmp: Path) -> gf.Engine:
 async def _timed_run(mode: str, tmp: Path, workflow: str, n: int, expected: int) -> float:
     """Seconds of ``engine.run(workflow, {"n": n})`` on an open engine."""
     async with engine(mode, tmp) as eng:
-        started = time.perf_counter()
+        started = floors_module.timer()
         output = await eng.run(workflow, {"n": n})
-        elapsed = time.perf_counter() - started
+        elapsed = floors_module.timer() - started
     _check(output, expected, workflow)
     return elapsed
 
@@ -205,15 +295,22 @@ def per_step(workflow: str) -> Callable[[str, Sizes, Path], float]:
 
     def measure(mode: str, sizes: Sizes, tmp: Path) -> float:
         n = sizes.steps
+        if workflow == "seq_rpc_on_loop" and inc_on_loop is None:
+            return math.nan
         return asyncio.run(_timed_run(mode, tmp, workflow, n, expected=n)) / n * 1e6
 
     return measure
 
 
-def measure_fan_out(mode: str, sizes: Sizes, tmp: Path) -> float:
+def fan_out_step(workflow: str) -> Callable[[str, Sizes, Path], float]:
     """µs per step of one ``sizes.fan_out``-way fan-out (``asyncio.gather`` of RPC steps)."""
-    n = sizes.fan_out
-    return asyncio.run(_timed_run(mode, tmp, "fan_out", n, expected=n * (n + 1) // 2)) / n * 1e6
+
+    def measure(mode: str, sizes: Sizes, tmp: Path) -> float:
+        n = sizes.fan_out
+        expected = n * (n + 1) // 2
+        return asyncio.run(_timed_run(mode, tmp, workflow, n, expected=expected)) / n * 1e6
+
+    return measure
 
 
 def measure_workflows(mode: str, sizes: Sizes, tmp: Path) -> float:
@@ -222,14 +319,39 @@ def measure_workflows(mode: str, sizes: Sizes, tmp: Path) -> float:
 
     async def main() -> float:
         async with engine(mode, tmp) as eng:
-            started = time.perf_counter()
+            started = floors_module.timer()
             run_ids = await asyncio.gather(*(eng.start("three_steps", {"x": i}) for i in range(n)))
             statuses = await asyncio.gather(*(eng.wait(run_id) for run_id in run_ids))
-            elapsed = time.perf_counter() - started
+            elapsed = floors_module.timer() - started
         _check([s.output for s in statuses], [i + 3 for i in range(n)], "three_steps")
         return elapsed
 
     return n / asyncio.run(main())
+
+
+def measure_replay(mode: str, sizes: Sizes, tmp: Path) -> Measured:
+    """ms from ``resume`` to the result of a run that replays ``sizes.history`` steps.
+
+    Its floor: a raw read of the same rows (one ``SELECT``, ``json.loads`` of each row's JSON).
+    """
+    n = sizes.history
+
+    async def main() -> float:
+        async with engine(mode, tmp) as eng:
+            run_id = await eng.start("history_then_suspend", {"n": n})
+            async for status in eng.watch(run_id, steps=False):
+                if status.state == "suspended":
+                    break
+            started = floors_module.timer()
+            await eng.resume(run_id, None)
+            status = await eng.wait(run_id)
+            elapsed = floors_module.timer() - started
+        _check(status.output, n, "history_then_suspend")
+        raw = min(read_decode_seconds(tmp / "graphflow.db", run_id) for _ in range(3))
+        return elapsed, raw
+
+    elapsed, raw = asyncio.run(main())
+    return Measured(elapsed * 1e3, raw)
 
 
 def measure_recovery(mode: str, sizes: Sizes, tmp: Path) -> float:
@@ -239,10 +361,10 @@ def measure_recovery(mode: str, sizes: Sizes, tmp: Path) -> float:
     EXECUTED["crashy"] = 0
 
     async def main() -> tuple[float, Any]:
-        started = time.perf_counter()
+        started = floors_module.timer()
         async with engine(mode, tmp) as eng:
             status = await eng.wait(run_id)
-            elapsed = time.perf_counter() - started
+            elapsed = floors_module.timer() - started
         return elapsed, status.output
 
     elapsed, output = asyncio.run(main())
@@ -281,48 +403,69 @@ def crash_child(url: str, run_id: str, data: str) -> None:
 
 # --- running and printing -------------------------------------------------------------------
 
-FLOOR = Workload("raw SQLite floor: INSERT + COMMIT", "µs/row", "", measure_floor)
+FLOORS = (
+    Workload("floor: one WAL commit (INSERT + COMMIT)", "µs/row", "commit", "", measure_floor),
+    Workload(
+        "floor: group commit (all rows, 1 COMMIT)", "µs/row", "group", "", measure_group_floor
+    ),
+    Workload("floor: thread hop (run_in_executor)", "µs/call", "hop", "", measure_hop),
+)
+ASYNC_STEP = "sequential RPC step, async fn"
 
 
 def workloads(sizes: Sizes) -> list[Workload]:
-    """The graphflow rows of the table, in order."""
+    """The graphflow rows of the table, in order (the async step before the sync ones)."""
     left = sizes.crash_steps - sizes.crash_at
+    fan = f"{sizes.fan_out:,}-way gather"
     return [
+        Workload(ASYNC_STEP, "µs/step", "commit", "≤2x / ≤1.3x", per_step("seq_rpc")),
         Workload(
-            f"sequential RPC step, async fn ({sizes.steps:,} steps)",
+            "sequential RPC step, sync fn (thread)",
             "µs/step",
-            "≤3x / ≤1.5x floor",
-            per_step("seq_rpc"),
-        ),
-        Workload(
-            f"sequential RPC step, sync fn ({sizes.steps:,} steps)",
-            "µs/step",
-            "",
+            "hop",
+            "≤1x",
             per_step("seq_rpc_sync"),
         ),
         Workload(
-            f"sequential inline step ({sizes.steps:,} steps)", "µs/step", "", per_step("seq_inline")
+            "sequential RPC step, sync fn thread=False",
+            "µs/step",
+            "commit",
+            "≈ async",
+            per_step("seq_rpc_on_loop"),
+        ),
+        Workload("sequential inline step", "µs/step", "commit", "", per_step("seq_inline")),
+        Workload(
+            f"fan-out step, async fn ({fan})", "µs/step", "group", "≤3x", fan_out_step("fan_out")
         ),
         Workload(
-            f"fan-out RPC step ({sizes.fan_out:,}-way gather)", "µs/step", "≤25 µs", measure_fan_out
+            f"fan-out step, sync fn ({fan})",
+            "µs/step",
+            "group",
+            "≤6x",
+            fan_out_step("fan_out_sync"),
         ),
         Workload(
             f"3-step workflows ({sizes.workflows:,} started at once)",
             "wf/s",
-            "≥2,000/s",
+            "group",
+            "≥5,000/s",
             measure_workflows,
             per_second=True,
         ),
         Workload(
+            f"replay of a {sizes.history:,}-step history", "ms", "read", "≤3x", measure_replay
+        ),
+        Workload(
             f"recovery: open → result ({sizes.crash_steps} steps, {left} left)",
             "ms",
+            "commit",
             "<50 ms",
             measure_recovery,
         ),
     ]
 
 
-def measure_once(workload: Workload, mode: str, sizes: Sizes) -> float:
+def measure_once(workload: Workload, mode: str, sizes: Sizes) -> float | Measured:
     """One measurement in a fresh temporary directory."""
     with tempfile.TemporaryDirectory(prefix="gf-bench-") as tmp:
         gc.collect()
@@ -330,7 +473,7 @@ def measure_once(workload: Workload, mode: str, sizes: Sizes) -> float:
 
 
 def unit_seconds(workload: Workload, value: float) -> float:
-    """Seconds per unit of work: per row, step, workflow or recovery."""
+    """Seconds per unit of work: per row, step, workflow, call or whole measurement."""
     if workload.per_second:
         return 1.0 / value
     return value / (1e3 if workload.unit == "ms" else 1e6)
@@ -343,25 +486,42 @@ def warm_up() -> None:
             measure_once(workload, MODES[0], WARM_UP_SIZES)
 
 
+def _ratio(workload: Workload, seconds: float, floors: dict[str, float], async_s: float) -> float:
+    if workload.floor == "hop":  # what the thread costs beyond the async step
+        return (seconds - async_s) / floors["hop"]
+    return seconds / floors[workload.floor]
+
+
 def measure_mode(
     mode: str, sizes: Sizes, repeat: int, progress: Callable[[str], None]
 ) -> dict[str, Figure]:
-    """Median of each row in one mode; each repetition measures its own floor first.
+    """Median of each row in one mode; each repetition measures its own floors first.
 
-    Repetitions interleave the floor with the workloads, so a drift in fsync latency moves both.
+    Repetitions interleave the floors with the workloads, so a drift in fsync latency or in the
+    machine's load moves both.
     """
-    rows = [FLOOR, *workloads(sizes)]
+    rows = [*FLOORS, *workloads(sizes)]
     values: dict[str, list[float]] = {w.label: [] for w in rows}
     ratios: dict[str, list[float]] = {w.label: [] for w in rows}
     for rep in range(repeat):
         progress(f"{mode}: repetition {rep + 1} of {repeat}")
-        floor_s = unit_seconds(FLOOR, measure_once(FLOOR, mode, sizes))
-        values[FLOOR.label].append(floor_s * 1e6)
-        ratios[FLOOR.label].append(1.0)
-        for workload in rows[1:]:
-            value = measure_once(workload, mode, sizes)
-            values[workload.label].append(value)
-            ratios[workload.label].append(unit_seconds(workload, value) / floor_s)
+        floors: dict[str, float] = {}
+        for row in FLOORS:
+            value = float(measure_once(row, mode, sizes))  # type: ignore[arg-type]
+            floors[row.floor] = unit_seconds(row, value)
+            values[row.label].append(value)
+            ratios[row.label].append(1.0)
+        async_s = math.nan
+        for workload in rows[len(FLOORS) :]:
+            measured = measure_once(workload, mode, sizes)
+            if isinstance(measured, Measured):
+                floors[workload.floor] = measured.floor_s
+                measured = measured.value
+            seconds = unit_seconds(workload, measured)
+            if workload.label == ASYNC_STEP:
+                async_s = seconds
+            values[workload.label].append(measured)
+            ratios[workload.label].append(_ratio(workload, seconds, floors, async_s))
     return {
         label: Figure(statistics.median(values[label]), statistics.median(ratios[label]))
         for label in values
@@ -370,29 +530,37 @@ def measure_mode(
 
 def format_value(value: float) -> str:
     """Three significant figures, thousands separated."""
+    if math.isnan(value):
+        return "n/a"
     if value >= 100:
         return f"{value:,.0f}"
     return f"{value:.1f}" if value >= 10 else f"{value:.2f}"
 
 
 def print_results(table: dict[str, dict[str, Figure]], sizes: Sizes) -> None:
-    """The measured table: value and x floor per mode."""
-    rows = [FLOOR, *workloads(sizes)]
+    """The measured table: value and x floor per mode, the floor's name and the target."""
+    rows = [*FLOORS, *workloads(sizes)]
     width = max(len(w.label) for w in rows) + 2
     header = f"{'workload':<{width}}{'unit':<9}"
     header += "".join(f"{mode + ' ':>12}{'x floor':>9}" for mode in MODES)
-    print(header + "   target")
-    print("-" * (len(header) + 20))
+    header += f"  {'floor':<13}target (normal / full)"
+    print(header)
+    print("-" * (len(header) + 4))
     for workload in rows:
         line = f"{workload.label:<{width}}{workload.unit:<9}"
         for mode in MODES:
             figure = table[mode][workload.label]
-            line += f"{format_value(figure.value):>12}{format_value(figure.ratio) + 'x':>9}"
-        print(f"{line}   {workload.target}".rstrip())
+            ratio = "" if workload in FLOORS else format_value(figure.ratio)
+            ratio += "x" if ratio[:1].isdigit() else ""
+            line += f"{format_value(figure.value):>12}{ratio:>9}"
+        floor = "" if workload in FLOORS else FLOOR_NAMES[workload.floor]
+        print(f"{line}  {floor:<13}{workload.target}".rstrip())
     print(
-        "x floor: time per step (per workflow for wf/s, the whole recovery for ms) ÷ time of one"
-        " floor INSERT + COMMIT\nin the same mode and repetition. Default Engine settings, one"
-        " fresh SQLite file per measurement."
+        "x floor: this row's time per unit (per workflow for wf/s, the whole replay or recovery"
+        " for ms)\n÷ its floor in the same mode and repetition: one WAL commit, one row of a"
+        " group commit, the raw\nread + JSON decode of the replayed rows; for the sync step,"
+        " (sync step - async step) ÷ one raw\nthread hop. Default Engine settings, one fresh"
+        " SQLite file per measurement."
     )
 
 
@@ -408,16 +576,18 @@ graphflow's `full` column."""
 
 
 def print_header(sizes: Sizes, repeat: int) -> None:
-    """What was measured, where."""
+    """What was measured, where, and how loaded the machine was."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     print(
         f"graphflow {gf.__version__} bench_core: Python {platform.python_version()},"
-        f" SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs, medians of {repeat},"
-        f" temp dir {tempfile.gettempdir()}"
+        f" SQLite {sqlite3.sqlite_version}, {os.cpu_count()} CPUs (load {load}),"
+        f" medians of {repeat}, temp dir {tempfile.gettempdir()}"
     )
     print(
         f"sizes: floor {sizes.floor_rows:,} rows, {sizes.steps:,} sequential steps,"
         f" {sizes.fan_out:,}-way fan-out, {sizes.workflows:,} workflows,"
-        f" {sizes.crash_steps}-step crash at step {sizes.crash_at}\n"
+        f" {sizes.history:,}-step replay, {sizes.crash_steps}-step crash at step"
+        f" {sizes.crash_at}\n"
     )
 
 
@@ -430,6 +600,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--gc-freeze",
         action="store_true",
         help="gc.freeze() after imports, as servers do: the cyclic GC stops rescanning libraries",
+    )
+    parser.add_argument(
+        "--cpu",
+        action="store_true",
+        help="measure CPU time instead of wall time (fair on a loaded machine; not for `full`)",
     )
     parser.add_argument("--crash-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -451,7 +626,10 @@ def main(argv: list[str] | None = None) -> None:
         return
     sizes = QUICK_SIZES if args.quick else DEFAULT_SIZES
     started = time.perf_counter()
+    if args.cpu:
+        floors_module.use_cpu_time()
     print_header(sizes, args.repeat)
+    print("clock: CPU time of this process (--cpu)\n" if args.cpu else "clock: wall time\n")
     if args.gc_freeze:
         gc.freeze()
         print(f"gc.freeze(): {gc.get_freeze_count():,} objects moved out of the GC's scans\n")
@@ -461,7 +639,8 @@ def main(argv: list[str] | None = None) -> None:
     print_results(table, sizes)
     print()
     print(PEERS)
-    print(f"\n(total {time.perf_counter() - started:.1f} s)")
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"\n(total {time.perf_counter() - started:.1f} s, load average now {load})")
 
 
 if __name__ == "__main__":

@@ -72,6 +72,8 @@ class GroupCommitter(Generic[OpT]):
     # --- inline (SQLite) ------------------------------------------------------------------------
 
     async def _submit_inline(self, op: OpT) -> Any:
+        if not self._leading and not _others_runnable():
+            return self._commit_alone(op)  # nobody could join its batch: commit at once
         pending = _Pending(op, None)
         self._queue.append(pending)
         if self._leading:
@@ -95,6 +97,18 @@ class GroupCommitter(Generic[OpT]):
             finished, self._round = self._round, None
             if finished is not None:
                 finished.set()
+
+    def _commit_alone(self, op: OpT) -> Any:
+        """A batch of one, without the bookkeeping of a shared round (sequential steps)."""
+        try:
+            ((ok, value),) = self._run_batch([op])
+        except Exception as exc:
+            ok, value = False, exc
+        self.batches += 1
+        self.ops += 1
+        if ok:
+            return value
+        raise value
 
     # --- threaded (PostgreSQL) ------------------------------------------------------------------
 

@@ -263,7 +263,7 @@ class Worker:
         if not live_steps:
             return status
         live: dict[str, StepStatus] = {
-            step.record.name: step_status(step.running_record()) for step in live_steps
+            step.name: step_status(step.running_record()) for step in live_steps
         }
         # A live step keeps the errors of its stored failed attempts (shown while it retries).
         merged = [
@@ -272,7 +272,7 @@ class Worker:
             else step
             for step in status.steps
         ]
-        seqs = {step.record.name: step.record.seq for step in live_steps}
+        seqs = {step.name: step.seq for step in live_steps}
         merged.extend(sorted(live.values(), key=lambda s: seqs.get(s.name, 0)))
         return status.model_copy(update={"steps": merged})
 

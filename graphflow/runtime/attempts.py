@@ -8,14 +8,13 @@ when it finishes (plus one per failed attempt).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import anyio
 import pydantic
 import pydantic_core
 
-from .._types import StepState
 from ..errors import (
     ErrorInfo,
     GraphflowError,
@@ -33,6 +32,8 @@ from .failures import ReportedError, error_info
 
 __all__ = ("StepCall", "run_step")
 
+_NO_OPTIONS = StepOptions()
+
 
 @dataclass(kw_only=True)
 class StepCall:
@@ -44,7 +45,7 @@ class StepCall:
     call: Callable[[], Awaitable[Any]]
     dump: Callable[[Any], bytes]
     load: Callable[[str | bytes], Any]
-    options: StepOptions = field(default_factory=StepOptions)
+    options: StepOptions = _NO_OPTIONS
     input: str | None = None
     on_error: Callable[[ErrorInfo], Awaitable[Any]] | None = None
     parents: tuple[str, ...] | None = None
@@ -77,66 +78,64 @@ async def run_step(execution: RunExecution, spec: StepCall) -> Any:
         return spec.load(recorded.output or "null")
     if recorded is not None and recorded.state == "failed" and recorded.error is not None:
         await _raise_failed(execution, spec, ErrorInfo.model_validate_json(recorded.error), None)
-    base = recorded or StepRecord(
+    live = LiveStep(
         run_id=execution.run_id,
         name=spec.name,
         seq=seq,
         kind=spec.kind,
         function=spec.function,
-        state="running",
-        input=spec.input,
+        input=spec.input if recorded is None else recorded.input,
         parents=parents,
+        attempt=0 if recorded is None else recorded.attempts,
+        started_at=None if recorded is None else recorded.started_at,
+        error=None if recorded is None else recorded.error,
     )
-    raw, record = await _attempts(execution, spec, base)
+    raw, record = await _attempts(execution, spec, live)
     execution.completed(spec.name, parents, record.finished_at)
     return spec.load(raw)
 
 
 async def _attempts(
-    execution: RunExecution, spec: StepCall, base: StepRecord
+    execution: RunExecution, spec: StepCall, live: LiveStep
 ) -> tuple[bytes, StepRecord]:
     """Attempt ``spec`` until it succeeds or fails for good, storing each outcome."""
     store = execution.host.store
     clock = execution.host.clock
     retries = spec.options.retries or 0
-    attempt = base.attempts
-    first_started = base.started_at
     trace = execution.trace
     execution.step_began()
     try:
         while True:
-            attempt += 1
+            live.attempt += 1
             started = clock.time()
-            first_started = first_started or started
-            execution.attempt_began(LiveStep(base, attempt, first_started))
+            if live.started_at is None:
+                live.started_at = started
+            execution.attempt_began(live)
             try:
                 if trace is None:
-                    raw, detail = await _attempt(execution, spec, attempt)
+                    raw, detail = await _attempt(execution, spec, live.attempt)
                 else:
                     raw, detail = await trace.attempt(
-                        spec.name, attempt, _attempt(execution, spec, attempt), _cause
+                        spec.name, live.attempt, _attempt(execution, spec, live.attempt), _cause
                     )
             except Exception as exc:
-                final = isinstance(exc, _FinalFailure) or attempt > retries
+                final = isinstance(exc, _FinalFailure) or live.attempt > retries
                 info = error_info(_cause(exc))
                 logs.attempt_failed(
-                    execution.run_id, execution.workflow, spec.name, attempt, info, final=final
+                    execution.run_id, execution.workflow, spec.name, live.attempt, info, final=final
                 )
-                record = _with_result(
-                    base,
-                    seq=_final_seq(execution, spec, base) if final else base.seq,
-                    state="failed" if final else "running",
-                    attempts=attempt,
-                    output=None,
-                    error=info.model_dump_json(),
-                    started_at=first_started,
+                error = info.model_dump_json()
+                record = live.record(
+                    "failed" if final else "running",
+                    seq=_final_seq(execution, spec, live) if final else None,
+                    error=error,
                     finished_at=clock.time() if final else None,
                 )
                 failed = AttemptRecord(
                     run_id=execution.run_id,
                     step_name=spec.name,
-                    attempt=attempt,
-                    error=info.model_dump_json(),
+                    attempt=live.attempt,
+                    error=error,
                     started_at=started,
                     finished_at=clock.time(),
                 )
@@ -145,17 +144,13 @@ async def _attempts(
                 if final:
                     execution.step_settled(spec.name)
                     await _raise_failed(execution, spec, info, _cause(exc))
-                base = record
-                await _backoff(execution, spec.options, attempt)
+                live.error = error
+                await _backoff(execution, spec.options, live.attempt)
                 continue
-            record = _with_result(
-                base,
-                seq=_final_seq(execution, spec, base),
-                state="completed",
-                attempts=attempt,
+            record = live.record(
+                "completed",
+                seq=_final_seq(execution, spec, live),
                 output=raw.decode(),
-                error=None,
-                started_at=first_started,
                 finished_at=clock.time(),
                 detail=detail,
             )
@@ -171,8 +166,8 @@ def _cause(exc: Exception) -> BaseException:
     return exc.cause if isinstance(exc, _FinalFailure) else exc
 
 
-def _final_seq(execution: RunExecution, spec: StepCall, base: StepRecord) -> int:
-    return execution.replay.take_seq() if spec.number_at_finish else base.seq
+def _final_seq(execution: RunExecution, spec: StepCall, live: LiveStep) -> int:
+    return execution.replay.take_seq() if spec.number_at_finish else live.seq
 
 
 async def _attempt(
@@ -241,34 +236,3 @@ async def _raise_failed(
         workflow=execution.workflow, run_id=execution.run_id, step=spec.name, error=info
     )
     raise error from cause
-
-
-def _with_result(
-    base: StepRecord,
-    *,
-    seq: int,
-    state: StepState,
-    attempts: int,
-    output: str | None,
-    error: str | None,
-    started_at: float,
-    finished_at: float | None,
-    detail: str | None = None,
-) -> StepRecord:
-    # Built directly: dataclasses.replace costs several microseconds on the hot path.
-    return StepRecord(
-        run_id=base.run_id,
-        name=base.name,
-        seq=seq,
-        kind=base.kind,
-        function=base.function,
-        state=state,
-        attempts=attempts,
-        input=base.input,
-        output=output,
-        error=error,
-        parents=base.parents,
-        started_at=started_at,
-        finished_at=finished_at,
-        detail=detail,
-    )

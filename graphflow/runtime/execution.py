@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Literal
 
 import anyio
 
+from .._types import StepState
 from ..errors import DuplicateStepError, GraphflowError, NonDeterminismError
 from ..store.base import Fence, RunRecord, StepRecord
 from .failures import Closing
@@ -25,19 +26,59 @@ from .tracing import RunTrace
 __all__ = ("LiveStep", "Parking", "RunExecution", "Wait")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True, kw_only=True)
 class LiveStep:
-    """A step executing now: its record as issued, the current attempt and when it began."""
+    """A step executing now: what it was issued as, its attempts so far, and when it began.
 
-    record: StepRecord
+    The attempt loop updates it in place; ``record`` builds the step's record from it only when
+    one is stored or shown.
+    """
+
+    run_id: str
+    name: str
+    seq: int
+    kind: str
+    function: str | None
+    input: str | None
+    parents: tuple[str, ...]
     attempt: int
-    started_at: float
+    """The current attempt (counting those recorded before a crash)."""
+    started_at: float | None
+    """When the first attempt began."""
+    error: str | None = None
+    """The last failed attempt's error (JSON), shown while the next one runs."""
+
+    def record(
+        self,
+        state: StepState,
+        *,
+        seq: int | None = None,
+        output: str | None = None,
+        error: str | None = None,
+        finished_at: float | None = None,
+        detail: str | None = None,
+    ) -> StepRecord:
+        """The step's record in ``state`` after its current attempt (``seq``: another number)."""
+        return StepRecord(
+            run_id=self.run_id,
+            name=self.name,
+            seq=self.seq if seq is None else seq,
+            kind=self.kind,
+            function=self.function,
+            state=state,
+            attempts=self.attempt,
+            input=self.input,
+            output=output,
+            error=error,
+            parents=self.parents,
+            started_at=self.started_at,
+            finished_at=finished_at,
+            detail=detail,
+        )
 
     def running_record(self) -> StepRecord:
         """The step's record as ``status`` shows it now (state ``running``)."""
-        return replace(
-            self.record, state="running", attempts=self.attempt, started_at=self.started_at
-        )
+        return self.record("running", error=self.error)
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +205,7 @@ class RunExecution:
 
     def attempt_began(self, live: LiveStep) -> None:
         """An attempt of a step starts: ``status`` shows it running (watchers are told)."""
-        self._live[live.record.name] = live
+        self._live[live.name] = live
         self.host.step_changed(self.run.run_id)
 
     def step_settled(self, name: str) -> None:
@@ -279,4 +320,4 @@ class RunExecution:
 
     def cancelled_steps(self) -> tuple[LiveStep, ...]:
         """The steps executing when the cancel landed that stored no outcome since."""
-        return tuple(s for s in self._live_at_cancel if s.record.name not in self._settled)
+        return tuple(s for s in self._live_at_cancel if s.name not in self._settled)

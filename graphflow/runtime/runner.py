@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 from typing import Any, TypeAlias, assert_never
 
 import anyio
@@ -129,11 +128,8 @@ async def cancel_run(host: RunHost, execution: RunExecution) -> RunState:
     """Store a held run as cancelled, with every step it had in flight."""
     now = host.clock.time()
     for live in execution.cancelled_steps():
-        await host.store.record_step(
-            execution.fence,
-            replace(live.record, state="cancelled", attempts=live.attempt,
-                    started_at=live.started_at, finished_at=now),
-        )  # fmt: skip
+        cancelled = live.record("cancelled", error=live.error, finished_at=now)
+        await host.store.record_step(execution.fence, cancelled)
     await host.store.cancel_steps(execution.run_id, now)
     await host.store.end_run(execution.fence, state="cancelled", output=None, error=None, at=now)
     logs.run_state(execution.run_id, execution.workflow, "cancelled")

@@ -139,7 +139,7 @@ class Topology:
             ),
             branch_keys=tuple(declared.get(i) for i in range(len(order))),
             in_degree=tuple(in_degree),
-            handlers=tuple(tuple(sorted(set(hs))) for hs in handlers),
+            handlers=tuple(tuple(sorted(set(hs))) if hs else () for hs in handlers),
             is_handler=tuple(is_handler),
         )
 

@@ -32,9 +32,14 @@ if TYPE_CHECKING:
 __all__ = ("NodeSpec", "canonical", "compile_graph", "declared_graph")
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class NodeSpec:
-    """One declared node, normalised from ``workflow_graph(config=...)``."""
+    """One declared node, normalised from ``workflow_graph(config=...)``.
+
+    A value, never changed once built; not declared ``frozen`` because a frozen dataclass sets
+    each field through ``object.__setattr__``, which makes building one three times slower (a
+    10,000-node graph builds 10,000).
+    """
 
     node_id: str
     function: str

@@ -173,9 +173,14 @@ def _loop_index(
     )
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class PlanNode:
-    """One node of a compiled graph, everything the runtime needs to run it."""
+    """One node of a compiled graph, everything the runtime needs to run it.
+
+    A value, never changed once built; not declared ``frozen`` because a frozen dataclass sets
+    each field through ``object.__setattr__``, which makes building one three times slower (a
+    10,000-node graph builds 10,000).
+    """
 
     node_id: str
     function: str

@@ -410,6 +410,8 @@ def _mode(graph: str, node_id: str, value: object, for_each: Ref | None) -> Mode
 
 
 def _options(graph: str, node_id: str, options: Mapping[Any, Any]) -> StepOptions:
+    if _STEP_OPTIONS.isdisjoint(options):
+        return _NO_OPTIONS
     for option in ("retry_delay", "timeout"):
         value = options.get(option)
         try:

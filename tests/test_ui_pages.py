@@ -156,6 +156,16 @@ def test_a_child_step_links_to_the_child_run_and_back(client: TestClient) -> Non
     assert f'<a href="/ui/runs/{run_id}"><code>{run_id}</code></a>' in child
 
 
+def test_a_loop_draws_its_back_edge_dashed(client: TestClient) -> None:
+    run_id = start(client, "looping", {"text": "go"})
+    assert wait_state(client, run_id, {"completed", "failed"})["state"] == "completed"
+    page = client.get(f"/ui/runs/{run_id}")
+    assert page.status_code == 200
+    assert 'data-step="publish" data-state="completed"' in page.text
+    assert 'stroke-dasharray="5 4"' in page.text  # the back edge review -> draft
+    assert '<tr data-step="review#2" data-state="completed">' in page.text
+
+
 def test_step_names_and_outputs_are_escaped(client: TestClient) -> None:
     run_id = start(client, "hostile_run", {})
     wait_state(client, run_id, {"completed"})

@@ -77,6 +77,29 @@ async def parent_run(wf: gf.Workflow, data: dict[str, Any]) -> str:
     return result
 
 
+@gf.function(registry=REGISTRY)
+def review(text: str) -> str:
+    step = gf.current_step().step_name
+    gf.branch("done" if step.endswith("#2") else "retry")
+    return text
+
+
+looping = gf.workflow_graph(
+    name="looping",
+    nodes={"draft": "shout", "review": "review", "publish": "shout"},
+    config={
+        "draft": {"input": {"text": "draft"}, "next": "review"},
+        "review": {
+            "input": {"text": gf.ref("draft")},
+            "next": {"retry": "draft", "done": "publish"},
+            "loop": {"max_iterations": 3},
+        },
+        "publish": {"input": {"text": "published"}},
+    },
+    registry=REGISTRY,
+)
+
+
 branching = gf.workflow_graph(
     name="branching",
     nodes={"start": "shout", "loud": "shout", "quiet": "shout", "end": "shout"},

@@ -47,6 +47,8 @@ if _TYPE_CHECKING:  # the names below, imported on first use (see __getattr__)
     from .errors import NonRetryableError as NonRetryableError
     from .errors import NotFoundError as NotFoundError
     from .errors import OutsideStepError as OutsideStepError
+    from .errors import PatchIdError as PatchIdError
+    from .errors import PruneStateError as PruneStateError
     from .errors import RecoveryLimitError as RecoveryLimitError
     from .errors import RegistrationError as RegistrationError
     from .errors import RunConflictError as RunConflictError
@@ -56,6 +58,7 @@ if _TYPE_CHECKING:  # the names below, imported on first use (see __getattr__)
     from .errors import SchemaVersionError as SchemaVersionError
     from .errors import StepFailed as StepFailed
     from .errors import StepNameError as StepNameError
+    from .errors import StepNotFoundError as StepNotFoundError
     from .errors import StepTargetError as StepTargetError
     from .errors import StepTimeout as StepTimeout
     from .errors import StoreError as StoreError
@@ -76,6 +79,7 @@ if _TYPE_CHECKING:  # the names below, imported on first use (see __getattr__)
     from .refs import RefResolutionError as RefResolutionError
     from .refs import RefUsageError as RefUsageError
     from .refs import ref as ref
+    from .runtime.check import CheckResult as CheckResult
     from .runtime.clock import Clock as Clock
     from .runtime.context import StepInfo as StepInfo
     from .runtime.context import branch as branch
@@ -98,6 +102,7 @@ __all__ = (
     "RunStatus",
     "RunList",
     "StepStatus",
+    "CheckResult",
     "Store",
     "open_store",
     "Clock",
@@ -132,6 +137,8 @@ __all__ = (
     "UnknownWorkflowError",
     "UnknownFunctionError",
     "RunNotFoundError",
+    "StepNotFoundError",
+    "PruneStateError",
     "RunError",
     "RunConflictError",
     "InvalidStateError",
@@ -154,6 +161,7 @@ __all__ = (
     "EventLoopError",
     "OutsideStepError",
     "StepNameError",
+    "PatchIdError",
     "StepTargetError",
     "BranchKeyTypeError",
     "AmbiguousResumeError",
@@ -190,6 +198,8 @@ _HOMES: dict[str, str] = {
     "NonRetryableError": ".errors",
     "NotFoundError": ".errors",
     "OutsideStepError": ".errors",
+    "PatchIdError": ".errors",
+    "PruneStateError": ".errors",
     "RecoveryLimitError": ".errors",
     "RegistrationError": ".errors",
     "RunConflictError": ".errors",
@@ -199,6 +209,7 @@ _HOMES: dict[str, str] = {
     "SchemaVersionError": ".errors",
     "StepFailed": ".errors",
     "StepNameError": ".errors",
+    "StepNotFoundError": ".errors",
     "StepTargetError": ".errors",
     "StepTimeout": ".errors",
     "StoreError": ".errors",
@@ -219,6 +230,7 @@ _HOMES: dict[str, str] = {
     "RefResolutionError": ".refs",
     "RefUsageError": ".refs",
     "ref": ".refs",
+    "CheckResult": ".runtime.check",
     "Clock": ".runtime.clock",
     "StepInfo": ".runtime.context",
     "branch": ".runtime.context",

@@ -416,4 +416,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-from . import _cli_process  # noqa: E402, F401 - registers run, worker and serve on ``app``
+# Importing these registers their commands on ``app``: run, worker and serve; check, fork, prune.
+from . import _cli_process, _cli_repair  # noqa: E402, F401

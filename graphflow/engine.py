@@ -1,6 +1,7 @@
 """The ``Engine``: the public facade, its lifecycle and the client API.
 
-``start``, ``run``, ``watch``, ``wait``, ``status``, ``list_runs``, ``resume`` and ``cancel``. An
+``start``, ``run``, ``watch``, ``wait``, ``status``, ``list_runs``, ``resume`` and ``cancel``
+(``check``, ``fork`` and ``prune`` come from ``RepairOperations``, in ``_repair``). An
 engine opened with ``async with`` opens its store, listens for its notifications, and (unless
 ``worker=False``) opens a ``Worker`` that executes runs: it recovers abandoned runs, wakes sleepers
 and takes runs started by clients. What the engine does not own lives below it: executing
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import anyio
 import anyio.abc
 
+from ._repair import RepairOperations
 from ._start import RunStarter
 from ._types import JSON, TERMINAL
 from ._watch import RunEvents, changes, until_terminal
@@ -40,7 +42,7 @@ from .runtime.clock import Clock, SystemClock
 from .runtime.resume import check_resume_data
 from .runtime.status import RunList, RunStatus, load_error, parse_cursor, run_cursor, run_status
 from .store import open_store
-from .store.base import RunRecord, Store
+from .store.base import RunRecord, StepRecord, Store
 from .worker import EngineStats, Worker
 
 if TYPE_CHECKING:
@@ -49,7 +51,7 @@ if TYPE_CHECKING:
 __all__ = ("Engine", "EngineStats", "run")
 
 
-class Engine:
+class Engine(RepairOperations):
     """Runs workflows durably on a store.
 
     Args:
@@ -180,6 +182,15 @@ class Engine:
     def _require_open(self) -> None:
         if self._tg is None:
             raise EngineStateError(operation="start or inspect runs", is_open=False)
+
+    def _executing_steps(self, run_id: str) -> list[StepRecord]:
+        if self._worker is None:
+            return []
+        return [step.running_record() for step in self._worker.live_steps(run_id)]
+
+    def _runs_waiting(self) -> None:
+        if self._worker is not None:
+            self._worker.claim_soon()
 
     def _on_notify(self, payload: str) -> None:
         """A store notification: a run ended or became runnable, a job finished, work is queued."""

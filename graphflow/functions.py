@@ -342,6 +342,8 @@ class WorkflowDefinition:
     defined_at: str = ""
     """``file:line`` of the definition: the same identity at another place is a redefinition."""
     input_adapter: TypeAdapter[Any] = field(default=_ANY_ADAPTER)
+    retention: float | None = None
+    """Seconds a finished run is kept before workers prune it (``None``: kept)."""
 
     def validate_input(self, data: JSON, *, run_id: str | None = None) -> Any:
         """Validate workflow input or raise ``InputValidationError``."""

@@ -28,10 +28,11 @@ from .errors import EngineStateError, RecoveryLimitError, RunNotFoundError, Stor
 from .functions import Registry, WorkflowDefinition
 from .runtime import logs
 from .runtime.clock import Clock
-from .runtime.execution import RunExecution
+from .runtime.execution import LiveStep, RunExecution
 from .runtime.failures import error_info
 from .runtime.host import Slots
 from .runtime.jobs import run_job
+from .runtime.retention import retention_loop
 from .runtime.runner import UNSET, cancel_run, drive_run
 from .runtime.status import RunStatus, StepStatus, run_status, step_status
 from .store.base import ClaimQuery, Fence, JobRecord, OwnerRecord, RunRecord, Store
@@ -118,6 +119,7 @@ class Worker:
         self.loops: list[Callable[[], Coroutine[Any, Any, None]]] = [
             self._claim_loop,
             self._lease_loop,
+            self._retention_loop,
         ]
         """The background loops, started by ``open`` and cancelled by ``aclose``."""
 
@@ -276,6 +278,15 @@ class Worker:
         merged.extend(sorted(live.values(), key=lambda s: seqs.get(s.name, 0)))
         return status.model_copy(update={"steps": merged})
 
+    def live_steps(self, run_id: str) -> tuple[LiveStep, ...]:
+        """The steps of ``run_id`` executing here now (none if the run is not held here)."""
+        held = self._held.get(run_id)
+        return held.execution.live_steps() if held is not None else ()
+
+    def claim_soon(self) -> None:
+        """Runs were made claimable here (a fork): look for them now, not at the next poll."""
+        self._wake_claimer.set()
+
     def deliver(self, run_id: str, step_name: str, output: str) -> None:
         """Hand resume data to a suspend waiting here; wake the claimer for a parked run."""
         held = self._held.get(run_id)
@@ -417,6 +428,9 @@ class Worker:
                     tg.start_soon(timer, next_wake)
                 await wake.wait()
                 tg.cancel_scope.cancel()
+
+    async def _retention_loop(self) -> None:
+        await retention_loop(self.store, self.registry, self.clock)
 
     async def _lease_loop(self) -> None:
         while True:

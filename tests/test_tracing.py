@@ -253,13 +253,19 @@ async def test_nothing_is_traced_or_stored_without_a_tracer_provider(url: str) -
     assert [s.name for s in exporter.get_finished_spans()] == ["handle request"]
 
 
-def _make_version_1(url: str, path: Path | None) -> None:
-    """Turn a fresh database into what graphflow's schema version 1 wrote (no trace_context)."""
-    key = "`key`" if url.startswith("mariadb") else "key"  # reserved in MySQL
-    statements = (
-        "ALTER TABLE gf_runs DROP COLUMN trace_context",
-        f"UPDATE gf_meta SET value = '1' WHERE {key} = 'schema_version'",
+def version_3_undone(url: str) -> tuple[str, ...]:
+    """What schema version 3 added (``engine.fork`` and ``engine.prune``), taken away again."""
+    on = {"gf_runs_finished": "", "gf_jobs_run": ""}
+    if url.startswith("mariadb"):  # MySQL names the table an index is dropped from
+        on = {"gf_runs_finished": " ON gf_runs", "gf_jobs_run": " ON gf_jobs"}
+    return (
+        "ALTER TABLE gf_runs DROP COLUMN forked_from",
+        *(f"DROP INDEX {index}{table}" for index, table in on.items()),
     )
+
+
+def run_statements(url: str, path: Path | None, statements: tuple[str, ...]) -> None:
+    """Execute ``statements`` on the database of ``url`` (the SQLite file ``path``), outside graphflow."""
     if path is not None:
         import sqlite3
 
@@ -287,6 +293,21 @@ def _make_version_1(url: str, path: Path | None) -> None:
         with psycopg.connect(url, autocommit=True) as pg:
             for statement in statements:
                 pg.execute(statement)
+
+
+def version_key(url: str) -> str:
+    """The ``gf_meta.key`` column, quoted where the name is reserved (MySQL)."""
+    return "`key`" if url.startswith("mariadb") else "key"
+
+
+def _make_version_1(url: str, path: Path | None) -> None:
+    """Turn a fresh database into what graphflow's schema version 1 wrote (no trace_context)."""
+    statements = (
+        *version_3_undone(url),
+        "ALTER TABLE gf_runs DROP COLUMN trace_context",
+        f"UPDATE gf_meta SET value = '1' WHERE {version_key(url)} = 'schema_version'",
+    )
+    run_statements(url, path, statements)
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres", "mariadb"])

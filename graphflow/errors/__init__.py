@@ -13,13 +13,16 @@ GraphflowError
 ├─ EngineStateError(RuntimeError)  the engine is not open (or opened twice)
 ├─ EventLoopError(RuntimeError)    gf.run() called inside a running event loop
 ├─ OutsideStepError(RuntimeError)  gf.current_step()/gf.branch() called outside a step
+├─ PruneStateError(ValueError)     prune asked for runs that are not finished
 ├─ NotFoundError(LookupError)
 │  ├─ UnknownWorkflowError, UnknownFunctionError, RunNotFoundError
+│  └─ StepNotFoundError            fork from a step the run does not have
 ├─ RunError                        facts about one run
 │  ├─ RunConflictError, InvalidStateError, RunFailed
 │  ├─ DuplicateStepError, NonDeterminismError, BranchError, LoopLimitError
 │  ├─ StepFailed, SuspendTimeout, StepTimeout(TimeoutError)
 │  ├─ StepNameError(ValueError), StepTargetError(TypeError), BranchKeyTypeError(TypeError)
+│  ├─ PatchIdError(ValueError)     wf.patched() given an id that is not a non-empty string
 │  ├─ AmbiguousResumeError(ValueError), RecoveryLimitError
 ├─ StoreError
 │  ├─ SchemaVersionError
@@ -44,6 +47,7 @@ from ._run import DuplicateStepError as DuplicateStepError
 from ._run import InvalidStateError as InvalidStateError
 from ._run import LoopLimitError as LoopLimitError
 from ._run import NonDeterminismError as NonDeterminismError
+from ._run import PatchIdError as PatchIdError
 from ._run import RecoveryLimitError as RecoveryLimitError
 from ._run import RunConflictError as RunConflictError
 from ._run import RunError as RunError
@@ -63,8 +67,10 @@ from ._setup import GraphDurationError as GraphDurationError
 from ._setup import InputValidationError as InputValidationError
 from ._setup import NotFoundError as NotFoundError
 from ._setup import OutsideStepError as OutsideStepError
+from ._setup import PruneStateError as PruneStateError
 from ._setup import RegistrationError as RegistrationError
 from ._setup import RunNotFoundError as RunNotFoundError
+from ._setup import StepNotFoundError as StepNotFoundError
 from ._setup import UnknownFunctionError as UnknownFunctionError
 from ._setup import UnknownWorkflowError as UnknownWorkflowError
 from ._setup import WorkflowDefinitionError as WorkflowDefinitionError
@@ -95,6 +101,8 @@ __all__ = (
     "NonRetryableError",
     "NotFoundError",
     "OutsideStepError",
+    "PatchIdError",
+    "PruneStateError",
     "RecoveryLimitError",
     "RegistrationError",
     "RunConflictError",
@@ -104,6 +112,7 @@ __all__ = (
     "SchemaVersionError",
     "StepFailed",
     "StepNameError",
+    "StepNotFoundError",
     "StepTargetError",
     "StepTimeout",
     "StoreError",

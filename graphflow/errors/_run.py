@@ -22,6 +22,7 @@ __all__ = (
     "SuspendTimeout",
     "StepTimeout",
     "StepNameError",
+    "PatchIdError",
     "StepTargetError",
     "BranchKeyTypeError",
     "AmbiguousResumeError",
@@ -123,8 +124,9 @@ class NonDeterminismError(RunError):
     ) -> None:  # fmt: skip
         super().__init__(
             f"non-deterministic replay{where(workflow, run_id, step)}: recorded as {recorded},"
-            f" the code now calls {new}. Workflow code must issue the same steps on replay;"
-            " deploy changed workflows under a new name or let old runs finish first",
+            f" the code now calls {new}. Workflow code must issue the same steps on replay:"
+            " branch on wf.patched(...) for runs in flight, or deploy the change under a new"
+            " workflow name; `graphflow check` finds such runs before a deploy",
             workflow=workflow,
             run_id=run_id,
             step=step,
@@ -254,6 +256,23 @@ class StepNameError(RunError, ValueError):
             run_id=run_id,
             name=name,
             what=what,
+        )
+
+
+class PatchIdError(RunError, ValueError):
+    """``wf.patched`` was given an id that is not a non-empty string."""
+
+    workflow: str
+    run_id: str
+    patch_id: object
+
+    def __init__(self, *, workflow: str, run_id: str, patch_id: object) -> None:
+        super().__init__(
+            f"invalid patch id {patch_id!r}{where(workflow, run_id)}: give wf.patched a"
+            " non-empty string, e.g. wf.patched('sms-receipt')",
+            workflow=workflow,
+            run_id=run_id,
+            patch_id=patch_id,
         )
 
 

@@ -24,6 +24,8 @@ __all__ = (
     "UnknownWorkflowError",
     "UnknownFunctionError",
     "RunNotFoundError",
+    "StepNotFoundError",
+    "PruneStateError",
 )
 
 
@@ -285,4 +287,34 @@ class RunNotFoundError(NotFoundError):
     def __init__(self, *, run_id: str) -> None:
         super().__init__(
             f"no run {run_id!r} in this store: check the id and the --store URL", run_id=run_id
+        )
+
+
+class StepNotFoundError(NotFoundError):
+    """A run has no step of this name (``engine.fork(run_id, from_step=...)``)."""
+
+    run_id: str
+    step: str
+    steps: list[str]
+
+    def __init__(self, *, run_id: str, step: str, steps: list[str]) -> None:
+        known = ", ".join(repr(name) for name in steps) if steps else "none yet"
+        super().__init__(
+            f"run {run_id!r} has no step {step!r}: give one of its steps ({known})",
+            run_id=run_id,
+            step=step,
+            steps=steps,
+        )
+
+
+class PruneStateError(GraphflowError, ValueError):
+    """``prune`` was asked to delete runs in a state that is not finished."""
+
+    states: list[str]
+
+    def __init__(self, *, states: list[str]) -> None:
+        super().__init__(
+            f"cannot prune runs in states {states}: prune deletes only finished runs; give"
+            " states among 'completed', 'failed' and 'cancelled'",
+            states=states,
         )

@@ -18,7 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
-from ..durations import to_seconds
+from ..durations import Duration, to_seconds
 from ..errors import (
     DefinitionError,
     DurationError,
@@ -131,6 +131,7 @@ def workflow_graph(
     nodes: Mapping[str, str | Function[..., Any]],
     config: Mapping[str, Mapping[str, Any]] | None = None,
     output: Template | None = None,
+    retention: Duration | None = None,
     registry: Registry | None = None,
 ) -> GraphWorkflow:
     """Declare, validate and register a graph workflow.
@@ -138,14 +139,16 @@ def workflow_graph(
     ``nodes`` maps node ids to registered functions (names or ``@gf.function`` objects);
     ``config[node_id]`` holds ``next``, ``input``, ``branch``, ``for_each``, ``mode``,
     ``on_error``, ``loop``, ``retries``, ``retry_delay``, ``backoff`` and ``timeout`` (see DESIGN
-    §1; ``loop={"max_iterations": N}`` lets the node's ``next`` go back to an ancestor).
+    §1; ``loop={"max_iterations": N}`` lets the node's ``next`` go back to an ancestor). With
+    ``retention`` (``"7d"``), worker engines delete its runs that long after they finished.
 
     Raises:
         GraphDefinitionError: the graph is invalid (the message names the node and the fix).
-        DurationError: a ``retry_delay`` or ``timeout`` is not a duration.
+        DurationError: a ``retry_delay``, ``timeout`` or ``retention`` is not a duration.
         RegistrationError: the name is taken by another workflow or function.
     """
     registry = registry if registry is not None else DEFAULT_REGISTRY
+    keep = None if retention is None else to_seconds(retention)
     _check_graph(name, nodes, config or {})
     with _cyclic_gc_paused():
         specs = [
@@ -169,6 +172,7 @@ def workflow_graph(
             and plan.nodes[node_id].for_each is None
             and not plan.nodes[node_id].handles
         ),
+        retention=keep,
     )
     registry.add_workflow(definition)
     return definition

@@ -78,6 +78,8 @@ async def run_step(execution: RunExecution, spec: StepCall) -> Any:
         return spec.load(recorded.output or "null")
     if recorded is not None and recorded.state == "failed" and recorded.error is not None:
         await _raise_failed(execution, spec, ErrorInfo.model_validate_json(recorded.error), None)
+    if execution.dry:
+        await execution.stop_point(spec.name, spec.kind, spec.function, parents)
     live = LiveStep(
         run_id=execution.run_id,
         name=spec.name,
@@ -99,7 +101,6 @@ async def _attempts(
     execution: RunExecution, spec: StepCall, live: LiveStep
 ) -> tuple[bytes, StepRecord]:
     """Attempt ``spec`` until it succeeds or fails for good, storing each outcome."""
-    store = execution.host.store
     clock = execution.host.clock
     retries = spec.options.retries or 0
     trace = execution.trace
@@ -139,7 +140,7 @@ async def _attempts(
                     started_at=started,
                     finished_at=clock.time(),
                 )
-                await store.record_step(execution.fence, record, failed)
+                await execution.record_step(record, failed)
                 execution.host.step_changed(execution.run_id)
                 if final:
                     execution.step_settled(spec.name)
@@ -154,7 +155,7 @@ async def _attempts(
                 finished_at=clock.time(),
                 detail=detail,
             )
-            await store.record_step(execution.fence, record)
+            await execution.record_step(record)
             execution.step_settled(spec.name)
             return raw, record
     finally:

@@ -17,7 +17,7 @@ import anyio
 
 from .._types import StepState
 from ..errors import DuplicateStepError, GraphflowError, NonDeterminismError
-from ..store.base import Fence, RunRecord, StepRecord
+from ..store.base import AttemptRecord, Fence, RunRecord, StepRecord
 from .failures import Closing
 from .host import RunHost
 from .replay import Replay
@@ -104,6 +104,9 @@ class Parking:
 class RunExecution:
     """The in-memory state of one run being executed by this engine."""
 
+    dry = False
+    """A dry replay (``engine.check``) stops where a step would execute or a wait begin."""
+
     def __init__(
         self, host: RunHost, run: RunRecord, fence: Fence, history: list[StepRecord]
     ) -> None:
@@ -184,6 +187,18 @@ class RunExecution:
         """Note a completed step: the frontier and ``now()`` move past it."""
         self._progress += 1
         self.replay.completed(name, parents, finished_at)
+
+    async def record_step(self, step: StepRecord, failed: AttemptRecord | None = None) -> None:
+        """Store a step of this run (fenced by its lease), with any patch markers it carries."""
+        await self.host.store.record_step(self.fence, self.replay.with_markers(step), failed)
+
+    async def stop_point(
+        self, name: str, kind: str, function: str | None, parents: tuple[str, ...]
+    ) -> None:
+        """Where a dry replay stops: step ``name`` would execute or a wait would begin.
+
+        Only called when ``dry``; a dry execution blocks here until its check is over.
+        """
 
     @property
     def fatal(self) -> GraphflowError | None:

@@ -79,6 +79,8 @@ class RunStatus(BaseModel):
     wake_at: datetime | None = None
     suspend_reason: str | None = None
     parent_run_id: str | None = None
+    forked_from: str | None = None
+    """The run this one was forked from (``engine.fork``)."""
     steps: list[StepStatus] = []
 
     @property
@@ -131,6 +133,7 @@ def run_status(
         "wake_at": to_datetime(run.wake_at),
         "suspend_reason": run.suspend_reason,
         "parent_run_id": run.parent_run_id,
+        "forked_from": run.forked_from,
         "steps": [step_status(s, errors.get(s.name)) for s in steps or ()],
     }
     return RunStatus(**values)

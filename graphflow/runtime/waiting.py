@@ -42,6 +42,8 @@ async def sleep(execution: RunExecution, name: str, duration: Duration) -> None:
     if recorded is not None and recorded.state == "completed":
         execution.completed(name, parents, recorded.finished_at)
         return
+    if execution.dry:
+        await execution.stop_point(name, "sleep", None, parents)
     clock = execution.host.clock
     if recorded is None:
         now = clock.time()
@@ -74,6 +76,8 @@ async def suspend(
     if recorded is not None and recorded.state == "completed":
         execution.completed(reason, parents, recorded.finished_at)
         return _load(adapter, recorded.output or "null")
+    if execution.dry and (recorded is None or recorded.state == "suspended"):
+        await execution.stop_point(reason, "suspend", None, parents)
     if recorded is None:
         deadline = None if seconds is None else execution.host.clock.time() + seconds
         detail = {
@@ -106,7 +110,7 @@ async def suspend(
 async def _record_waiting(execution: RunExecution, record: StepRecord) -> None:
     # Counted as working: the run must not park before this wait is stored and registered.
     with execution.working():
-        await execution.host.store.record_step(execution.fence, record)
+        await execution.record_step(record)
     execution.host.step_changed(execution.run_id)
 
 
@@ -165,7 +169,7 @@ async def _record_end(
         wake_at=recorded.wake_at,
         detail=recorded.detail,
     )
-    await execution.host.store.record_step(execution.fence, record)
+    await execution.record_step(record)
     execution.host.step_changed(execution.run_id)
     if state == "completed":
         execution.completed(recorded.name, parents, now)

@@ -14,9 +14,10 @@ from typing import Any, ClassVar, Literal, TypeVar, overload
 from pydantic import TypeAdapter
 
 from .._types import JSON
-from ..durations import Duration
+from ..durations import Duration, to_seconds
 from ..errors import (
     ErrorInfo,
+    PatchIdError,
     StepNameError,
     StepTargetError,
     UnknownFunctionError,
@@ -74,7 +75,11 @@ class ImperativeWorkflow(WorkflowDefinition):
 def workflow(fn: WorkflowFn, /) -> ImperativeWorkflow: ...
 @overload
 def workflow(
-    *, name: str | None = None, description: str | None = None, registry: Registry | None = None
+    *,
+    name: str | None = None,
+    description: str | None = None,
+    retention: Duration | None = None,
+    registry: Registry | None = None,
 ) -> Callable[[WorkflowFn], ImperativeWorkflow]: ...
 def workflow(
     fn: WorkflowFn | None = None,
@@ -82,18 +87,22 @@ def workflow(
     *,
     name: str | None = None,
     description: str | None = None,
+    retention: Duration | None = None,
     registry: Registry | None = None,
 ) -> ImperativeWorkflow | Callable[[WorkflowFn], ImperativeWorkflow]:
     """Register ``async def f(wf, data)`` as a durable workflow.
 
     ``data`` is validated against its annotation when a run starts; the return value is stored as
-    the run's output (validated against the return annotation).
+    the run's output (validated against the return annotation). With ``retention`` (``"7d"``),
+    worker engines delete its runs that long after they finished, in the background.
 
     Raises:
         RegistrationError: the name is taken by another callable.
         WorkflowDefinitionError: the function is not ``async``.
+        DurationError: ``retention`` is not a duration.
     """
     localns = dict(sys._getframe(1).f_locals)
+    keep = None if retention is None else to_seconds(retention)
 
     def register(target: WorkflowFn) -> ImperativeWorkflow:
         if not inspect.iscoroutinefunction(target):
@@ -119,6 +128,7 @@ def workflow(
             input_adapter=TypeAdapter(data_type),
             fn=target,
             io=io,
+            retention=keep,
         )
         (registry or DEFAULT_REGISTRY).add_workflow(definition)
         return definition
@@ -194,6 +204,25 @@ class Workflow:
     def now(self) -> datetime:
         """The time this point of the workflow was first reached: the same on replay."""
         return self._execution.now()
+
+    def patched(self, patch_id: str) -> bool:
+        """Whether this run takes the new code path of the patch ``patch_id``.
+
+        True in runs that reach this point under code that has the patch (new runs, and runs
+        that recorded nothing past it); False in runs that recorded steps past this point
+        without it, so they replay their old path unchanged. Every call with the same id in one
+        run gives the same answer. The marker rides on the run's next step record: no write of
+        its own. Remove the old branch once ``graphflow check`` shows no run on it.
+
+        Raises:
+            PatchIdError: ``patch_id`` is not a non-empty string.
+        """
+        execution = self._execution
+        if not patch_id or not isinstance(patch_id, str):
+            raise PatchIdError(
+                workflow=execution.workflow, run_id=execution.run_id, patch_id=patch_id
+            )
+        return execution.replay.patched(patch_id)
 
     async def sleep(self, name: str, duration: Duration) -> None:
         """Sleep durably: the run wakes at the stored time, in whatever process runs then.

@@ -16,11 +16,16 @@ from .tables import META, METADATA
 
 __all__ = ("SCHEMA_VERSION", "SchemaCreator")
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 """The version of the tables in ``tables``; an older one is migrated, a newer one refused."""
 
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
     1: ("ALTER TABLE gf_runs ADD COLUMN trace_context TEXT",),  # OpenTelemetry (runtime.tracing)
+    2: (  # engine.fork, and the indexes engine.prune reads and deletes by
+        "ALTER TABLE gf_runs ADD COLUMN forked_from TEXT",
+        "CREATE INDEX gf_runs_finished ON gf_runs (finished_at, run_id)",
+        "CREATE INDEX gf_jobs_run ON gf_jobs (run_id)",
+    ),
 }
 """The statements that bring a schema of version ``v`` to ``v + 1``, in one transaction."""
 

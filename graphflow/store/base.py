@@ -19,6 +19,8 @@ __all__ = (
     "Fence",
     "JobRecord",
     "OwnerRecord",
+    "PruneBatch",
+    "PruneQuery",
     "RunRecord",
     "StepRecord",
     "Store",
@@ -50,6 +52,7 @@ class RunRecord:
     recoveries: int = 0
     cancel_requested: bool = False
     trace_context: str | None = None
+    forked_from: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,6 +140,32 @@ class ClaimQuery:
     lease: float = 15.0
     max_recoveries: int = 10
     run_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PruneQuery:
+    """Which finished runs one prune batch deletes, and where the previous batch stopped."""
+
+    finished_before: float
+    states: Sequence[str]
+    workflow: str | None = None
+    limit: int = 100
+    """Finished runs looked at (matching or not): bounds the work of one batch."""
+    after: tuple[float, str] | None = None
+    """``(finished_at, run_id)`` of the last run the previous batch looked at."""
+    dry_run: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PruneBatch:
+    """What one prune batch did."""
+
+    run_ids: tuple[str, ...]
+    """Runs this batch chose to delete (dry: would delete), their descendants included."""
+    deleted: int = 0
+    """Runs it did delete (none when dry, fewer if another process deleted some first)."""
+    last: tuple[float, str] | None
+    """Where the next batch starts; ``None`` once no finished run is left to look at."""
 
 
 class Store(Protocol):
@@ -275,3 +304,29 @@ class Store(Protocol):
 
     async def claim_runs(self, query: ClaimQuery, now: float) -> list[RunRecord]:
         """Take ownership of runnable runs: new, abandoned (dead owner or expired lease), awake."""
+
+    async def load_histories(
+        self,
+        *,
+        states: Sequence[str],
+        workflow: str | None = None,
+        after: str | None = None,
+        limit: int = 500,
+    ) -> list[tuple[RunRecord, list[StepRecord]]]:
+        """A page of runs in these states, by run id after ``after``, each with its steps.
+
+        One read, no lease: for checking stored runs against the code.
+        """
+
+    async def fork_run(self, run: RunRecord, source_run_id: str, steps: Sequence[str]) -> None:
+        """Insert ``run`` with copies of the named steps (and their attempts) of another run."""
+
+    async def oldest_finished_at(self, workflow: str) -> float | None:
+        """When the run of ``workflow`` that finished first did (``None``: no finished run)."""
+
+    async def prune_runs(self, query: PruneQuery) -> PruneBatch:
+        """Delete one batch of finished runs with their descendants, steps, attempts and jobs.
+
+        Never a run that is unfinished, has an unfinished descendant, or is the child of an
+        unfinished parent. One short transaction.
+        """

@@ -20,6 +20,7 @@ from ..errors import LeaseLostError
 from ._sql_db import SqlDatabase
 from ._sql_jobs import SqlJobs
 from ._sql_owners import SqlOwners
+from ._sql_repair import SqlRepair
 from ._sql_schema import SchemaCreator
 from ._tx import Tx
 from .base import (
@@ -28,6 +29,8 @@ from .base import (
     Fence,
     JobRecord,
     OwnerRecord,
+    PruneBatch,
+    PruneQuery,
     RunRecord,
     StepRecord,
 )
@@ -93,6 +96,9 @@ class SqlStore:
         self._jobs = SqlJobs(db)
         self._schema = SchemaCreator(db)
         self._insert_run = db.prepare(_insert_run)
+        self._repair = SqlRepair(
+            db, run_select=_RUN_SELECT, run_row=_run, step_row=_step, insert_run=self._insert_run
+        )
         self._insert_attempt = db.prepare(_insert_attempt)
         self._record_step = db.prepare(_record_step)
 
@@ -449,6 +455,33 @@ class SqlStore:
                 tx.execute(self._insert_attempt, attempt)
 
         await self._db.write(op)
+
+    # --- repair and retention (composed) -------------------------------------------------------
+
+    async def load_histories(
+        self,
+        *,
+        states: Sequence[str],
+        workflow: str | None = None,
+        after: str | None = None,
+        limit: int = 500,
+    ) -> list[tuple[RunRecord, list[StepRecord]]]:
+        """A page of runs in ``states`` ordered by run id, with their steps (one read)."""
+        return await self._repair.load_histories(
+            states=states, workflow=workflow, after=after, limit=limit
+        )
+
+    async def fork_run(self, run: RunRecord, source_run_id: str, steps: Sequence[str]) -> None:
+        """Insert ``run`` with copies of the named steps and attempts of ``source_run_id``."""
+        await self._repair.fork_run(run, source_run_id, steps)
+
+    async def oldest_finished_at(self, workflow: str) -> float | None:
+        """When the first finished run of ``workflow`` finished."""
+        return await self._repair.oldest_finished_at(workflow)
+
+    async def prune_runs(self, query: PruneQuery) -> PruneBatch:
+        """Delete one batch of finished runs with their descendants (one transaction)."""
+        return await self._repair.prune_runs(query)
 
 
 def _insert_run(dialect: Dialect) -> Insert:

@@ -65,6 +65,7 @@ class RunRow(_Base, table=True):
         Index("gf_runs_wake", "state", "wake_at"),
         Index("gf_runs_created", "created_at"),
         Index("gf_runs_parent", "parent_run_id"),
+        Index("gf_runs_finished", "finished_at", "run_id"),
     )
     run_id: str = Field(primary_key=True)
     workflow: str
@@ -88,6 +89,8 @@ class RunRow(_Base, table=True):
     cancel_requested: bool = False
     trace_context: str | None = _payload()
     """The W3C trace context the run's spans continue (``runtime.tracing``); version 2."""
+    forked_from: str | None = _payload()
+    """The run this one was forked from (``engine.fork``); version 3."""
 
 
 class StepRow(_Base, table=True):
@@ -142,7 +145,10 @@ class JobRow(_Base, table=True):
     """An RPC step handed to whichever worker has its function."""
 
     __tablename__ = "gf_jobs"
-    __table_args__ = (Index("gf_jobs_claim", "state", "function"),)
+    __table_args__ = (
+        Index("gf_jobs_claim", "state", "function"),
+        Index("gf_jobs_run", "run_id"),
+    )
     job_id: str = Field(primary_key=True)
     run_id: str
     step_name: str

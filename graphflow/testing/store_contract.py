@@ -38,6 +38,7 @@ from ..store.base import (
     Fence,
     JobRecord,
     OwnerRecord,
+    PruneQuery,
     RunRecord,
     StepRecord,
     Store,
@@ -77,6 +78,27 @@ def _step(name: str, seq: int, state: StepState = "completed", run_id: str = "r1
         attempts=1,
         output="1",
         parents=("a",) if seq else (),
+    )
+
+
+def _finished(
+    run_id: str,
+    finished_at: float,
+    *,
+    state: RunState = "completed",
+    parent: str | None = None,
+    workflow: str = "w",
+) -> RunRecord:
+    """A run that ended at ``finished_at`` (or, unfinished, is still in ``state``)."""
+    return RunRecord(
+        run_id=run_id,
+        workflow=workflow,
+        state=state,
+        input="{}",
+        parent_run_id=parent,
+        created_at=finished_at - 1,
+        updated_at=finished_at,
+        finished_at=finished_at if state in ("completed", "failed", "cancelled") else None,
     )
 
 
@@ -386,3 +408,83 @@ class StoreContract:
                         await notified.wait()
                 tg.cancel_scope.cancel()
         assert received[0].startswith("run:n")
+
+    # --- repair and retention -------------------------------------------------------------------
+
+    async def test_histories_load_a_page_of_runs_with_their_steps(self, store: Store) -> None:
+        """``load_histories`` pages runs in the given states by run id, each with its steps."""
+        await store.create_run(_run())
+        await store.record_step(_FENCE, _step("a", 0))
+        await store.record_step(_FENCE, _step("b", 1))
+        await store.create_run(_run("r2", owner=None, state="pending"))
+        await store.create_run(_finished("r3", 5.0))
+        page = await store.load_histories(states=["running", "pending"], limit=1)
+        assert [(run.run_id, [s.name for s in steps]) for run, steps in page] == [
+            ("r1", ["a", "b"])
+        ]
+        page = await store.load_histories(states=["running", "pending"], after="r1")
+        assert [(run.run_id, steps) for run, steps in page] == [("r2", [])]
+        assert await store.load_histories(states=["running"], workflow="other") == []
+
+    async def test_a_fork_copies_the_named_steps_into_a_new_run(self, store: Store) -> None:
+        """``fork_run`` stores the new run with copies of the named steps and their attempts."""
+        await store.create_run(_run())
+        failed = AttemptRecord(
+            run_id="r1", step_name="b", attempt=1, error="boom", started_at=1.0, finished_at=2.0
+        )
+        await store.record_step(_FENCE, _step("a", 0))
+        await store.record_step(_FENCE, _step("b", 1, state="running"), failed)
+        await store.record_step(_FENCE, _step("b", 1))
+        await store.record_step(_FENCE, _step("c", 2))
+        fork = dataclasses.replace(
+            _run("f1", owner=None, state="pending"), forked_from="r1", input="{}"
+        )
+        await store.fork_run(fork, "r1", ["a", "b"])
+        run, steps, attempts = await store.load_run("f1")
+        assert run is not None and run.forked_from == "r1" and run.state == "pending"
+        assert [(s.run_id, s.name, s.seq, s.output) for s in steps] == [
+            ("f1", "a", 0, "1"),
+            ("f1", "b", 1, "1"),
+        ]
+        assert [(a.run_id, a.step_name) for a in attempts] == [("f1", "b")]
+        assert [s.name for s in await store.load_steps("r1")] == ["a", "b", "c"]
+
+    async def test_prune_deletes_old_finished_runs_in_batches(self, store: Store) -> None:
+        """Batches follow ``(finished_at, run_id)``; only the asked states and workflow go."""
+        for i in range(5):
+            await store.create_run(_finished(f"old{i}", 10.0 + i))
+        await store.create_run(_finished("young", 100.0))
+        await store.create_run(_finished("failed", 11.0, state="failed"))
+        await store.create_run(_finished("other", 11.0, workflow="v"))
+        await store.create_run(_run("live", owner=None, state="pending"))
+        query = PruneQuery(finished_before=50.0, states=["completed"], workflow="w", limit=2)
+        dry = await store.prune_runs(dataclasses.replace(query, dry_run=True))
+        # Two runs looked at (old0, then "failed"): one matches, none deleted.
+        assert dry.run_ids == ("old0",) and dry.deleted == 0 and dry.last == (11.0, "failed")
+        assert await store.get_run("old0") is not None
+        deleted: list[str] = []
+        after = None
+        while (batch := await store.prune_runs(dataclasses.replace(query, after=after))).last:
+            assert batch.deleted == len(batch.run_ids)
+            deleted += batch.run_ids
+            after = batch.last
+        assert deleted == [f"old{i}" for i in range(5)]
+        left = {run.run_id for run in await store.list_runs(limit=100)}
+        assert left == {"young", "failed", "other", "live"}
+        assert await store.oldest_finished_at("w") == 11.0
+        assert await store.oldest_finished_at("nothing") is None
+
+    async def test_prune_takes_children_and_keeps_unfinished_families(self, store: Store) -> None:
+        """A run goes with its children; never one with an unfinished parent or descendant."""
+        await store.create_run(_finished("p1", 10.0))
+        await store.create_run(_finished("p1-c", 9.0, parent="p1"))
+        await store.create_run(_finished("p1-c-c", 8.0, parent="p1-c"))
+        await store.create_run(_finished("p2", 10.0))
+        await store.create_run(_finished("p2-c", 9.0, parent="p2"))
+        await store.create_run(_finished("p2-c-c", 9.0, parent="p2-c", state="running"))
+        await store.create_run(_finished("p3", 10.0, state="suspended"))
+        await store.create_run(_finished("p3-c", 9.0, parent="p3"))
+        batch = await store.prune_runs(PruneQuery(finished_before=50.0, states=["completed"]))
+        assert sorted(batch.run_ids) == ["p1", "p1-c", "p1-c-c"] and batch.deleted == 3
+        left = {run.run_id for run in await store.list_runs(limit=100)}
+        assert left == {"p2", "p2-c", "p2-c-c", "p3", "p3-c"}

@@ -274,3 +274,22 @@ async def test_a_version_2_database_is_migrated_and_forks(
         forked = await e.wait(await e.fork(failed, from_step="Load"), timeout=10)
         assert forked.output == 60 and forked.forked_from == failed
         assert await e.prune(older_than=0) == 2
+
+
+async def test_a_graph_fork_inside_a_loop_runs_the_later_passes_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.flows import graph_flows  # noqa: F401  (registers loop_article)
+    from tests.test_crash import executions
+
+    monkeypatch.setenv("GF_CRASH_LOG", str(tmp_path / "log.txt"))
+    async with gf.Engine(f"sqlite:///{tmp_path / 'loop.db'}") as e:
+        original = await e.start("loop_article", {"topic": "t", "needed": 2})
+        assert (await e.wait(original, timeout=30)).state == "completed"
+        after_loop = await e.wait(await e.fork(original, from_step="publish"), timeout=30)
+        in_loop = await e.wait(await e.fork(original, from_step="review"), timeout=30)
+    assert after_loop.output == in_loop.output == {"publish": "published: t v2"}
+    assert [s.name for s in in_loop.steps] == ["draft", "review", "draft#2", "review#2", "publish"]
+    assert executions(tmp_path) == Counter(
+        {"draft 1": 1, "review 1": 2, "draft 2": 2, "review 2": 2, "publish": 3}
+    )

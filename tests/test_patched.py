@@ -208,5 +208,5 @@ async def test_patch_ids_must_be_strings(memory_engine: gf.Engine) -> None:
     async def bad_patch(wf: gf.Workflow, data: None) -> bool:
         return wf.patched("")
 
-    with pytest.raises(gf.RunFailed, match="non-empty string id"):
+    with pytest.raises(gf.RunFailed, match="PatchIdError: invalid patch id .."):
         await memory_engine.run("bad_patch")

@@ -153,7 +153,12 @@ async def _drive(
 
 
 async def _settle(execution: _DryExecution, outcome: _Outcome) -> None:
-    """Return once the replay ended or every branch sits at a stop point (no progress)."""
+    """Return once the replay ended or every branch sits at a stop point (no progress).
+
+    A replay does no I/O (recorded results return at once; the served functions are read before
+    any replay), so a few loop turns without progress mean every branch has stopped. Workflow
+    code that awaits something else between steps would be taken as stopped there.
+    """
     quiet = 0
     progress = execution.progress
     while not outcome.ended.is_set() and quiet < _QUIET_TURNS:
@@ -176,6 +181,8 @@ class Checker:
         """Every stored run of ``workflow`` (all if ``None``) in ``states``, checked."""
         results: list[CheckResult] = []
         after: str | None = None
+        # Read once, before any replay: a store read inside one could look like a stop.
+        await self.host.remote_functions()
         while True:
             page = await self.store.load_histories(
                 states=states, workflow=workflow, after=after, limit=_PAGE

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from concurrent.futures import Executor
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.lowlevel
@@ -30,6 +30,9 @@ from .execution import RunExecution
 from .fork import step_node
 from .host import Slots
 from .status import RunStatus
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Tracer
 from .workflow import ImperativeWorkflow, Workflow, running_workflow
 
 __all__ = ("UNFINISHED_STATES", "CheckResult", "Checker")
@@ -84,6 +87,7 @@ class _DryHost:
         self.threads = Executor()  # submits nothing: a dry replay runs no function
         self.closing = False
         self.in_flight = 0
+        self.tracer: Tracer | None = None  # a dry replay executes nothing worth a span
         self._lease = lease
         self._served: set[str] | None = None
 

@@ -12,8 +12,8 @@ nothing is written.
 from __future__ import annotations
 
 import json
-from concurrent.futures import Executor
 from collections.abc import Sequence
+from concurrent.futures import Executor
 from typing import TYPE_CHECKING, Any
 
 import anyio

@@ -123,7 +123,10 @@ def step_detail(step: StepStatus) -> str:
 
 
 def resume_hint(status: RunStatus) -> str:
-    """The command that resumes a suspended run."""
+    """The command that resumes a suspended run (or sends the message its receive waits for)."""
+    waiting = next((s for s in status.steps if s.name == status.suspend_reason), None)
+    if waiting is not None and waiting.kind == "receive" and isinstance(waiting.input, dict):
+        return f"graphflow send {status.run_id} {waiting.input.get('topic')} --data '{{...}}'"
     return f"graphflow resume {status.run_id} --data '{{...}}'"
 
 

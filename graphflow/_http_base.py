@@ -71,6 +71,9 @@ DEFAULT_RUN_TIMEOUT = 30.0
 """Seconds ``POST /workflows/{name}/run`` waits for the run unless ``?timeout=`` says otherwise."""
 
 
+_EMPTY: Any = object()
+
+
 class Refusal(Exception):
     """Carries an error response out of a handler."""
 
@@ -131,8 +134,11 @@ ERROR_HANDLERS: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] =
 # --- request parsing ------------------------------------------------------------------------------
 
 
-async def read_json(request: Request, max_body: int) -> JSON:
-    """The request body as JSON (``{}`` when empty); refuses bodies over ``max_body`` bytes."""
+async def read_json(request: Request, max_body: int, *, empty: JSON = _EMPTY) -> JSON:
+    """The request body as JSON (``empty``, default ``{}``, when there is none).
+
+    Refuses bodies over ``max_body`` bytes (413) and bodies that are not JSON (422).
+    """
     too_large = detail(
         413,
         f"request body is larger than {max_body} bytes: send less data, or raise create_app's"
@@ -147,7 +153,7 @@ async def read_json(request: Request, max_body: int) -> JSON:
         if len(body) > max_body:
             raise Refusal(too_large)
     if not body.strip():
-        return {}
+        return {} if empty is _EMPTY else empty
     try:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
@@ -172,11 +178,11 @@ def query_refusal(name: str, value: str, expected: str) -> Refusal:
     )
 
 
-def timeout_param(request: Request) -> float:
-    """``?timeout=`` seconds (default ``DEFAULT_RUN_TIMEOUT``), at most a day."""
+def timeout_param(request: Request, default: float = DEFAULT_RUN_TIMEOUT) -> float:
+    """``?timeout=`` seconds (``default`` when absent), at most a day."""
     raw = request.query_params.get("timeout")
     if raw is None:
-        return DEFAULT_RUN_TIMEOUT
+        return default
     try:
         value = float(raw)
     except ValueError:

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 from ._types import JSON
 from .errors import RunConflictError
 from .functions import Registry, WorkflowDefinition
+from .graph.run_graph import dump_structure
 from .runtime import logs, tracing
 from .runtime.clock import Clock
 from .store.base import RunRecord, Store
@@ -45,6 +46,7 @@ class RunStarter:
         self.tracer: Tracer | None = None
         """Set as the engine opens when tracing is on: new runs store the caller's span."""
         self._last_created = 0.0
+        self._saved_graphs: set[str] = set()
 
     def definition(self, workflow: str | WorkflowDefinition) -> WorkflowDefinition:
         """The definition for a name or object (an object is registered, so it can be replayed)."""
@@ -53,6 +55,18 @@ class RunStarter:
                 self.registry.add_workflow(workflow)
             return workflow
         return self.registry.get_workflow(workflow)
+
+    async def _save_graph(self, definition: WorkflowDefinition, now: float) -> None:
+        """Keep a graph's declared structure in the store, once per graph and process.
+
+        So a client without the workflow's code (``graphflow dot --run``, a web front end) draws
+        its runs as the declared graph is drawn: branch labels, ``for_each`` nodes folded.
+        """
+        graph_hash, declared = definition.graph_hash, definition.declared_graph
+        if graph_hash is None or declared is None or graph_hash in self._saved_graphs:
+            return
+        await self.store.save_graph(graph_hash, dump_structure(declared), now)
+        self._saved_graphs.add(graph_hash)
 
     async def create(
         self,
@@ -95,6 +109,7 @@ class RunStarter:
             lease_expires_at=(await self.store.now()) + self.lease if owned else None,
             trace_context=tracing.capture(self.tracer),
         )
+        await self._save_graph(definition, now)
         stored, created = await self.store.create_run(record)
         if not created:
             _check_same(stored, definition.name, input_json)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import anyio
 import typer
+from typer.core import TyperGroup
 
 from . import __version__
 from ._targets import load_target
@@ -39,8 +40,24 @@ _DEFAULT_STORE = "sqlite:///graphflow.db"
 EXIT_SUSPENDED = 2
 """``graphflow run``'s exit code when it leaves a run suspended (``--no-wait`` or Ctrl-C)."""
 
+_HELP_ORDER = (
+    "run", "start", "status", "runs", "resume", "cancel", "send", "event", "worker", "serve",
+    "dot", "init",
+)  # fmt: skip
+
+
+class _Commands(TyperGroup):
+    """The commands in ``graphflow --help`` in the order a user meets them (others after)."""
+
+    def list_commands(self, ctx: Any) -> list[str]:  # typer's own click Context
+        names = super().list_commands(ctx)
+        rank = {name: i for i, name in enumerate(_HELP_ORDER)}
+        return sorted(names, key=lambda name: rank.get(name, len(rank)))
+
+
 app = typer.Typer(
     name="graphflow",
+    cls=_Commands,
     help="Durable workflows from plain Python functions.",
     no_args_is_help=True,
     add_completion=False,
@@ -416,5 +433,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 0
 
 
-# Importing these registers their commands on ``app``: run, worker and serve; check, fork, prune.
-from . import _cli_process, _cli_repair  # noqa: E402, F401
+# Importing these registers their commands on ``app``: run, worker and serve; send and event;
+# check, fork and prune.
+from . import _cli_messages, _cli_process, _cli_repair  # noqa: E402, F401

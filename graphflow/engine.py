@@ -15,6 +15,7 @@ import json
 import os
 import uuid
 from collections.abc import AsyncGenerator
+from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -36,10 +37,10 @@ from .errors import (
     RunNotFoundError,
 )
 from .functions import DEFAULT_REGISTRY, Registry, WorkflowDefinition
-from .graph.run_graph import build_run_graph
+from .graph.run_graph import build_run_graph, load_structure
 from .runtime import logs, tracing
 from .runtime.clock import Clock, SystemClock
-from .runtime.resume import check_resume_data
+from .runtime.resume import check_message, check_resume_data
 from .runtime.status import RunList, RunStatus, load_error, parse_cursor, run_cursor, run_status
 from .store import open_store
 from .store.base import RunRecord, StepRecord, Store
@@ -49,6 +50,14 @@ if TYPE_CHECKING:
     import networkx as nx
 
 __all__ = ("Engine", "EngineStats", "run")
+
+
+@dataclass(frozen=True, slots=True)
+class EventLook:
+    """What ``get_event`` sees of a run at one look: its state and the event's value (JSON)."""
+
+    state: str
+    value: str | None
 
 
 class Engine(RepairOperations):
@@ -197,6 +206,8 @@ class Engine(RepairOperations):
         kind, _, key = payload.partition(":")
         if kind in ("end", "run"):
             self._events.run_changed(key)
+        elif kind == "event":
+            self._events.step_changed(key)
         if self._worker is not None:
             self._worker.on_notify(kind, key)
 
@@ -259,11 +270,22 @@ class Engine(RepairOperations):
             RunNotFoundError: no run has this id.
         """
         status = await self.status(run_id)
-        definition = self.registry.find_workflow(status.workflow)
-        declared = definition.declared_graph if definition is not None else None
         return build_run_graph(
-            (step.model_dump() for step in status.steps), declared, name=status.workflow
+            (step.model_dump() for step in status.steps),
+            await self._declared_graph(run_id, status.workflow),
+            name=status.workflow,
         )
+
+    async def _declared_graph(self, run_id: str, workflow: str) -> nx.DiGraph[str] | None:
+        """The graph a graph run was started under: the code's if it is the same, else stored."""
+        run = await self._get_run(run_id)
+        if run.graph_hash is None:
+            return None
+        definition = self.registry.find_workflow(workflow)
+        if definition is not None and definition.graph_hash == run.graph_hash:
+            return definition.declared_graph
+        stored = await self.store.get_graph(run.graph_hash)
+        return None if stored is None else load_structure(stored)
 
     async def list_runs(
         self,
@@ -362,19 +384,17 @@ class Engine(RepairOperations):
             RunNotFoundError: no run has this id.
         """
         run = await self._get_run(run_id)
-        waiting = [
-            step
-            for step in await self.store.load_steps(run_id)
-            if step.kind == "suspend" and step.state == "suspended"
-        ]
+        steps = await self.store.load_steps(run_id)
+        waiting = [s for s in steps if s.kind == "suspend" and s.state == "suspended"]
         if reason is not None:
             waiting = [step for step in waiting if step.name == reason]
         if not waiting:
+            state = run.state if reason is None else f"{run.state}, not waiting on {reason!r}"
+            receiving = [s.name for s in steps if s.kind == "receive" and s.state == "suspended"]
+            if receiving and reason is None:
+                state = f"{run.state} on {receiving[0]!r}, which waits for a message: send one"
             raise InvalidStateError(
-                run_id=run_id,
-                state=run.state if reason is None else f"{run.state}, not waiting on {reason!r}",
-                operation="resume",
-                allowed="suspended",
+                run_id=run_id, state=state, operation="resume", allowed="suspended on wf.suspend"
             )
         if len(waiting) > 1:
             raise AmbiguousResumeError(run_id=run_id, suspends=[s.name for s in waiting])
@@ -389,6 +409,63 @@ class Engine(RepairOperations):
         if self._worker is not None:
             self._worker.deliver(run_id, step.name, output)
         self._events.run_changed(run_id)
+
+    # --- messages and events ------------------------------------------------------------------
+
+    async def send(self, run_id: str, topic: str, data: JSON = None) -> None:
+        """Send ``data`` (JSON) to the run on ``topic``: its next ``wf.receive(topic)`` gets it.
+
+        Messages are stored and kept in the order sent until received, each by one receive. When
+        a receive of ``topic`` waits with a ``schema``, the data is validated against it first
+        (stored as JSON Schema, so a client without the code validates too).
+
+        Raises:
+            InvalidStateError: the run already ended (nothing would ever receive the message).
+            InputValidationError: the waiting receive's schema refuses the data (nothing stored).
+            RunNotFoundError: no run has this id.
+        """
+        run = await self._get_run(run_id)
+        if run.state not in TERMINAL:
+            check_message(run, await self.store.load_steps(run_id), topic, data)
+        outcome = await self.store.send_message(run_id, topic, json.dumps(data), self.clock.time())
+        if outcome == "missing":
+            raise RunNotFoundError(run_id=run_id)
+        if outcome.startswith("ended:"):
+            raise InvalidStateError(
+                run_id=run_id,
+                state=outcome.removeprefix("ended:"),
+                operation="message",
+                allowed="pending, running, sleeping or suspended (a finished run receives nothing)",
+            )
+        if self._worker is not None:
+            self._worker.message_sent(run_id, topic)
+        self._events.run_changed(run_id)
+
+    async def get_event(self, run_id: str, key: str, timeout: float | None = None) -> JSON:
+        """The latest value the run published as event ``key`` (``wf.set_event``).
+
+        Until the key is set, waits up to ``timeout`` seconds (``None``: until it is set or the
+        run ends; ``0``: not at all) and returns ``None`` if it is still unset then.
+
+        Raises:
+            RunNotFoundError: no run has this id.
+        """
+        self._require_open()
+
+        async def look(run_id: str) -> EventLook:
+            run = await self._get_run(run_id)
+            return EventLook(state=run.state, value=await self.store.get_event(run_id, key))
+
+        with anyio.move_on_after(timeout):
+            async for found in changes(
+                run_id, look, self._events, steps=True, poll_interval=self.poll_interval
+            ):
+                if found.value is not None:
+                    return json.loads(found.value)
+        if timeout is None or timeout <= 0:
+            value = await self.store.get_event(run_id, key)  # set as the run ended, or at once
+            return None if value is None else json.loads(value)
+        return None
 
     async def cancel(self, run_id: str) -> None:
         """Cancel a run and its child runs: nothing of it runs after this returns.

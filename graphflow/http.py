@@ -21,6 +21,8 @@ Routes of ``create_app``:
 | ``GET /runs/{run_id}/events`` | server-sent events of step and run changes until the run ends |
 | ``POST /runs/{run_id}/resume?reason=...`` | 202 ``{"run_id": ...}`` |
 | ``POST /runs/{run_id}/cancel`` | 202 ``{"run_id": ...}`` |
+| ``POST /runs/{run_id}/messages/{topic}`` | 202 ``{"run_id": ...}`` (the body: the message) |
+| ``GET /runs/{run_id}/events/{key}?timeout=0`` | 200 ``{"run_id", "key", "value"}`` |
 | ``GET /ui``, ``GET /ui/runs/{run_id}`` | the web page, with ``create_app(engine, ui=True)`` |
 
 The request body is the workflow input (or the resume data) as JSON; an empty body means ``{}``.
@@ -90,6 +92,8 @@ __all__ = (
     "workflow_status",
     "workflows_list",
     "runs_list",
+    "run_message",
+    "run_event",
 )
 
 _KEEPALIVE = 15.0
@@ -197,6 +201,26 @@ def _resume_handler(engine: Engine, max_body: int) -> Handler:
         data = await read_json(request, max_body)
         await engine.resume(run_id, data, reason=request.query_params.get("reason"))
         return _accepted(run_id)
+
+    return handle
+
+
+def _message_handler(engine: Engine, max_body: int) -> Handler:
+    async def handle(request: Request) -> Response:
+        run_id = path_param(request, "run_id")
+        data = await read_json(request, max_body, empty=None)
+        await engine.send(run_id, path_param(request, "topic"), data)
+        return _accepted(run_id)
+
+    return handle
+
+
+def _event_handler(engine: Engine) -> Handler:
+    async def handle(request: Request) -> Response:
+        run_id, key = path_param(request, "run_id"), path_param(request, "key")
+        wait = timeout_param(request, default=0.0)
+        value = await engine.get_event(run_id, key, timeout=wait)
+        return JSONResponse({"run_id": run_id, "key": key, "value": value})
 
     return handle
 
@@ -368,6 +392,25 @@ def run_events(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
     return guard(engine, _events_handler(engine), auth)
 
 
+def run_message(
+    engine: Engine, *, auth: Auth | None = None, max_body: int = DEFAULT_MAX_BODY
+) -> Endpoint:
+    """An endpoint sending the JSON body to run ``run_id`` on ``topic`` (``engine.send``).
+
+    Answers 202 ``{"run_id": ...}``; 404 unknown run, 409 finished run, 422 when the waiting
+    receive's schema refuses the data. An empty body sends ``null``.
+    """
+    return guard(engine, _message_handler(engine, max_body), auth)
+
+
+def run_event(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
+    """An endpoint answering ``{"run_id", "key", "value"}``: run ``run_id``'s event ``key``.
+
+    ``?timeout=`` seconds (default 0) waits for the key to be set; unset, ``value`` is ``null``.
+    """
+    return guard(engine, _event_handler(engine), auth)
+
+
 def runs_list(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
     """An endpoint listing runs newest first: ``{"runs": [RunStatus...], "next_cursor": ...}``.
 
@@ -419,6 +462,12 @@ def create_app(
         Route("/runs/{run_id}/events", guarded(_events_handler(engine)), methods=get),
         Route("/runs/{run_id}/resume", guarded(_resume_handler(engine, max_body)), methods=post),
         Route("/runs/{run_id}/cancel", guarded(_cancel_handler(engine)), methods=post),
+        Route(
+            "/runs/{run_id}/messages/{topic}",
+            guarded(_message_handler(engine, max_body)),
+            methods=post,
+        ),
+        Route("/runs/{run_id}/events/{key}", guarded(_event_handler(engine)), methods=get),
     ]
     if ui:
         routes += ui_routes(engine, guarded, max_body=max_body)

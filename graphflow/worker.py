@@ -294,6 +294,13 @@ class Worker:
             held.execution.deliver(step_name, output)
         self._wake_claimer.set()
 
+    def message_sent(self, run_id: str, topic: str | None) -> None:
+        """A message was stored for the run: a receive waiting here looks for it at once."""
+        held = self._held.get(run_id)
+        if held is not None:
+            held.execution.message_arrived(topic)
+        self._wake_claimer.set()
+
     async def cancel_held(self, run_id: str) -> bool:
         """Cancel the run if held here, once no further step will be issued; whether it was."""
         held = self._held.get(run_id)
@@ -402,7 +409,7 @@ class Worker:
             tg.start_soon(run_job, self, self.registry.get_function(job.function), job)
 
     def on_notify(self, kind: str, key: str) -> None:
-        """A PostgreSQL notification: a job finished, a run was cancelled, or there is work."""
+        """A PostgreSQL notification: a job finished, a run was cancelled or messaged, or work."""
         if kind == "done":
             event = self._job_events.pop(key, None)
             if event is not None:
@@ -411,7 +418,9 @@ class Worker:
             held = self._held.get(key)
             if held is not None:
                 held.execution.stop(cancel=True)
-        elif kind != "end":
+        elif kind == "message":
+            self.message_sent(key, None)
+        elif kind not in ("end", "event"):
             self._wake_claimer.set()
 
     async def _idle(self, next_wake: float | None) -> None:

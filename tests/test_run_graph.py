@@ -205,3 +205,38 @@ def test_finished_run_graph_renders_identically_under_another_hash_seed(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == GOLDEN_DOT + GOLDEN_MERMAID
+
+
+async def test_a_client_without_the_code_draws_a_run_as_the_declared_graph(
+    store_url: str, registry: gf.Registry
+) -> None:
+    @gf.function(registry=registry)
+    async def classify(n: int) -> dict[str, object]:
+        gf.branch("small" if n < 5 else "big")
+        return {"items": [1, 2, 3], "n": n}
+
+    echo_function(registry, "echo")
+    gf.workflow_graph(
+        name="drawn",
+        nodes={"classify": classify, "each": "echo", "small": "echo", "big": "echo"},
+        config={
+            "classify": {"next": {"small": ["small", "each"], "big": "big"}},
+            "each": {"for_each": gf.ref("classify", "items"), "input": {"item": gf.ref("$item")}},
+            "small": {"input": {}},
+            "big": {"input": {}},
+        },
+        registry=registry,
+    )
+    async with engine(store_url, registry) as e:
+        run_id = await e.start("drawn", {"n": 1})
+        await e.wait(run_id)
+        with_code = gf.to_dot(await e.run_graph(run_id))
+        if store_url.startswith("memory"):
+            without_code = with_code  # a private store: no other engine sees it
+        else:
+            async with gf.Engine(store_url, worker=False) as client:  # default registry: no code
+                without_code = gf.to_dot(await client.run_graph(run_id))
+    assert without_code == with_code
+    assert '"classify" -> "each" [label="small"];' in with_code
+    assert '"classify" -> "big" [label="big"];' in with_code
+    assert "each[0]" not in with_code  # for_each items fold into their node, as declared

@@ -358,3 +358,34 @@ async def test_resume_errors_read_the_same_with_or_without_the_workflow_code(
         {"type": "missing", "loc": ("by",), "msg": "Field required", "input": None},
     ]  # fmt: skip
     assert "approved: Input should be a valid boolean; by: Field required" in message
+
+
+async def test_a_cancel_from_another_process_stops_the_run_at_its_next_step(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
+    """SQLite does not notify: the owner learns of the cancel when its next step write is refused
+    (long before its next lease renewal), so no step completes after the cancel was stored."""
+
+    @gf.function(registry=registry)
+    async def tick(i: int) -> int:
+        await anyio.sleep(0.05)
+        return i
+
+    @gf.workflow(registry=registry)
+    async def ticking(wf: gf.Workflow, data: None) -> None:
+        for i in range(10_000):
+            await wf.do(f"tick {i}", tick, {"i": i})
+
+    async with engine(sqlite_url, registry, lease=300) as owner:
+        run_id = await owner.start("ticking")
+        async for status in owner.watch(run_id):
+            if len(status.steps) >= 3:
+                break
+        async with engine(sqlite_url, gf.Registry(), worker=False) as client:
+            await client.cancel(run_id)
+            at_cancel = await client.status(run_id)
+        ended = await owner.wait(run_id, timeout=60)  # a lease renewal would take 100 s
+    completed = {s.name for s in at_cancel.steps if s.state == "completed"}
+    assert ended.state == "cancelled"
+    assert {s.name for s in ended.steps if s.state == "completed"} == completed
+    assert [s.state for s in ended.steps if s.name not in completed] == ["cancelled"]

@@ -7,13 +7,14 @@ nodes ``pending``.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import networkx as nx
 
-__all__ = ("build_run_graph",)
+__all__ = ("build_run_graph", "dump_structure", "load_structure")
 
 _STEP_FIELDS = ("kind", "function", "state", "attempts", "started_at", "finished_at", "wake_at")
 
@@ -52,4 +53,32 @@ def build_run_graph(
         if declared is None:
             for parent in step.get("parents") or ():
                 graph.add_edge(parent, step_name)
+    return graph
+
+
+def dump_structure(declared: nx.DiGraph[str]) -> str:
+    """A declared graph as JSON (its name, nodes and edges with their attributes)."""
+    return json.dumps(
+        {
+            "graph": dict(declared.graph),
+            "nodes": [[node, attrs] for node, attrs in declared.nodes(data=True)],
+            "edges": [
+                [source, target, attrs] for source, target, attrs in declared.edges(data=True)
+            ],
+        },
+        sort_keys=True,
+        default=str,
+    )
+
+
+def load_structure(text: str) -> nx.DiGraph[str]:
+    """The declared graph that ``dump_structure`` wrote (lists where it had tuples)."""
+    import networkx as nx
+
+    data = json.loads(text)
+    graph: nx.DiGraph[str] = nx.DiGraph(**data["graph"])
+    for node, attrs in data["nodes"]:
+        graph.add_node(node, **attrs)
+    for source, target, attrs in data["edges"]:
+        graph.add_edge(source, target, **attrs)
     return graph

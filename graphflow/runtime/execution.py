@@ -83,10 +83,12 @@ class LiveStep:
 
 @dataclass(frozen=True, slots=True)
 class Wait:
-    """A sleep or suspend waiting in memory, with its deadline (``None``: no timeout)."""
+    """A sleep, suspend or receive waiting in memory, with its deadline (``None``: no timeout)."""
 
-    kind: Literal["sleep", "suspend"]
+    kind: Literal["sleep", "suspend", "receive"]
     wake_at: float | None
+    topic: str | None = None
+    """What a receive waits for."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,9 +98,11 @@ class Parking:
     state: Literal["sleeping", "suspended"]
     wake_at: float | None
     reason: str | None
-    """The first waiting suspend's name (``status.suspend_reason``)."""
+    """The first waiting suspend's (or receive's) name (``status.suspend_reason``)."""
     resumable: tuple[str, ...]
     """Every suspend waiting when the run parked: what a resume may complete."""
+    receiving: tuple[str, ...] = ()
+    """The topics of the receives waiting when the run parked: what a message wakes it for."""
 
 
 class RunExecution:
@@ -292,6 +296,13 @@ class RunExecution:
         self._deliveries[name] = output
         self.signal()
 
+    def message_arrived(self, topic: str | None) -> None:
+        """A message on ``topic`` (``None``: some topic) was sent: its receives look for it."""
+        for name, wait in self._waits.items():
+            if wait.topic is not None and topic in (None, wait.topic):
+                self._deliveries[name] = ""
+        self.signal()
+
     def take_delivery(self, name: str) -> str | None:
         """The resume data delivered to suspend ``name``, if any (taken once)."""
         return self._deliveries.pop(name, None)
@@ -300,12 +311,15 @@ class RunExecution:
         """Stop the run to leave memory: every active step is a long wait."""
         waits = self._waits
         deadlines = [wait.wake_at for wait in waits.values() if wait.wake_at is not None]
-        suspends = sorted(name for name, wait in waits.items() if wait.kind == "suspend")
+        waiting = sorted(name for name, wait in waits.items() if wait.kind != "sleep")
         self._parking = Parking(
             state="sleeping" if any(w.kind == "sleep" for w in waits.values()) else "suspended",
             wake_at=min(deadlines) if deadlines else None,
-            reason=suspends[0] if suspends else None,
+            reason=waiting[0] if waiting else None,
             resumable=tuple(name for name, wait in waits.items() if wait.kind == "suspend"),
+            receiving=tuple(
+                sorted({wait.topic for wait in waits.values() if wait.topic is not None})
+            ),
         )
         self.stop(cancel=False)
 

@@ -11,6 +11,7 @@ JSON Schema's findings phrased as pydantic phrases them.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import pydantic
@@ -18,9 +19,15 @@ from pydantic import TypeAdapter
 
 from .._types import JSON
 from ..errors import InputValidationError
-from ..store.base import RunRecord, StepRecord
+from ..store.base import RunRecord, StepRecord, receive_input
 
-__all__ = ("SCHEMA_ADAPTERS", "check_data", "check_resume_data", "remember_schema")
+__all__ = (
+    "SCHEMA_ADAPTERS",
+    "check_data",
+    "check_message",
+    "check_resume_data",
+    "remember_schema",
+)
 
 SCHEMA_ADAPTERS: dict[str, TypeAdapter[Any]] = {}
 """Schemas this process has seen, by their JSON Schema text: validated by pydantic too."""
@@ -118,3 +125,16 @@ def check_resume_data(run: RunRecord, step: StepRecord, data: JSON) -> None:
     """Raise ``InputValidationError`` if ``data`` fails the suspend's schema."""
     schema = json.loads(step.detail or "{}").get("schema")
     check_data(schema, data, what=f"resume data for suspend {step.name!r}", run=run)
+
+
+def check_message(run: RunRecord, steps: Sequence[StepRecord], topic: str, data: JSON) -> None:
+    """Raise ``InputValidationError`` if a receive of ``topic`` waits and its schema refuses it.
+
+    Several waiting on one topic: the first issued (the one that takes the oldest message).
+    """
+    waiting = receive_input(topic)
+    for step in steps:
+        if step.kind == "receive" and step.state == "suspended" and step.input == waiting:
+            schema = json.loads(step.detail or "{}").get("schema")
+            check_data(schema, data, what=f"message on topic {topic!r}", run=run)
+            return

@@ -147,6 +147,7 @@ async def _store_parked(host: RunHost, execution: RunExecution) -> RunState:
         wake_at=parking.wake_at,
         suspend_reason=parking.reason,
         resumable=list(parking.resumable),
+        receiving=list(parking.receiving),
     )
     why = (
         f"waiting on {parking.reason!r}" if parking.state == "suspended" else "until its wake time"

@@ -25,12 +25,22 @@ from .execution import RunExecution, Wait
 from .failures import error_info
 from .resume import remember_schema
 
-__all__ = ("PARK_THRESHOLD", "sleep", "suspend")
+__all__ = (
+    "PARK_THRESHOLD",
+    "STORE_POLL",
+    "ended_record",
+    "quiet",
+    "record_end",
+    "record_waiting",
+    "sleep",
+    "suspend",
+    "waiting_record",
+)
 
 PARK_THRESHOLD = 1.0
 """Sleeps longer than this (seconds) park the run instead of holding it in memory."""
 
-_STORE_POLL = 1.0
+STORE_POLL = 1.0
 """How often a waiting suspend that cannot park checks the store for a remote resume."""
 
 
@@ -47,15 +57,15 @@ async def sleep(execution: RunExecution, name: str, duration: Duration) -> None:
     clock = execution.host.clock
     if recorded is None:
         now = clock.time()
-        recorded = _waiting_record(execution, name, seq, parents, "sleep", now + seconds, None)
-        await _record_waiting(execution, recorded)
+        recorded = waiting_record(execution, name, seq, parents, "sleep", now + seconds, None)
+        await record_waiting(execution, recorded)
     deadline = recorded.wake_at if recorded.wake_at is not None else clock.time()
     if deadline - clock.time() <= PARK_THRESHOLD:
         with execution.working():
             await clock.sleep_until(deadline)
     else:
         await _wait(execution, name, "sleep", deadline)
-    await _record_end(execution, recorded, parents, state="completed", output="null", error=None)
+    await record_end(execution, recorded, parents, state="completed", output="null", error=None)
 
 
 async def suspend(
@@ -84,12 +94,12 @@ async def suspend(
             "schema": remember_schema(adapter) if adapter is not None else None,
             "timeout": seconds,
         }
-        recorded = _waiting_record(
+        recorded = waiting_record(
             execution, reason, seq, parents, "suspend", deadline, json.dumps(detail)
         )
         if payload is not None:
             recorded = replace(recorded, input=json.dumps(payload))
-        await _record_waiting(execution, recorded)
+        await record_waiting(execution, recorded)
     error = SuspendTimeout(
         workflow=execution.workflow,
         run_id=execution.run_id,
@@ -99,15 +109,16 @@ async def suspend(
     if recorded.state == "suspended":
         outcome = await _wait(execution, reason, "suspend", recorded.wake_at)
         if outcome is not None:
-            await _record_end(
+            await record_end(
                 execution, recorded, parents, state="completed", output=outcome, error=None
             )
             return _load(adapter, outcome)
-        await _record_end(execution, recorded, parents, state="failed", output=None, error=error)
+        await record_end(execution, recorded, parents, state="failed", output=None, error=error)
     raise error
 
 
-async def _record_waiting(execution: RunExecution, record: StepRecord) -> None:
+async def record_waiting(execution: RunExecution, record: StepRecord) -> None:
+    """Store a wait before it begins (the run cannot park meanwhile)."""
     # Counted as working: the run must not park before this wait is stored and registered.
     with execution.working():
         await execution.record_step(record)
@@ -118,15 +129,16 @@ def _load(adapter: TypeAdapter[Any] | None, raw: str) -> Any:
     return json.loads(raw) if adapter is None else adapter.validate_json(raw)
 
 
-def _waiting_record(
+def waiting_record(
     execution: RunExecution,
     name: str,
     seq: int,
     parents: tuple[str, ...],
-    kind: Literal["sleep", "suspend"],
+    kind: Literal["sleep", "suspend", "receive"],
     deadline: float | None,
     detail: str | None,
 ) -> StepRecord:
+    """A wait's record as stored before it begins: ``sleeping``, else ``suspended``."""
     return StepRecord(
         run_id=execution.run_id,
         name=name,
@@ -142,17 +154,16 @@ def _waiting_record(
     )
 
 
-async def _record_end(
+def ended_record(
     execution: RunExecution,
     recorded: StepRecord,
-    parents: tuple[str, ...],
     *,
     state: StepState,
     output: str | None,
     error: GraphflowError | None,
-) -> None:
-    now = execution.host.clock.time()
-    record = StepRecord(
+) -> StepRecord:
+    """A wait's record once it ended (completed with ``output``, or failed with ``error``)."""
+    return StepRecord(
         run_id=recorded.run_id,
         name=recorded.name,
         seq=recorded.seq,
@@ -165,14 +176,27 @@ async def _record_end(
         error=None if error is None else error_info(error).model_dump_json(),
         parents=recorded.parents,
         started_at=recorded.started_at,
-        finished_at=now,
+        finished_at=execution.host.clock.time(),
         wake_at=recorded.wake_at,
         detail=recorded.detail,
     )
+
+
+async def record_end(
+    execution: RunExecution,
+    recorded: StepRecord,
+    parents: tuple[str, ...],
+    *,
+    state: StepState,
+    output: str | None,
+    error: GraphflowError | None,
+) -> None:
+    """Store a wait's end (completed with ``output``, or failed with ``error``)."""
+    record = ended_record(execution, recorded, state=state, output=output, error=error)
     await execution.record_step(record)
     execution.host.step_changed(execution.run_id)
     if state == "completed":
-        execution.completed(recorded.name, parents, now)
+        execution.completed(recorded.name, parents, record.finished_at)
 
 
 async def _wait(
@@ -191,7 +215,7 @@ async def _wait(
                 return delivered
             if deadline is not None and clock.time() >= deadline:
                 return None
-            if not execution.is_working and await _quiet(execution):
+            if not execution.is_working and await quiet(execution):
                 execution.park()
                 await anyio.lowlevel.checkpoint()  # the cancellation lands here
             await _until_changed(execution, name, kind, deadline)
@@ -199,7 +223,8 @@ async def _wait(
         execution.remove_wait(name)
 
 
-async def _quiet(execution: RunExecution) -> bool:
+async def quiet(execution: RunExecution) -> bool:
+    """Whether the run stays idle (nothing executes, nothing changes) for a few loop turns."""
     progress = execution.progress
     for _ in range(3):
         await anyio.lowlevel.checkpoint()
@@ -219,7 +244,7 @@ async def _until_changed(
         async def poll_store() -> None:
             # A resume from another process cannot reach this memory: look for it in the store.
             while True:
-                await anyio.sleep(_STORE_POLL)
+                await anyio.sleep(STORE_POLL)
                 for step in await execution.host.store.load_steps(execution.run_id):
                     if step.name == name and step.state == "completed" and step.output:
                         execution.deliver(name, step.output)

@@ -273,6 +273,45 @@ class Workflow:
         return await suspend(self._execution, reason, schema, timeout, payload)
 
     @overload
+    async def receive(self, topic: str, timeout: None = None, *, schema: type[M]) -> M: ...
+    @overload
+    async def receive(self, topic: str, timeout: Duration, *, schema: type[M]) -> M | None: ...
+    @overload
+    async def receive(
+        self, topic: str, timeout: Duration | None = None, schema: None = None
+    ) -> JSON: ...
+    async def receive(self, topic: str, timeout: Duration | None = None, schema: Any = None) -> Any:
+        """Wait durably for the next message sent on ``topic`` (``engine.send``); return its data.
+
+        Messages are taken once each, in the order sent; one sent before this call is kept and
+        returned at once. With ``timeout``, ``None`` is returned when it passes first. With
+        ``schema``, the data is returned as an instance of it (``send`` refuses data that fails it
+        while this receive waits). The run parks while it waits, like a suspend, and replay
+        returns the recorded message. Each call is a step named ``receive:<topic>`` (then
+        ``receive:<topic>#2``...).
+
+        Raises:
+            InputValidationError: the message does not match ``schema``.
+            DurationError: ``timeout`` is not a valid duration.
+        """
+        from .messages import receive
+
+        check_name(self._execution, topic, "topic")
+        name = numbered(self, f"receive:{topic}")
+        return await receive(self._execution, name, topic, timeout, schema)
+
+    async def set_event(self, key: str, value: JSON) -> None:
+        """Publish ``value`` (JSON) as this run's event ``key``: ``engine.get_event`` reads it.
+
+        The latest value wins. Each call is a step named ``event:<key>`` (then ``event:<key>#2``
+        ...), recorded with the value, so a replay does not publish an old value again.
+        """
+        from .messages import set_event
+
+        check_name(self._execution, key, "event key")
+        await set_event(self._execution, numbered(self, f"event:{key}"), key, value)
+
+    @overload
     async def do(
         self,
         name: str,

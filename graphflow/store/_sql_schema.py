@@ -6,26 +6,36 @@ a new database at the same moment create it once.
 
 from __future__ import annotations
 
-from sqlalchemy import Insert, Select, Update, bindparam, select, update
+from collections.abc import Callable
+from typing import TypeAlias
+
+from sqlalchemy import Insert, MetaData, Select, Table, Update, bindparam, select, update
 
 from ..errors import SchemaVersionError
 from ._sql_db import SqlDatabase
 from ._tx import Tx
 from .dialects import Dialect
-from .tables import META, METADATA
+from .tables import EVENTS, GRAPHS, MESSAGES, META, METADATA
 
 __all__ = ("SCHEMA_VERSION", "SchemaCreator")
 
-SCHEMA_VERSION = 3
-"""The version of the tables in ``tables``; an older one is migrated, a newer one refused."""
+SCHEMA_VERSION = 4
+"""The version of the tables in ``tables``; an older one is migrated, a newer one refused.
 
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
+2: ``gf_runs.trace_context``. 3: ``gf_runs.forked_from``, prune indexes. 4: messages, events and
+declared graphs (``gf_messages``, ``gf_events``, ``gf_graphs``).
+"""
+
+Migration: TypeAlias = "str | Callable[[Tx, Dialect], None]"
+
+_MIGRATIONS: dict[int, tuple[Migration, ...]] = {
     1: ("ALTER TABLE gf_runs ADD COLUMN trace_context TEXT",),  # OpenTelemetry (runtime.tracing)
     2: (  # engine.fork, and the indexes engine.prune reads and deletes by
         "ALTER TABLE gf_runs ADD COLUMN forked_from TEXT",
         "CREATE INDEX gf_runs_finished ON gf_runs (finished_at, run_id)",
         "CREATE INDEX gf_jobs_run ON gf_jobs (run_id)",
     ),
+    3: (lambda tx, dialect: _create(tx, dialect, MESSAGES, EVENTS, GRAPHS),),  # messages, events
 }
 """The statements that bring a schema of version ``v`` to ``v + 1``, in one transaction."""
 
@@ -42,6 +52,14 @@ def _select_version(dialect: Dialect) -> Select[tuple[str]]:
 
 def _update_version(dialect: Dialect) -> Update:
     return update(META).where(META.c.key == bindparam("k")).values(value=bindparam("v"))
+
+
+def _create(tx: Tx, dialect: Dialect, *tables: Table) -> None:
+    """Create new tables (and their indexes) in an existing schema, as the dialect creates any."""
+    added = MetaData()
+    for table in tables:
+        table.to_metadata(added)
+    dialect.create_tables(tx, added)
 
 
 class SchemaCreator:
@@ -84,7 +102,10 @@ class SchemaCreator:
         """Bring the schema from version ``found`` to ``SCHEMA_VERSION`` (under the lock)."""
         for version in range(found, SCHEMA_VERSION):
             for statement in _MIGRATIONS[version]:
-                tx.execute(statement)
+                if isinstance(statement, str):
+                    tx.execute(statement)
+                else:
+                    statement(tx, self.dialect)
         tx.execute(self._update, {"k": _KEY, "v": str(SCHEMA_VERSION)})
 
     def _version(self, tx: Tx) -> int | None:

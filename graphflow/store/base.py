@@ -7,6 +7,7 @@ runtime encodes and decodes; timestamps are seconds since the epoch. Every write
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -24,6 +25,7 @@ __all__ = (
     "RunRecord",
     "StepRecord",
     "Store",
+    "receive_input",
 )
 
 
@@ -168,6 +170,11 @@ class PruneBatch:
     """Where the next batch starts; ``None`` once no finished run is left to look at."""
 
 
+def receive_input(topic: str) -> str:
+    """The input a waiting receive step stores: its topic, which ``send_message`` matches."""
+    return json.dumps({"topic": topic})
+
+
 class Store(Protocol):
     """What the runtime needs from a database. One implementation serves SQLite and PostgreSQL.
 
@@ -262,8 +269,40 @@ class Store(Protocol):
         wake_at: float | None = None,
         suspend_reason: str | None = None,
         resumable: Sequence[str] = (),
+        receiving: Sequence[str] = (),
     ) -> None:
-        """Park a run (sleeping or suspended) until ``wake_at`` or a resume, and release it."""
+        """Park a run (sleeping or suspended) until ``wake_at``, a resume or a message; release it.
+
+        If one of the suspends ``resumable`` names was resumed meanwhile, or a message waits on
+        one of the topics in ``receiving``, the run is left runnable instead.
+        """
+
+    async def send_message(self, run_id: str, topic: str, data: str, at: float) -> str:
+        """Store a message (kept in order until received); wake the run if it waits on ``topic``.
+
+        Returns ``"sent"``, ``"missing"`` or ``"ended:<state>"`` (nothing stored for those).
+        """
+
+    async def take_message(self, fence: Fence, step: StepRecord, topic: str) -> str | None:
+        """Receive the oldest message on ``topic`` into ``step`` (completed with it), atomically.
+
+        Returns the message's data, or ``None`` (nothing written) when none waits. Fenced.
+        """
+
+    async def has_message(self, run_id: str, topic: str) -> bool:
+        """Whether a message not yet received waits for the run on ``topic``."""
+
+    async def set_event(self, fence: Fence, step: StepRecord, name: str, value: str) -> None:
+        """Publish the run's event ``name`` (latest value wins) and record ``step``. Fenced."""
+
+    async def get_event(self, run_id: str, name: str) -> str | None:
+        """The latest value (JSON) of the run's event ``name``, or ``None``."""
+
+    async def save_graph(self, graph_hash: str, structure: str, at: float) -> None:
+        """Keep a graph workflow's declared structure (JSON) under its hash (idempotent)."""
+
+    async def get_graph(self, graph_hash: str) -> str | None:
+        """The declared structure saved under ``graph_hash``, or ``None``."""
 
     async def resume_step(self, run_id: str, name: str, output: str, at: float) -> bool:
         """Complete a suspended step with resume data; make the run runnable."""

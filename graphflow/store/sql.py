@@ -11,14 +11,15 @@ import dataclasses
 import json
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from sqlalchemy import Insert, bindparam, exists, literal_column, select
+from sqlalchemy import Insert, bindparam, exists, false, literal_column, or_, select
 
 from .._types import TERMINAL, RunState
 from ..errors import LeaseLostError
 from ._sql_db import SqlDatabase
 from ._sql_jobs import SqlJobs
+from ._sql_messages import MessageQueries, pending_topics
 from ._sql_owners import SqlOwners
 from ._sql_repair import SqlRepair
 from ._sql_schema import SchemaCreator
@@ -39,6 +40,8 @@ from .tables import ATTEMPTS, RUNS, STEPS
 
 __all__ = ("SqlStore",)
 
+T = TypeVar("T")
+
 _RUN_COLUMNS = tuple(f.name for f in dataclasses.fields(RunRecord))
 _STEP_COLUMNS = tuple(f.name for f in dataclasses.fields(StepRecord))
 _ATTEMPT_COLUMNS = tuple(f.name for f in dataclasses.fields(AttemptRecord))
@@ -53,6 +56,28 @@ _FENCE_HOLDS = exists(
     .with_for_update(read=True)  # share-locks the run where the database has row locks
 )
 """The run is still held under the fence that a write carries."""
+
+_FENCE_HOLDS_UNCANCELLED = exists(
+    select(literal_column("1"))
+    .where(
+        RUNS.c.run_id == bindparam("run_id"),
+        RUNS.c.owner_id == bindparam("owner_id"),
+        RUNS.c.lease_epoch == bindparam("epoch"),
+        or_(
+            RUNS.c.cancel_requested == false(), bindparam("state") == literal_column("'cancelled'")
+        ),
+    )
+    .with_for_update(read=True)
+)
+"""The fence holds and no cancel was requested (unless the write records the cancel itself).
+
+Where the database does not notify, this is how an owner learns of a cancel requested by another
+process: its next step write is refused, so the run stops there and no step completes after it.
+"""
+
+
+class _CancelRequested(LeaseLostError):
+    """A fenced write was refused: the owner still holds the run, but its cancel is requested."""
 
 
 def _run(row: Sequence[Any]) -> RunRecord:
@@ -78,7 +103,7 @@ def _step_params(step: StepRecord) -> dict[str, Any]:
     return params
 
 
-class SqlStore:
+class SqlStore(MessageQueries):
     """A ``Store`` on SQLite (a file or ``memory://``) or PostgreSQL, chosen by URL.
 
     Raises:
@@ -94,6 +119,7 @@ class SqlStore:
         self._db = db = SqlDatabase(url, dialect)
         self._owners = SqlOwners(db)
         self._jobs = SqlJobs(db)
+        self._listener: Callable[[str], None] | None = None
         self._schema = SchemaCreator(db)
         self._insert_run = db.prepare(_insert_run)
         self._repair = SqlRepair(
@@ -115,8 +141,10 @@ class SqlStore:
     async def listen(self, on_notify: Callable[[str], None]) -> None:
         """Call ``on_notify(payload)`` for every notification, until cancelled.
 
-        Without notifications (``notifies`` is false) it returns at once: engines poll.
+        Without notifications (``notifies`` is false) it returns at once: engines poll. The store
+        still tells ``on_notify`` of a cancel that refused one of its owner's writes.
         """
+        self._listener = on_notify
         await self._dialect.listen(on_notify)
 
     async def now(self) -> float:
@@ -245,11 +273,13 @@ class SqlStore:
         wake_at: float | None = None,
         suspend_reason: str | None = None,
         resumable: Sequence[str] = (),
+        receiving: Sequence[str] = (),
     ) -> None:
-        """Park the run (sleeping or suspended) until ``wake_at`` or a resume, and release it.
+        """Park the run (sleeping or suspended) until ``wake_at``, a resume or a message.
 
-        ``resumable`` names the suspends the run waits for: if one was resumed meanwhile, the run
-        is left runnable instead, so no resume is ever lost to a race with parking.
+        ``resumable`` names the suspends the run waits for, ``receiving`` the topics its receives
+        wait on: if one was resumed, or a message waits on one of those topics, the run is left
+        runnable instead, so no resume or message is ever lost to a race with parking.
 
         Raises:
             LeaseLostError: ``fence`` no longer holds the run.
@@ -258,20 +288,25 @@ class SqlStore:
 
         def op(tx: Tx) -> None:
             _leave(tx, fence, params)
+            resumed = False
             if resumable:
                 names_params: dict[str, Any] = {"run_id": fence.run_id}
                 names = _bind_list(names_params, "n", resumable)
-                resumed = tx.query(
-                    "SELECT 1 FROM gf_steps WHERE run_id = :run_id AND state = 'completed'"
-                    f" AND name IN ({names})",
-                    names_params,
-                )
-                if resumed:
-                    tx.execute(
-                        "UPDATE gf_runs SET state = 'running', wake_at = NULL,"
-                        " suspend_reason = NULL WHERE run_id = :run_id",
-                        {"run_id": fence.run_id},
+                resumed = bool(
+                    tx.query(
+                        "SELECT 1 FROM gf_steps WHERE run_id = :run_id AND state = 'completed'"
+                        f" AND name IN ({names})",
+                        names_params,
                     )
+                )
+            if receiving and not resumed:
+                resumed = pending_topics(tx, fence.run_id, receiving)
+            if resumed:
+                tx.execute(
+                    "UPDATE gf_runs SET state = 'running', wake_at = NULL,"
+                    " suspend_reason = NULL WHERE run_id = :run_id",
+                    {"run_id": fence.run_id},
+                )
 
         await self._db.write(op)
 
@@ -444,17 +479,39 @@ class SqlStore:
         self, fence: Fence, step: StepRecord, failed: AttemptRecord | None = None
     ) -> None:
         """Upsert a step and a failed attempt, fenced by the run's lease."""
-        params = _step_params(step)
         attempt = _params(failed, _ATTEMPT_COLUMNS) if failed is not None else None
-        fenced = params | {"owner_id": fence.owner_id, "epoch": fence.epoch}
 
         def op(tx: Tx) -> None:
-            if not tx.execute(self._record_step, fenced):
-                raise LeaseLostError(run_id=fence.run_id)
+            self._write_step(tx, fence, step)
             if attempt is not None:
                 tx.execute(self._insert_attempt, attempt)
 
-        await self._db.write(op)
+        await self._fenced_write(op)
+
+    def _write_step(self, tx: Tx, fence: Fence, step: StepRecord) -> None:
+        """Upsert ``step`` if ``fence`` holds the run, else raise ``LeaseLostError``."""
+        fenced = _step_params(step) | {"owner_id": fence.owner_id, "epoch": fence.epoch}
+        if tx.execute(self._record_step, fenced):
+            return
+        if not self._dialect.notifies:
+            held = tx.query(
+                "SELECT cancel_requested FROM gf_runs WHERE run_id = :run_id"
+                " AND owner_id = :owner_id AND lease_epoch = :epoch",
+                fenced,
+            )
+            if held and held[0][0]:
+                raise _CancelRequested(run_id=fence.run_id)
+        raise LeaseLostError(run_id=fence.run_id)
+
+    async def _fenced_write(self, op: Callable[[Tx], T]) -> T:
+        """Run a fenced write; a refusal for a cancel is told to the listener, as a notification."""
+        try:
+            result: T = await self._db.write(op)
+        except _CancelRequested as refused:
+            if self._listener is not None:
+                self._listener(f"cancel:{refused.run_id}")
+            raise
+        return result
 
     # --- repair and retention (composed) -------------------------------------------------------
 
@@ -493,8 +550,10 @@ def _insert_attempt(dialect: Dialect) -> Insert:
 
 
 def _record_step(dialect: Dialect) -> Insert:
-    # The fence folded into the insert: one statement, one round trip per step.
-    return dialect.upsert(STEPS, ["run_id", "name"], where=_FENCE_HOLDS)
+    # The fence folded into the insert: one statement, one round trip per step. A database that
+    # notifies tells the owner of a cancel at once; elsewhere the write itself refuses.
+    fence = _FENCE_HOLDS if dialect.notifies else _FENCE_HOLDS_UNCANCELLED
+    return dialect.upsert(STEPS, ["run_id", "name"], where=fence)
 
 
 def _leave_params(

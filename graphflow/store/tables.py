@@ -2,9 +2,9 @@
 
 The tables live in a private metadata so they never leak into an application's own ``SQLModel``.
 Payloads (JSON text) are ``Text`` and timestamps (seconds since the epoch) are double precision, so
-that every supported database, MySQL included, stores them whole. On SQLite and PostgreSQL these
-are the same storage as the ``VARCHAR``/``FLOAT`` the first schema declared, so the schema version
-stays 1.
+that every supported database, MySQL included, stores them whole (on SQLite and PostgreSQL the
+same storage as the ``VARCHAR``/``FLOAT`` the first schema declared). A new table or column is a
+new ``SCHEMA_VERSION``.
 """
 
 from __future__ import annotations
@@ -17,14 +17,20 @@ from sqlmodel import Field, SQLModel
 
 __all__ = (
     "ATTEMPTS",
+    "EVENTS",
+    "GRAPHS",
     "JOBS",
+    "MESSAGES",
     "META",
     "METADATA",
     "OWNERS",
     "RUNS",
     "STEPS",
     "AttemptRow",
+    "EventRow",
+    "GraphRow",
     "JobRow",
+    "MessageRow",
     "MetaRow",
     "OwnerRow",
     "RunRow",
@@ -165,6 +171,40 @@ class JobRow(_Base, table=True):
     finished_at: float | None = _time()
 
 
+class MessageRow(_Base, table=True):
+    """A message sent to a run; ``received_by`` names the receive step that took it."""
+
+    __tablename__ = "gf_messages"
+    __table_args__ = (Index("gf_messages_pending", "run_id", "topic", "received_by", "seq"),)
+    seq: int | None = Field(default=None, primary_key=True)
+    """Assigned by the database in sending order: the order receives take messages in."""
+    run_id: str
+    topic: str
+    data: str = _payload(required=True)
+    sent_at: float = _time(required=True)
+    received_by: str | None = None
+
+
+class EventRow(_Base, table=True):
+    """The latest value a run published under a name (``wf.set_event``)."""
+
+    __tablename__ = "gf_events"
+    __table_args__ = {"sqlite_with_rowid": False}
+    run_id: str = Field(primary_key=True)
+    name: str = Field(primary_key=True)
+    value: str = _payload(required=True)
+    updated_at: float = _time(required=True)
+
+
+class GraphRow(_Base, table=True):
+    """A graph workflow's declared structure by hash: how clients without its code draw runs."""
+
+    __tablename__ = "gf_graphs"
+    graph_hash: str = Field(primary_key=True)
+    structure: str = _payload(required=True)
+    saved_at: float = _time(required=True)
+
+
 def _table(model: type[SQLModel]) -> Table:
     """The Core table of a model (SQLModel sets ``__table__`` when the class is created)."""
     table: Table = model.__table__  # type: ignore[attr-defined]
@@ -177,3 +217,6 @@ STEPS = _table(StepRow)
 ATTEMPTS = _table(AttemptRow)
 OWNERS = _table(OwnerRow)
 JOBS = _table(JobRow)
+MESSAGES = _table(MessageRow)
+EVENTS = _table(EventRow)
+GRAPHS = _table(GraphRow)

@@ -42,6 +42,7 @@ from ..store.base import (
     RunRecord,
     StepRecord,
     Store,
+    receive_input,
 )
 
 __all__ = ("StoreContract", "StoreFactory")
@@ -99,6 +100,20 @@ def _finished(
         created_at=finished_at - 1,
         updated_at=finished_at,
         finished_at=finished_at if state in ("completed", "failed", "cancelled") else None,
+    )
+
+
+def _receive(name: str, seq: int, topic: str, state: StepState = "completed") -> StepRecord:
+    """A receive step on ``topic`` (``suspended`` while it waits; ``completed`` to take one)."""
+    return StepRecord(
+        run_id="r1",
+        name=name,
+        seq=seq,
+        kind="receive",
+        function=None,
+        state=state,
+        attempts=1,
+        input=receive_input(topic),
     )
 
 
@@ -380,6 +395,111 @@ class StoreContract:
         assert await store.finish_job(second, output=None, error="e", retryable=False, at=3.0)
         done = await store.get_job("j1")
         assert done is not None and done.state == "failed" and not done.retryable
+
+    async def test_a_cancel_refuses_the_owners_next_step_write_without_notifications(
+        self, store: Store
+    ) -> None:
+        """Without notifications, a requested cancel refuses the owner's next step write.
+
+        So the owner stops there (a write that records the cancel itself passes).
+        """
+        await store.create_run(_run())
+        assert await store.cancel_run("r1", 1.0) == "requested"
+        if store.notifies:
+            await store.record_step(_FENCE, _step("a", 0))  # the owner hears of it by NOTIFY
+            return
+        with pytest.raises(LeaseLostError):
+            await store.record_step(_FENCE, _step("a", 0))
+        await store.record_step(_FENCE, _step("a", 0, state="cancelled"))
+        (step,) = await store.load_steps("r1")
+        assert step.state == "cancelled"
+
+    # --- messages, events and declared graphs ---------------------------------------------------
+
+    async def test_messages_are_received_once_in_the_order_sent(self, store: Store) -> None:
+        """Each message is taken by one receive, oldest first per topic, with its completion."""
+        await store.create_run(_run())
+        for data, topic in [('"a"', "t"), ('"c"', "u"), ('"b"', "t")]:
+            assert await store.send_message("r1", topic, data, 1.0) == "sent"
+        assert await store.has_message("r1", "t")
+        got = [await store.take_message(_FENCE, _receive(f"t{i}", i, "t"), "t") for i in range(3)]
+        assert got == ['"a"', '"b"', None]
+        assert not await store.has_message("r1", "t")
+        assert await store.take_message(_FENCE, _receive("u0", 3, "u"), "u") == '"c"'
+        steps = await store.load_steps("r1")
+        assert [(s.name, s.state, s.output) for s in steps] == [
+            ("t0", "completed", '"a"'),
+            ("t1", "completed", '"b"'),
+            ("u0", "completed", '"c"'),
+        ]
+
+    async def test_a_message_is_taken_only_under_the_run_lease(self, store: Store) -> None:
+        """A stale owner takes nothing: the message stays for the run's real owner."""
+        await store.create_run(_run())
+        await store.send_message("r1", "t", "1", 1.0)
+        stale = Fence(run_id="r1", owner_id="o1", epoch=0)
+        with pytest.raises(LeaseLostError):
+            await store.take_message(stale, _receive("t0", 0, "t"), "t")
+        assert await store.load_steps("r1") == []
+        assert await store.take_message(_FENCE, _receive("t0", 0, "t"), "t") == "1"
+
+    async def test_sending_to_a_missing_or_ended_run_stores_nothing(self, store: Store) -> None:
+        """``send_message`` says why it stored nothing."""
+        assert await store.send_message("missing", "t", "1", 1.0) == "missing"
+        await store.create_run(_run())
+        await store.end_run(_FENCE, state="completed", output="1", error=None, at=1.0)
+        assert await store.send_message("r1", "t", "1", 1.0) == "ended:completed"
+        assert not await store.has_message("r1", "t")
+
+    async def test_a_message_wakes_a_run_parked_on_a_receive_of_its_topic(
+        self, store: Store
+    ) -> None:
+        """A parked run becomes runnable when a message arrives for a receive it waits on."""
+        await store.create_run(_run())
+        await store.record_step(_FENCE, _receive("wait", 0, "t", "suspended"))
+        await store.park_run(_FENCE, state="suspended", at=1.0, suspend_reason="wait",
+                             receiving=["t"])  # fmt: skip
+        await store.send_message("r1", "other", "1", 2.0)
+        run = await store.get_run("r1")
+        assert run is not None and run.state == "suspended"
+        await store.send_message("r1", "t", "2", 3.0)
+        run = await store.get_run("r1")
+        assert run is not None and run.state == "running" and run.owner_id is None
+
+    async def test_parking_with_a_message_waiting_leaves_the_run_runnable(
+        self, store: Store
+    ) -> None:
+        """A message sent before the run parks on its receive is not lost to the race."""
+        await store.create_run(_run())
+        await store.send_message("r1", "t", "1", 1.0)
+        await store.record_step(_FENCE, _receive("wait", 0, "t", "suspended"))
+        await store.park_run(_FENCE, state="suspended", at=2.0, receiving=["t"])
+        run = await store.get_run("r1")
+        assert run is not None and run.state == "running" and run.owner_id is None
+
+    async def test_events_keep_the_latest_value_under_the_run_lease(self, store: Store) -> None:
+        """``set_event`` publishes with its step (latest wins); a stale owner publishes nothing."""
+        await store.create_run(_run())
+        assert await store.get_event("r1", "progress") is None
+        for seq, value in enumerate(["10", "50"]):
+            step = dataclasses.replace(
+                _step(f"set {seq}", seq), kind="event", function=None, output=value,
+                finished_at=1.0,
+            )  # fmt: skip
+            await store.set_event(_FENCE, step, "progress", value)
+        assert await store.get_event("r1", "progress") == "50"
+        stale = Fence(run_id="r1", owner_id="o1", epoch=0)
+        with pytest.raises(LeaseLostError):
+            await store.set_event(stale, _step("set 9", 9), "progress", "99")
+        assert await store.get_event("r1", "progress") == "50"
+        assert [s.name for s in await store.load_steps("r1")] == ["set 0", "set 1"]
+
+    async def test_declared_graphs_are_kept_once_by_hash(self, store: Store) -> None:
+        """The first structure saved under a hash stays."""
+        assert await store.get_graph("h1") is None
+        await store.save_graph("h1", '{"nodes": []}', 1.0)
+        await store.save_graph("h1", '{"nodes": ["other"]}', 2.0)
+        assert await store.get_graph("h1") == '{"nodes": []}'
 
     # --- notifications --------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import sys
 import anyio
 
 import graphflow as gf
-from tests.flows import crash_flows, graph_flows  # noqa: F401  (registers the workflows)
+from tests.flows import crash_flows, graph_flows, message_flows  # noqa: F401  (registers them)
 
 
 async def main(url: str, workflow: str, run_id: str, data: str) -> None:

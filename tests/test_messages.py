@@ -355,7 +355,7 @@ def run_sql(backend: str, url: str, path: Path, statements: list[str]) -> None:
 
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgres", "mariadb"])
-async def test_a_version_2_database_gets_the_message_tables_when_opened(
+async def test_a_version_3_database_gets_the_message_tables_when_opened(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, registry: gf.Registry
 ) -> None:
     @gf.workflow(registry=registry)
@@ -363,14 +363,14 @@ async def test_a_version_2_database_gets_the_message_tables_when_opened(
         await wf.set_event("stage", "up")
         return await wf.receive("go")
 
-    path = tmp_path / "v2.db"
+    path = tmp_path / "v3.db"
     fixture = {"postgres": "pg_url", "mariadb": "mysql_url"}.get(backend)
     url = f"sqlite:///{path}" if fixture is None else request.getfixturevalue(fixture)
     async with gf.Engine(url, worker=False):
         pass
     key = "`key`" if backend == "mariadb" else "key"  # reserved in MySQL
     statements = [f"DROP TABLE {name}" for name in ("gf_messages", "gf_events", "gf_graphs")]
-    statements.append(f"UPDATE gf_meta SET value = '2' WHERE {key} = 'schema_version'")
+    statements.append(f"UPDATE gf_meta SET value = '3' WHERE {key} = 'schema_version'")
     run_sql(backend, url, path, statements)
     async with engine(url, registry) as e:
         run_id = await e.start("migrated")

@@ -207,6 +207,18 @@ def test_declining_the_confirmation_keeps_the_run(page: Page, base_url: str) -> 
     expect(page.locator("h1 .badge")).to_have_text("completed")
 
 
+def test_fork_button_opens_the_new_run(page: Page, base_url: str) -> None:
+    run_id = start(base_url, "approval", {"name": "Fork"}, "fork-me")
+    wait_api_state(base_url, run_id, "suspended")
+    page.goto(f"{base_url}/ui/runs/{run_id}")
+    page.select_option('select[name="from_step"]', "Manager approval")
+    page.click('button[name="fork"]')
+    expect(page.locator(".notice")).to_contain_text("Forked")
+    expect(page).not_to_have_url(f"{base_url}/ui/runs/{run_id}")
+    expect(step_row(page, "Greet")).to_have_attribute("data-state", "completed")
+    expect(step_row(page, "Manager approval")).to_have_attribute("data-state", "suspended")
+
+
 def test_an_xss_payload_in_an_output_renders_as_text(page: Page, base_url: str) -> None:
     run_id = start(base_url, "hostile_run", {}, "xss-run")
     wait_api_state(base_url, run_id, "completed")

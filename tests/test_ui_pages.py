@@ -268,6 +268,35 @@ def test_cancel_button_cancels_the_run(client: TestClient) -> None:
     assert "cannot cancel" in again.text
 
 
+def test_fork_button_forks_the_run_from_the_chosen_step(client: TestClient) -> None:
+    run_id = start(client, "approval", {"name": "kim"})
+    wait_state(client, run_id, {"suspended"})
+    page = client.get(f"/ui/runs/{run_id}").text
+    assert 'name="fork"' in page
+    assert '<option value="Greet">Greet</option>' in page
+    answer = client.post(
+        f"/ui/runs/{run_id}/fork", data={"from_step": "Manager approval"}, follow_redirects=False
+    )
+    assert answer.status_code == 303
+    location = answer.headers["location"]
+    assert location.endswith("?done=forked")
+    forked_id = location.split("/ui/runs/", 1)[1].split("?", 1)[0]
+    assert forked_id != run_id
+    forked = wait_state(client, forked_id, {"suspended"})
+    assert forked["forked_from"] == run_id
+    greet = next(step for step in forked["steps"] if step["name"] == "Greet")
+    assert greet["output"] == "HELLO KIM"  # copied, not run again
+    assert "Forked:" in client.get(location).text
+
+
+def test_fork_from_an_unknown_step_says_which_steps_exist(client: TestClient) -> None:
+    run_id = start(client, "approval", {"name": "lee"})
+    wait_state(client, run_id, {"suspended"})
+    answer = client.post(f"/ui/runs/{run_id}/fork", data={"from_step": "No such step"})
+    assert answer.status_code == 422
+    assert "Greet" in html.unescape(answer.text)
+
+
 def test_a_form_posted_from_another_site_is_refused(client: TestClient) -> None:
     run_id = start(client, "gated", {"gate": "cross-site"})
     answer = client.post(f"/ui/runs/{run_id}/cancel", headers={"Origin": "https://evil.example"})

@@ -312,6 +312,17 @@ def _actions(
             ' data-confirm="Cancel this run? Nothing of it runs after this.">'
             '<button type="submit" class="danger" name="cancel">Cancel run</button></form>'
         )
+    if status.steps:
+        options = "".join(
+            f'<option value="{escape(step.name)}">{escape(step.name)}</option>'
+            for step in status.steps
+        )
+        buttons.append(
+            f'<form method="post" action="{escape(base)}/fork" class="inline">'
+            '<label>Fork from step <select name="from_step">'
+            f"{options}</select></label>"
+            ' <button type="submit" name="fork">Fork run</button></form>'
+        )
     if buttons:
         parts.append(f'<div class="buttons">{"".join(buttons)}</div>')
     return "".join(parts)
@@ -330,7 +341,9 @@ def run_sections(
     drawn = graph_html(graph)
     steps = _steps(status, root)
     actions = _actions(status, suspends, root, form_state)
-    actions_key = json.dumps([status.state, [s.reason for s in suspends]])
+    actions_key = json.dumps(
+        [status.state, [s.reason for s in suspends], [step.name for step in status.steps]]
+    )
     return {
         "summary": Section(key=_key(summary), html=summary),
         "graph": Section(key=_key(drawn), html=drawn),

@@ -1,4 +1,4 @@
-"""The web page's Starlette routes: runs list, run page, live updates, resume, cancel.
+"""The web page's Starlette routes: runs list, run page, live updates, resume, cancel, fork.
 
 ``graphflow.http.create_app(engine, ui=True)`` mounts them behind the same guard as the API
 (``auth``, engine open). Forms post back here and answer a redirect (303) on success or the page
@@ -18,7 +18,14 @@ import anyio
 
 from .._types import RUN_STATES
 from ..engine import Engine
-from ..errors import GraphflowError, InputValidationError, InvalidStateError, RunNotFoundError
+from ..errors import (
+    GraphflowError,
+    InputValidationError,
+    InvalidStateError,
+    RunNotFoundError,
+    StepNotFoundError,
+    UnknownWorkflowError,
+)
 from ..graph.render import STATE_COLOURS
 from ..runtime.status import RunStatus
 from .forms import fields_of, form_data, validation_errors
@@ -54,6 +61,7 @@ _KEEPALIVE = 15.0
 _DONE_NOTICES = {
     "resumed": "Resumed: the run continues.",
     "cancelled": "Cancelled: nothing of this run runs any more.",
+    "forked": "Forked: this new run copied the steps before the one you chose and runs the rest.",
 }
 _HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self';"
@@ -315,6 +323,14 @@ async def _cancel(view: _View, run_id: str, form: dict[str, str]) -> Response:
     return _redirect(view, run_id, "cancelled")
 
 
+async def _fork(view: _View, run_id: str, form: dict[str, str]) -> Response:
+    try:
+        forked = await view.engine.fork(run_id, from_step=form.get("from_step", ""))
+    except (StepNotFoundError, UnknownWorkflowError) as exc:
+        return await view.page(run_id, status_code=422, notice=str(exc))
+    return _redirect(view, forked, "forked")
+
+
 def _stylesheet() -> str:
     """The page's CSS: the static sheet plus a rule per state, from the renderers' colours."""
     base = resources.files(__package__).joinpath("static/ui.css").read_text("utf-8")
@@ -354,5 +370,6 @@ def ui_routes(engine: Engine, guard: Guard, *, max_body: int) -> list[BaseRoute]
         Route("/ui/runs/{run_id}/events", guard(_events_handler(engine)), methods=["GET"]),
         Route("/ui/runs/{run_id}/resume", guard(_posting(engine, max_body, _resume)), methods=post),
         Route("/ui/runs/{run_id}/cancel", guard(_posting(engine, max_body, _cancel)), methods=post),
+        Route("/ui/runs/{run_id}/fork", guard(_posting(engine, max_body, _fork)), methods=post),
     ]
     return routes

@@ -57,9 +57,14 @@ class RunRecord:
     forked_from: str | None = None
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StepRecord:
-    """One step (or graph node) of a run; keyed by ``(run_id, name)``."""
+    """One step (or graph node) of a run; keyed by ``(run_id, name)``.
+
+    A value, never changed once built; not declared ``frozen`` because a frozen dataclass sets
+    each field through ``object.__setattr__``, which makes building one three times slower: one
+    is built for every step executed and for every step of a history loaded.
+    """
 
     run_id: str
     name: str

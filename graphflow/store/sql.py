@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
+from pydantic_core import to_json
 from sqlalchemy import Insert, bindparam, exists, false, literal_column, or_, select
 
 from .._types import TERMINAL, RunState
@@ -87,9 +88,26 @@ def _run(row: Sequence[Any]) -> RunRecord:
 
 
 def _step(row: Sequence[Any]) -> StepRecord:
-    values = dict(zip(_STEP_COLUMNS, row, strict=True))
-    values["parents"] = tuple(json.loads(values["parents"] or "[]"))
-    return StepRecord(**values)
+    # Unpacked in the order of _STEP_COLUMNS: a history loads one per step, so no dict between.
+    (run_id, name, seq, kind, function, state, attempts, input_, output, error, parents,
+     started_at, finished_at, wake_at, detail) = row  # fmt: skip
+    return StepRecord(
+        run_id=run_id,
+        name=name,
+        seq=seq,
+        kind=kind,
+        function=function,
+        state=state,
+        attempts=attempts,
+        input=input_,
+        output=output,
+        error=error,
+        parents=tuple(json.loads(parents)) if parents and parents != "[]" else (),
+        started_at=started_at,
+        finished_at=finished_at,
+        wake_at=wake_at,
+        detail=detail,
+    )
 
 
 def _params(record: Any, columns: Sequence[str]) -> dict[str, Any]:
@@ -99,8 +117,13 @@ def _params(record: Any, columns: Sequence[str]) -> dict[str, Any]:
 
 def _step_params(step: StepRecord) -> dict[str, Any]:
     params = _params(step, _STEP_COLUMNS)
-    params["parents"] = json.dumps(list(step.parents))
+    params["parents"] = _json_text(step.parents)
     return params
+
+
+def _json_text(value: Any) -> str:
+    """``value`` as JSON text: ``pydantic_core``'s encoder, a fifth of ``json.dumps``'s cost."""
+    return to_json(value).decode()
 
 
 class SqlStore(MessageQueries):
@@ -490,7 +513,9 @@ class SqlStore(MessageQueries):
 
     def _write_step(self, tx: Tx, fence: Fence, step: StepRecord) -> None:
         """Upsert ``step`` if ``fence`` holds the run, else raise ``LeaseLostError``."""
-        fenced = _step_params(step) | {"owner_id": fence.owner_id, "epoch": fence.epoch}
+        fenced = _step_params(step)
+        fenced["owner_id"] = fence.owner_id
+        fenced["epoch"] = fence.epoch
         if tx.execute(self._record_step, fenced):
             return
         if not self._dialect.notifies:

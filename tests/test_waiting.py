@@ -85,6 +85,35 @@ async def test_parked_sleepers_hold_no_coroutine(registry: gf.Registry) -> None:
     assert status.wake_at is not None and status.steps[0].state == "sleeping"
 
 
+async def test_a_parked_run_leaves_nothing_of_its_execution_in_memory(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
+    import gc
+    import weakref
+
+    class Local:
+        """An object only the workflow's coroutine refers to."""
+
+    alive: weakref.WeakSet[Local] = weakref.WeakSet()
+
+    @gf.workflow(registry=registry)
+    async def nap_with_locals(wf: gf.Workflow, data: None) -> None:
+        local = Local()
+        alive.add(local)
+        await wf.do("before", lambda: 1)
+        await wf.sleep("nap", "1h")
+        del local
+
+    async with engine(sqlite_url, registry) as e:
+        run_id = await e.start("nap_with_locals")
+        with anyio.fail_after(30):
+            while (await e.status(run_id)).state != "sleeping":
+                await anyio.sleep(0.01)
+        gc.collect()
+        assert len(alive) == 0  # the coroutine, its frame and its locals are gone
+        assert e.stats().held_runs == 0
+
+
 async def test_three_day_sleep_runs_in_milliseconds_on_a_virtual_clock(
     registry: gf.Registry,
 ) -> None:

@@ -11,7 +11,7 @@ let writes queue while a batch commits; the leader then hands leadership to the 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 import anyio
@@ -21,6 +21,8 @@ import anyio.to_thread
 __all__ = ("GroupCommitter",)
 
 OpT = TypeVar("OpT")
+Offload = Callable[[Callable[[Any], Any], Any], Awaitable[Any]]
+"""Awaits ``fn(arg)`` run away from the event loop (in a worker thread)."""
 
 
 class _Pending(Generic[OpT]):
@@ -37,8 +39,9 @@ class _Pending(Generic[OpT]):
 class GroupCommitter(Generic[OpT]):
     """Batches ``submit``ted ops into calls of ``run_batch``.
 
-    ``run_batch(ops)`` runs synchronously (on the loop when ``inline``, else in a worker thread) and
-    returns one ``(ok, value_or_exception)`` per op.
+    ``run_batch(ops)`` is synchronous and returns one ``(ok, value_or_exception)`` per op. It runs
+    on the loop when ``inline``; otherwise ``offload(run_batch, ops)`` runs it (by default in one
+    of anyio's worker threads) while the loop goes on.
     """
 
     def __init__(
@@ -46,9 +49,11 @@ class GroupCommitter(Generic[OpT]):
         run_batch: Callable[[Sequence[OpT]], list[tuple[bool, Any]]],
         *,
         inline: bool,
+        offload: Offload | None = None,
     ) -> None:
         self._run_batch = run_batch
         self._inline = inline
+        self._offload: Offload = offload or anyio.to_thread.run_sync
         self._queue: list[_Pending[OpT]] = []
         self._leading = False
         self._round: anyio.Event | None = None
@@ -125,7 +130,7 @@ class GroupCommitter(Generic[OpT]):
                 batch, self._queue = self._queue, []
                 try:
                     ops = [p.op for p in batch]
-                    results = await anyio.to_thread.run_sync(self._run_batch, ops)
+                    results = await self._offload(self._run_batch, ops)
                 except Exception as exc:
                     results = [(False, exc)] * len(batch)
                 self._settle(batch, results)

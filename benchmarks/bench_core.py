@@ -544,16 +544,17 @@ def format_value(value: float) -> str:
 
 def print_results(table: dict[str, dict[str, Figure]], sizes: Sizes) -> None:
     """The measured table: value and x floor per mode, the floor's name and the target."""
+    modes = list(table)
     rows = [*FLOORS, *workloads(sizes)]
     width = max(len(w.label) for w in rows) + 2
     header = f"{'workload':<{width}}{'unit':<9}"
-    header += "".join(f"{mode + ' ':>12}{'x floor':>9}" for mode in MODES)
+    header += "".join(f"{mode + ' ':>12}{'x floor':>9}" for mode in modes)
     header += f"  {'floor':<13}target (normal / full)"
     print(header)
     print("-" * (len(header) + 4))
     for workload in rows:
         line = f"{workload.label:<{width}}{workload.unit:<9}"
-        for mode in MODES:
+        for mode in modes:
             figure = table[mode][workload.label]
             ratio = "" if workload in FLOORS else format_value(figure.ratio)
             ratio += "x" if ratio[:1].isdigit() else ""
@@ -611,6 +612,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="measure CPU time instead of wall time (fair on a loaded machine; not for `full`)",
     )
+    parser.add_argument("--modes", default=",".join(MODES), help="normal,full (default both)")
     parser.add_argument("--crash-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.repeat < 1:
@@ -640,7 +642,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"gc.freeze(): {gc.get_freeze_count():,} objects moved out of the GC's scans\n")
     progress("warming up")
     warm_up()
-    table = {mode: measure_mode(mode, sizes, args.repeat, progress) for mode in MODES}
+    modes = [mode for mode in args.modes.split(",") if mode]
+    table = {mode: measure_mode(mode, sizes, args.repeat, progress) for mode in modes}
     print_results(table, sizes)
     print()
     print(PEERS)

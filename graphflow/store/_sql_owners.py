@@ -82,13 +82,18 @@ class SqlOwners:
                 " WHERE owner_id = :o AND state = 'running'",
                 params,
             )
+            # A held run is always 'running': naming the state lets the (state, owner_id) index
+            # find the owner's runs, where owner_id alone would scan every run ever stored.
             tx.execute(
-                f"UPDATE gf_runs SET lease_expires_at = {self.clock} + :lease WHERE owner_id = :o",
+                f"UPDATE gf_runs SET lease_expires_at = {self.clock} + :lease"
+                " WHERE state = 'running' AND owner_id = :o",
                 params,
             )
             # Read back in the same transaction (portable: MySQL has no UPDATE ... RETURNING).
             return tx.query(
-                "SELECT run_id, cancel_requested FROM gf_runs WHERE owner_id = :o", {"o": owner_id}
+                "SELECT run_id, cancel_requested FROM gf_runs"
+                " WHERE state = 'running' AND owner_id = :o",
+                {"o": owner_id},
             )
 
         rows = await self.db.write(op)

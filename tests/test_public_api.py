@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib
+import subprocess
+import sys
 
 import pytest
 
@@ -83,3 +85,18 @@ def test_every_error_is_a_graphflow_error_and_lookups_are_lookup_errors() -> Non
         assert issubclass(lookup, LookupError)
     assert issubclass(gf.StepTimeout, TimeoutError)
     assert issubclass(gf.DurationError, ValueError)
+
+
+def test_import_graphflow_and_its_engine_leave_heavy_libraries_unloaded() -> None:
+    """``import graphflow`` (and the engine, the decorators) loads no graph, CLI or schema library."""
+    code = (
+        "import sys, graphflow as gf; gf.Engine; gf.workflow; gf.function; gf.run;"
+        " import graphflow.cli;"
+        " print(sorted(m for m in ('networkx', 'rich', 'jsonschema', 'jsonpath_ng', 'sqlalchemy')"
+        " if m in sys.modules))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

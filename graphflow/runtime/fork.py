@@ -8,8 +8,6 @@ are copied (completed, skipped, failed): steps in flight, sleeping or suspended 
 
 from __future__ import annotations
 
-import networkx as nx
-
 from ..errors import StepNotFoundError, UnknownWorkflowError
 from ..functions import WorkflowDefinition
 from ..graph.loops import split_pass_name
@@ -59,6 +57,8 @@ def fork_steps(
 def _graph_steps(
     run: RunRecord, steps: list[StepRecord], from_step: str, definition: GraphWorkflow
 ) -> list[str]:
+    import networkx as nx  # imported when used: ``import graphflow`` does not load it
+
     graph = definition.nx
     if from_step not in definition.plan.nodes:
         raise StepNotFoundError(run_id=run.run_id, step=from_step, steps=list(graph.nodes))

@@ -377,3 +377,21 @@ async def test_a_version_3_database_gets_the_message_tables_when_opened(
         await e.send(run_id, "go", "went")
         assert (await e.wait(run_id, timeout=30)).output == "went"
         assert await e.get_event(run_id, "stage") == "up"
+
+
+async def test_check_replays_a_run_waiting_on_a_receive_without_taking_a_message(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
+    @gf.workflow(registry=registry)
+    async def checked(wf: gf.Workflow, data: None) -> Any:
+        await wf.set_event("stage", "waiting")
+        return await wf.receive("go")
+
+    async with engine(sqlite_url, registry) as e:
+        run_id = await e.start("checked")
+        await until_state(e, run_id, "suspended")
+        async with engine(sqlite_url, registry, worker=False) as client:
+            await client.send(run_id, "go", 1)  # waits in the store: a dry replay leaves it
+            (result,) = await client.check()
+        assert result.ok and result.run_id == run_id
+        assert (await e.wait(run_id, timeout=30)).output == 1

@@ -165,41 +165,45 @@ async def run_probe(path: Path, stop: Path) -> list[float]:
     return list(stamps)
 
 
-async def measure_prune(tmp: Path, runs: int, probe_seconds: float) -> dict[str, Any]:
-    """Prune ``runs`` finished runs while a workflow runs, here and in another process."""
-    path = tmp / "prune.db"
+async def measure_prune(tmp: Path, runs: int, *, second_process: bool) -> dict[str, Any]:
+    """Prune ``runs`` finished runs while a workflow runs (and one in another process); then the
+    same workflows as long again with no prune (``idle``), for figures over equal windows."""
+    path = tmp / f"prune-{second_process}.db"
     template = await build(path, "short")
     clone(path, template, runs, finished_at=1_000_000.0)  # long ago
     result: dict[str, Any] = {}
-    for label, pruning in (("idle", False), ("pruning", True)):
-        stop = tmp / f"stop-{label}"
-        other = start_probe_process(path, stop)
+    window = 0.0
+    for label in ("pruning", "idle"):
+        stop = tmp / f"stop-{label}-{second_process}"
+        other = start_probe_process(path, stop) if second_process else None
         PROBE["stop"] = False
         async with gf.Engine(url(path), registry=REGISTRY) as engine:
             run_id = await engine.start("probe", {"stop": str(stop)})
             with anyio.fail_after(60):
-                while not Path(f"{stop}.ready").exists():
+                while other is not None and not Path(f"{stop}.ready").exists():
                     await anyio.sleep(0.05)
-            await anyio.sleep(0.2)  # both probes are running
+            await anyio.sleep(0.2)  # the probes are running
             batches = _timed_batches(engine.store)
             started = time.perf_counter()
-            if pruning:
+            if label == "pruning":
                 deleted = await engine.prune(older_than="1d")
                 if deleted != runs:
                     raise RuntimeError(f"pruned {deleted} runs, expected {runs}")
+                window = time.perf_counter() - started
             else:
-                await anyio.sleep(probe_seconds)
-            elapsed = time.perf_counter() - started
+                await anyio.sleep(window)
             PROBE["stop"] = True
             stop.touch()
             stamps = (await engine.wait(run_id, timeout=60)).output
-        out, _ = other.communicate(timeout=60)
-        other_stamps = json.loads(out.strip().splitlines()[-1])
+        other_stamps: list[float] = []
+        if other is not None:
+            out, _ = other.communicate(timeout=60)
+            other_stamps = json.loads(out.strip().splitlines()[-1])
         result[label] = {
-            "seconds": elapsed,
+            "seconds": window,
             "batches": _spread(batches),
-            "here": gaps_ms(_during(stamps, started, elapsed)),
-            "other": gaps_ms(_during(other_stamps, started, elapsed)),
+            "here": gaps_ms(_during(stamps, started, window)),
+            "other": gaps_ms(_during(other_stamps, started, window)),
         }
     return result
 
@@ -221,12 +225,15 @@ def _timed_batches(store: Any) -> list[float]:
 
 
 def _spread(values: list[float]) -> dict[str, float]:
-    values = sorted(values) or [0.0]
+    """Median, 99th percentile, maximum and count of ``values``."""
+    ordered = sorted(values)
+    if not ordered:
+        return {"p50": 0.0, "p99": 0.0, "max": 0.0, "steps": 0}
     return {
-        "p50": statistics.median(values),
-        "p99": values[min(len(values) - 1, int(len(values) * 0.99))],
-        "max": values[-1],
-        "steps": len(values),
+        "p50": statistics.median(ordered),
+        "p99": ordered[min(len(ordered) - 1, int(len(ordered) * 0.99))],
+        "max": ordered[-1],
+        "steps": len(ordered),
     }
 
 
@@ -235,7 +242,7 @@ def _during(stamps: list[float], started: float, seconds: float) -> list[float]:
     return [stamp for stamp in stamps if started <= stamp <= started + seconds]
 
 
-def report(sizes: argparse.Namespace, check: dict[str, float], prune: dict[str, Any]) -> None:
+def report(sizes: argparse.Namespace, check: dict[str, float], prunes: dict[str, Any]) -> None:
     """Print the figures."""
     floor_us = sqlite_floor_seconds(MODE, 2_000, Path(tempfile.gettempdir())) * 1e6
     print(f"raw SQLite floor ({MODE}): {floor_us:.1f} µs per committed row\n")
@@ -243,20 +250,24 @@ def report(sizes: argparse.Namespace, check: dict[str, float], prune: dict[str, 
     print(f"check {sizes.runs:,} parked runs (5 steps + a suspend each):")
     print(f"  graphflow   {check['check']:.2f} s  ({per_run:.0f} µs per run)")
     print(f"  raw read of the same rows  {check['raw_read'] * 1e3:.0f} ms\n")
-    pruning = prune["pruning"]
-    rate = sizes.prune / pruning["seconds"]
-    print(f"prune {sizes.prune:,} finished runs (4 steps each): {pruning['seconds']:.1f} s"
-          f" ({rate:,.0f} runs/s)")  # fmt: skip
-    b = pruning["batches"]
-    print(f"  {b['steps']:.0f} batches (one transaction each), ms: p50 {b['p50']:.2f},"
-          f" p99 {b['p99']:.2f}, max {b['max']:.2f}")  # fmt: skip
-    print("  gaps between steps of a workflow running meanwhile (ms):")
-    print(f"  {'':28}{'p50':>8}{'p99':>8}{'max':>8}{'steps':>8}")
-    for label in ("idle", "pruning"):
-        for where in ("here", "other"):
-            g = prune[label][where]
-            name = f"{label}, {'same engine' if where == 'here' else 'other process'}"
-            print(f"  {name:28}{g['p50']:8.2f}{g['p99']:8.2f}{g['max']:8.2f}{g['steps']:8.0f}")
+    for title, prune in prunes.items():
+        pruning = prune["pruning"]
+        rate = sizes.prune / pruning["seconds"]
+        b = pruning["batches"]
+        print(f"prune {sizes.prune:,} finished runs (4 steps each), {title}:"
+              f" {pruning['seconds']:.1f} s ({rate:,.0f} runs/s)")  # fmt: skip
+        print(f"  {b['steps']:.0f} batches (one transaction each), ms: p50 {b['p50']:.2f},"
+              f" p99 {b['p99']:.2f}, max {b['max']:.2f}")  # fmt: skip
+        print("  gaps between steps of a workflow running meanwhile, ms (idle: as long, no prune):")
+        print(f"  {'':28}{'p50':>8}{'p99':>8}{'max':>8}{'steps':>8}")
+        for label in ("idle", "pruning"):
+            for where in ("here", "other"):
+                g = prune[label][where]
+                if not g["steps"]:
+                    continue
+                name = f"{label}, {'same engine' if where == 'here' else 'other process'}"
+                print(f"  {name:28}{g['p50']:8.2f}{g['p99']:8.2f}{g['max']:8.2f}{g['steps']:8.0f}")
+        print()
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -272,6 +283,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return args
 
 
+async def _prune(tmp: Path, runs: int, second_process: bool) -> dict[str, Any]:
+    return await measure_prune(tmp, runs, second_process=second_process)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the benchmark (or, with ``--probe``, the second process's workflow)."""
     args = parse_args(argv)
@@ -281,8 +296,11 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory() as directory:
         tmp = Path(directory)
         check = anyio.run(measure_check, tmp, args.runs)
-        prune = anyio.run(measure_prune, tmp, args.prune, 3.0)
-        report(args, check, prune)
+        prunes = {
+            "one engine": anyio.run(_prune, tmp, args.prune, False),
+            "and a second process writing": anyio.run(_prune, tmp, args.prune, True),
+        }
+        report(args, check, prunes)
 
 
 if __name__ == "__main__":

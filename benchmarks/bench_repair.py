@@ -5,9 +5,10 @@ SQLite floors measured in the same run:
 
 - **check**: seconds to check N stored runs (default 10,000: five RPC steps each, parked at a
   suspend) against the same code, in µs per run; beside the raw read of the same rows.
-- **prune**: seconds to prune M finished runs (default 100,000, four steps each); and the gaps
-  between consecutive steps of a workflow running meanwhile, in the pruning engine itself and in a
-  second process on the same file, beside the same workflow's gaps with no prune running (median,
+- **prune**: seconds to prune M finished runs (default 100,000, four steps each), with one engine
+  and with a second process writing the same file; the batches' durations; and the gaps between
+  consecutive steps of a workflow running meanwhile (in the pruning engine, and in the second
+  process), beside the same workflows' gaps over an equally long window with no prune (median,
   99th percentile, maximum, in ms). A gap is the time one step (its durable write included) takes.
 
 Stores are built once through the engine, then cloned in SQL (the runs are identical but for

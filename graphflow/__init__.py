@@ -42,6 +42,7 @@ if _TYPE_CHECKING:  # the names below, imported on first use (see __getattr__)
     from .errors import InputValidationError as InputValidationError
     from .errors import InvalidStateError as InvalidStateError
     from .errors import LeaseLostError as LeaseLostError
+    from .errors import LimitError as LimitError
     from .errors import LoopLimitError as LoopLimitError
     from .errors import NonDeterminismError as NonDeterminismError
     from .errors import NonRetryableError as NonRetryableError
@@ -55,6 +56,8 @@ if _TYPE_CHECKING:  # the names below, imported on first use (see __getattr__)
     from .errors import RunError as RunError
     from .errors import RunFailed as RunFailed
     from .errors import RunNotFoundError as RunNotFoundError
+    from .errors import ScheduleError as ScheduleError
+    from .errors import ScheduleNotFoundError as ScheduleNotFoundError
     from .errors import SchemaVersionError as SchemaVersionError
     from .errors import StepFailed as StepFailed
     from .errors import StepNameError as StepNameError
@@ -76,6 +79,7 @@ if _TYPE_CHECKING:  # the names below, imported on first use (see __getattr__)
     from .graph.render import to_svg as to_svg
     from .graph.spec import GraphWorkflow as GraphWorkflow
     from .graph.spec import workflow_graph as workflow_graph
+    from .limits import Concurrency as Concurrency
     from .refs import RefResolutionError as RefResolutionError
     from .refs import RefUsageError as RefUsageError
     from .refs import ref as ref
@@ -84,6 +88,7 @@ if _TYPE_CHECKING:  # the names below, imported on first use (see __getattr__)
     from .runtime.context import StepInfo as StepInfo
     from .runtime.context import branch as branch
     from .runtime.context import current_step as current_step
+    from .runtime.schedules import ScheduleInfo as ScheduleInfo
     from .runtime.status import RunList as RunList
     from .runtime.status import RunStatus as RunStatus
     from .runtime.status import StepStatus as StepStatus
@@ -103,6 +108,7 @@ __all__ = (
     "RunList",
     "StepStatus",
     "CheckResult",
+    "ScheduleInfo",
     "Store",
     "open_store",
     "Clock",
@@ -117,6 +123,7 @@ __all__ = (
     "StepInfo",
     "branch",
     "parse_duration",
+    "Concurrency",
     # graphs
     "workflow_graph",
     "GraphWorkflow",
@@ -132,6 +139,8 @@ __all__ = (
     "GraphDefinitionError",
     "GraphDurationError",
     "DurationError",
+    "ScheduleError",
+    "LimitError",
     "InputValidationError",
     "NotFoundError",
     "UnknownWorkflowError",
@@ -139,6 +148,7 @@ __all__ = (
     "RunNotFoundError",
     "StepNotFoundError",
     "PruneStateError",
+    "ScheduleNotFoundError",
     "RunError",
     "RunConflictError",
     "InvalidStateError",
@@ -193,6 +203,7 @@ _HOMES: dict[str, str] = {
     "InputValidationError": ".errors",
     "InvalidStateError": ".errors",
     "LeaseLostError": ".errors",
+    "LimitError": ".errors",
     "LoopLimitError": ".errors",
     "NonDeterminismError": ".errors",
     "NonRetryableError": ".errors",
@@ -206,6 +217,8 @@ _HOMES: dict[str, str] = {
     "RunError": ".errors",
     "RunFailed": ".errors",
     "RunNotFoundError": ".errors",
+    "ScheduleError": ".errors",
+    "ScheduleNotFoundError": ".errors",
     "SchemaVersionError": ".errors",
     "StepFailed": ".errors",
     "StepNameError": ".errors",
@@ -227,6 +240,7 @@ _HOMES: dict[str, str] = {
     "to_svg": ".graph.render",
     "GraphWorkflow": ".graph.spec",
     "workflow_graph": ".graph.spec",
+    "Concurrency": ".limits",
     "RefResolutionError": ".refs",
     "RefUsageError": ".refs",
     "ref": ".refs",
@@ -235,6 +249,7 @@ _HOMES: dict[str, str] = {
     "StepInfo": ".runtime.context",
     "branch": ".runtime.context",
     "current_step": ".runtime.context",
+    "ScheduleInfo": ".runtime.schedules",
     "RunList": ".runtime.status",
     "RunStatus": ".runtime.status",
     "StepStatus": ".runtime.status",

@@ -21,6 +21,7 @@ from rich.text import Text
 
 from ._types import JSON
 from .errors import ErrorInfo
+from .runtime.schedules import ScheduleInfo
 from .runtime.status import RunStatus, StepStatus
 
 __all__ = (
@@ -35,6 +36,7 @@ __all__ = (
     "note",
     "one_line",
     "print_runs",
+    "print_schedules",
     "print_status",
     "run_detail",
     "stderr",
@@ -45,6 +47,7 @@ __all__ = (
 
 STATE_STYLES = {
     "pending": "dim",
+    "queued": "dim yellow",
     "running": "cyan",
     "sleeping": "blue",
     "suspended": "magenta",
@@ -304,6 +307,26 @@ def print_status(found: RunStatus) -> None:
     if found.steps:
         console.print()
         console.print(steps_table(found.steps))
+
+
+def print_schedules(found: list[ScheduleInfo]) -> None:
+    """Print a table of schedules on stdout (or say there are none, on stderr)."""
+    if not found:
+        note("no schedules")
+        return
+    table = Table(box=None, pad_edge=False, header_style="bold")
+    for column in ("Name", "Workflow", "Cron", "Time zone", "Catch-up", "Next tick"):
+        table.add_column(column, no_wrap=column == "Name")
+    for info in found:
+        table.add_row(
+            Text(info.name),
+            Text(info.workflow),
+            Text(info.cron),
+            Text(info.timezone),
+            Text(info.catch_up),
+            format_time(info.next_tick),
+        )
+    stdout_console().print(table)
 
 
 def print_runs(found: list[RunStatus]) -> None:

@@ -12,12 +12,13 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from ._types import JSON
-from .errors import RunConflictError
+from .errors import LimitError, RunConflictError
 from .functions import Registry, WorkflowDefinition
 from .graph.run_graph import dump_structure
+from .limits import stored_key
 from .runtime import logs, tracing
 from .runtime.clock import Clock
-from .store.base import RunRecord, Store
+from .store.base import RunLimit, RunRecord, Store
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Tracer
@@ -76,18 +77,31 @@ class RunStarter:
         run_id: str | None,
         parent: tuple[str, str] | None = None,
         owner_id: str | None = None,
+        priority: int = 0,
+        dedup_key: str | None = None,
     ) -> NewRun:
         """Store a new run (``running`` under ``owner_id``, else ``pending``), or find it.
 
+        Under the workflow's concurrency limit the store holds it only while a slot is free, else
+        it waits ``queued``. With ``dedup_key``, the workflow's unfinished run that has the key is
+        found instead (whatever its input).
+
         Raises:
             UnknownWorkflowError: no workflow has that name here.
-            InputValidationError: ``data`` does not match the workflow's input type (nothing is
-                written).
+            InputValidationError: ``data`` does not match the workflow's input type, or lacks its
+                concurrency key (nothing is written).
             RunConflictError: ``run_id`` exists with another workflow or input.
         """
         definition = self.definition(workflow)
         validated = definition.validate_input(data, run_id=run_id)
         input_json = definition.dump_input(data)
+        _check_options(priority, dedup_key)
+        limit = definition.concurrency
+        key = None
+        if limit is not None:
+            key = limit.key_of(
+                json.loads(input_json), what="workflow input", workflow=definition.name
+            )
         # Strictly increasing per engine, so runs started at one (virtual) instant still list
         # newest first.
         now = max(self.clock.time(), self._last_created + 1e-6)
@@ -108,14 +122,32 @@ class RunStarter:
             lease_epoch=1 if owned else 0,
             lease_expires_at=(await self.store.now()) + self.lease if owned else None,
             trace_context=tracing.capture(self.tracer),
+            priority=priority,
+            concurrency_key=key,
+            dedup_key=None if dedup_key is None else stored_key(dedup_key),
         )
         await self._save_graph(definition, now)
-        stored, created = await self.store.create_run(record)
-        if not created:
+        stored, created = await self.store.create_run(
+            record, None if limit is None else RunLimit(limit=limit.limit, owned=owned)
+        )
+        if created:
+            logs.run_state(stored.run_id, stored.workflow, stored.state, why="started")
+        elif stored.run_id == record.run_id:
             _check_same(stored, definition.name, input_json)
-        else:
-            logs.run_state(record.run_id, record.workflow, record.state, why="started")
-        return NewRun(record=record if created else stored, created=created, validated=validated)
+        return NewRun(record=stored, created=created, validated=validated)
+
+
+def _check_options(priority: object, dedup_key: object) -> None:
+    if isinstance(priority, bool) or not isinstance(priority, int):
+        raise LimitError(
+            where="engine.start", option="priority", value=priority,
+            fix="give a whole number (higher first among queued runs; default 0)",
+        )  # fmt: skip
+    if dedup_key is not None and (not isinstance(dedup_key, str) or not dedup_key):
+        raise LimitError(
+            where="engine.start", option="dedup_key", value=dedup_key,
+            fix="give a non-empty string, or None for no deduplication",
+        )  # fmt: skip
 
 
 def _check_same(stored: RunRecord, workflow: str, input_json: str) -> None:

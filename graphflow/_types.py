@@ -10,14 +10,24 @@ JSON: TypeAlias = Any
 """A JSON-compatible value: dict, list, str, int, float, bool or None."""
 
 RunState: TypeAlias = Literal[
-    "pending", "running", "sleeping", "suspended", "completed", "failed", "cancelled"
+    "pending", "queued", "running", "sleeping", "suspended", "completed", "failed", "cancelled"
 ]
-"""Where a run is: waiting for a worker, executing, parked (sleeping or suspended), or ended."""
+"""Where a run is: waiting for a worker (or, ``queued``, for a concurrency slot), executing,
+parked (sleeping or suspended), or ended."""
 
 StepState: TypeAlias = Literal[
-    "pending", "running", "completed", "failed", "skipped", "sleeping", "suspended", "cancelled"
+    "pending",
+    "queued",
+    "running",
+    "completed",
+    "failed",
+    "skipped",
+    "sleeping",
+    "suspended",
+    "cancelled",
 ]
-"""Where a step (or graph node) is; ``pending`` only for graph nodes not reached yet."""
+"""Where a step (or graph node) is; ``pending`` only for graph nodes not reached yet, ``queued``
+while a function's concurrency or rate limit holds it back."""
 
 RUN_STATES: Final[tuple[RunState, ...]] = get_args(RunState)
 """Every run state, in lifecycle order."""

@@ -231,6 +231,13 @@ def start(
         str, typer.Option("--input", "-i", help="Input JSON, @file.json or @- (stdin).")
     ] = "{}",
     run_id: Annotated[str | None, typer.Option("--run-id", help="Run id (idempotent).")] = None,
+    priority: Annotated[
+        int, typer.Option("--priority", help="Higher first among queued runs (default 0).")
+    ] = 0,
+    dedup_key: Annotated[
+        str | None,
+        typer.Option("--dedup-key", help="Print the unfinished run that has this key, if any."),
+    ] = None,
     store: StoreOpt = _DEFAULT_STORE,
     debug: DebugOpt = False,
 ) -> None:
@@ -241,7 +248,12 @@ def start(
         data = _parse_json(input_, "--input")
         load_target(target)
 
-        started = _with_client(store, lambda engine: engine.start(workflow, data, run_id=run_id))
+        started = _with_client(
+            store,
+            lambda engine: engine.start(
+                workflow, data, run_id=run_id, priority=priority, dedup_key=dedup_key
+            ),
+        )
         display.note(
             f"started run {started}; a `graphflow worker` on this store executes it", "dim"
         )
@@ -302,6 +314,25 @@ def runs(
             typer.echo(json.dumps([r.model_dump(mode="json", exclude={"steps"}) for r in found]))
             return
         display.print_runs(found)
+
+
+@app.command()
+def schedules(
+    as_json: JsonOpt = False,
+    target: TargetOpt = None,
+    store: StoreOpt = _DEFAULT_STORE,
+    debug: DebugOpt = False,
+) -> None:
+    """List the cron schedules (stored ones, and those declared in --target's code)."""
+    from . import _cli_display as display
+
+    with _reporting(debug):
+        _load(target)
+        found = _with_client(store, lambda engine: engine.list_schedules())
+        if as_json:
+            typer.echo(json.dumps([info.model_dump(mode="json") for info in found]))
+            return
+        display.print_schedules(found)
 
 
 @app.command()

@@ -23,6 +23,7 @@ import anyio
 import anyio.abc
 
 from ._repair import RepairOperations
+from ._schedules import Schedules
 from ._start import RunStarter
 from ._types import JSON, TERMINAL
 from ._watch import RunEvents, changes, until_terminal
@@ -41,6 +42,7 @@ from .graph.run_graph import build_run_graph, load_structure
 from .runtime import logs, tracing
 from .runtime.clock import Clock, SystemClock
 from .runtime.resume import check_message, check_resume_data
+from .runtime.schedules import ScheduleInfo
 from .runtime.status import RunList, RunStatus, load_error, parse_cursor, run_cursor, run_status
 from .store import open_store
 from .store.base import RunRecord, StepRecord, Store
@@ -121,6 +123,8 @@ class Engine(RepairOperations):
                 max_recoveries=max_recoveries,
                 poll_interval=self.poll_interval,
             )
+        wake = self._worker.schedules.wake if self._worker is not None else None
+        self._schedules = Schedules(self.store, self._starter, self.clock, wake)
         self._tg: anyio.abc.TaskGroup | None = None
         self._open = False
 
@@ -195,7 +199,7 @@ class Engine(RepairOperations):
     def _executing_steps(self, run_id: str) -> list[StepRecord]:
         if self._worker is None:
             return []
-        return [step.running_record() for step in self._worker.live_steps(run_id)]
+        return [step.live_record() for step in self._worker.live_steps(run_id)]
 
     def _runs_waiting(self) -> None:
         if self._worker is not None:
@@ -219,12 +223,15 @@ class Engine(RepairOperations):
         data: JSON = None,
         *,
         run_id: str | None = None,
+        priority: int = 0,
+        dedup_key: str | None = None,
     ) -> str:
         """Start a run and return its id once it is stored.
 
         With an explicit ``run_id`` this is idempotent: the same id and input return the existing
-        run. A worker engine executes the run itself when it has a free slot; otherwise (and on a
-        client) the run waits, ``pending``, for a worker to claim it.
+        run; with ``dedup_key``, the workflow's unfinished run that has the key. A worker engine
+        executes the run when it has a free slot; otherwise (and on a client) it waits for a
+        worker, ``pending`` (``queued`` under a concurrency limit; higher ``priority`` first).
 
         Raises:
             UnknownWorkflowError: no workflow has that name here.
@@ -233,10 +240,10 @@ class Engine(RepairOperations):
             RunConflictError: ``run_id`` exists with another workflow or input.
         """
         self._require_open()
+        options: dict[str, Any] = {"priority": priority, "dedup_key": dedup_key}
         if self._worker is not None:
-            return await self._worker.start_run(workflow, data, run_id)
-        new = await self._starter.create(workflow, data, run_id=run_id)
-        return new.record.run_id
+            return await self._worker.start_run(workflow, data, run_id, **options)
+        return (await self._starter.create(workflow, data, run_id=run_id, **options)).record.run_id
 
     # --- inspecting -----------------------------------------------------------------------------
 
@@ -258,7 +265,9 @@ class Engine(RepairOperations):
         if run is None:
             raise RunNotFoundError(run_id=run_id)
         status = run_status(run, steps, attempts)
-        return status if self._worker is None else self._worker.with_live_steps(status)
+        if self._worker is None:
+            return status
+        return self._worker.with_live_steps(status, run.lease_expires_at)
 
     async def run_graph(self, run_id: str) -> nx.DiGraph[str]:
         """The run as a graph: each step a node (kind, function, state, attempts, timings).
@@ -506,6 +515,30 @@ class Engine(RepairOperations):
                     await self.cancel(child.run_id)
                 except InvalidStateError:
                     pass
+
+    # --- schedules ------------------------------------------------------------------------------
+
+    async def add_schedule(
+        self, name: str, workflow: str | WorkflowDefinition, cron: str, *, input: JSON = None,
+        timezone: str = "UTC", catch_up: str = "latest",
+    ) -> ScheduleInfo:  # fmt: skip
+        """Store a cron schedule: one run of ``workflow`` per tick, across every worker.
+
+        Tick run ids are ``"{name}@{scheduled_at}"``, inputs ``{"scheduled_at": ...} | input``;
+        a taken name is replaced (last tick kept). See ``graphflow._schedules.Schedules.add``.
+        """
+        self._require_open()
+        return await self._schedules.add(name, workflow, cron, input, timezone, catch_up)
+
+    async def remove_schedule(self, name: str) -> None:
+        """Delete a schedule added with ``add_schedule`` (``ScheduleNotFoundError`` if none)."""
+        self._require_open()
+        await self._schedules.remove(name)
+
+    async def list_schedules(self) -> list[ScheduleInfo]:
+        """Every schedule by name: stored ones and those declared in the code loaded here."""
+        self._require_open()
+        return await self._schedules.list()
 
     def stats(self) -> EngineStats:
         """What this engine holds in memory now (parked runs hold nothing; a client nothing)."""

@@ -33,6 +33,7 @@ from typing_extensions import is_typeddict
 
 from ._threads import run_in_thread
 from ._types import JSON
+from .cron import Cron
 from .durations import Duration, to_seconds
 from .errors import (
     DefinitionError,
@@ -41,6 +42,7 @@ from .errors import (
     UnknownFunctionError,
     UnknownWorkflowError,
 )
+from .limits import Concurrency, RateLimit, concurrency_option, rate_limit_option
 
 if TYPE_CHECKING:
     from networkx import DiGraph
@@ -255,10 +257,16 @@ class Function(Generic[P, R_co]):
         options: StepOptions,
         localns: dict[str, Any] | None = None,
         thread: bool = True,
+        concurrency: Concurrency | None = None,
+        rate_limit: RateLimit | None = None,
     ) -> None:
         self.fn = fn
         self.name = name
         self.options = options
+        self.concurrency = concurrency
+        """At most this many executions at once, across every worker (per key, with one)."""
+        self.rate_limit = rate_limit
+        """At most this many attempts started per sliding window, across every worker."""
         self.is_async = inspect.iscoroutinefunction(fn)
         self.thread = thread and not self.is_async
         """Whether calls run in a worker thread (sync functions unless ``thread=False``)."""
@@ -344,6 +352,10 @@ class WorkflowDefinition:
     input_adapter: TypeAdapter[Any] = field(default=_ANY_ADAPTER)
     retention: float | None = None
     """Seconds a finished run is kept before workers prune it (``None``: kept)."""
+    schedule: Cron | None = None
+    """A static schedule: every worker that registers the workflow fires its ticks."""
+    concurrency: Concurrency | None = None
+    """At most this many runs executing at once, across every worker (per key, with one)."""
 
     def validate_input(self, data: JSON, *, run_id: str | None = None) -> Any:
         """Validate workflow input or raise ``InputValidationError``."""
@@ -443,6 +455,11 @@ class Registry:
         return definition
 
     @property
+    def workflows(self) -> list[WorkflowDefinition]:
+        """Every registered workflow."""
+        return list(self._workflows.values())
+
+    @property
     def workflow_names(self) -> list[str]:
         """Names of every registered workflow."""
         return list(self._workflows)
@@ -467,6 +484,8 @@ def function(
     retry_delay: Duration | None = None,
     backoff: float | None = None,
     timeout: Duration | None = None,
+    concurrency: int | Concurrency | None = None,
+    rate_limit: str | None = None,
     registry: Registry | None = None,
     thread: bool = True,
 ) -> Callable[[Callable[P, R]], Function[P, R]]: ...
@@ -479,6 +498,8 @@ def function(
     retry_delay: Duration | None = None,
     backoff: float | None = None,
     timeout: Duration | None = None,
+    concurrency: int | Concurrency | None = None,
+    rate_limit: str | None = None,
     registry: Registry | None = None,
     thread: bool = True,
 ) -> Function[P, R] | Callable[[Callable[P, R]], Function[P, R]]:
@@ -489,9 +510,13 @@ def function(
     A sync function runs in a worker thread; ``thread=False`` runs it on the event loop instead,
     saving the thread hop (tens of microseconds) but holding up every other run of the process
     while it runs: only for quick code that neither blocks nor waits.
+    ``concurrency`` (a number, or ``gf.Concurrency(N, key=...)`` on the step's input) and
+    ``rate_limit`` (``"100/1min"``: attempts started per sliding window, retries included) hold
+    across every worker that shares the store; a step held back waits as ``queued``.
 
     Raises:
         RegistrationError: the name is taken by another callable.
+        LimitError: ``concurrency`` or ``rate_limit`` is invalid.
     """
     # Models defined in the decorating function's body are only reachable through its locals.
     localns = dict(sys._getframe(1).f_locals)
@@ -500,14 +525,23 @@ def function(
         if isinstance(target, Function):
             target = target.fn
         fn_name = name or target.__name__
+        where = f"@gf.function {fn_name!r}"
         options = StepOptions.build(
             retries=retries,
             retry_delay=retry_delay,
             backoff=backoff,
             timeout=timeout,
-            where=f"@gf.function {fn_name!r}",
+            where=where,
         )
-        registered = Function(target, name=fn_name, options=options, localns=localns, thread=thread)
+        registered = Function(
+            target,
+            name=fn_name,
+            options=options,
+            localns=localns,
+            concurrency=concurrency_option(concurrency, where=where),
+            rate_limit=rate_limit_option(rate_limit, where=where),
+            thread=thread,
+        )
         (registry or DEFAULT_REGISTRY).add_function(registered)
         return registered
 

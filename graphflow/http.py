@@ -85,6 +85,7 @@ __all__ = (
     "create_app",
     "run_events",
     "run_graph",
+    "schedules",
     "workflow_cancel",
     "workflow_resume",
     "workflow_run",
@@ -191,6 +192,14 @@ def _workflows_handler(engine: Engine) -> Handler:
 def _status_handler(engine: Engine) -> Handler:
     async def handle(request: Request) -> Response:
         return _status_json(await engine.status(path_param(request, "run_id")))
+
+    return handle
+
+
+def _schedules_handler(engine: Engine) -> Handler:
+    async def handle(request: Request) -> Response:
+        found = await engine.list_schedules()
+        return JSONResponse([info.model_dump(mode="json") for info in found])
 
     return handle
 
@@ -382,6 +391,11 @@ def run_graph(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
     return guard(engine, _graph_handler(engine), auth)
 
 
+def schedules(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
+    """An endpoint answering every schedule as a JSON list of ``ScheduleInfo``."""
+    return guard(engine, _schedules_handler(engine), auth)
+
+
 def run_events(engine: Engine, *, auth: Auth | None = None) -> Endpoint:
     """An endpoint streaming server-sent events for run ``run_id`` until it ends.
 
@@ -468,6 +482,7 @@ def create_app(
             methods=post,
         ),
         Route("/runs/{run_id}/events/{key}", guarded(_event_handler(engine)), methods=get),
+        Route("/schedules", guarded(_schedules_handler(engine)), methods=get),
     ]
     if ui:
         routes += ui_routes(engine, guarded, max_body=max_body)

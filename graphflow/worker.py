@@ -30,10 +30,13 @@ from .runtime import logs
 from .runtime.clock import Clock
 from .runtime.execution import LiveStep, RunExecution
 from .runtime.failures import error_info
+from .runtime.gates import Gates
 from .runtime.host import Slots
 from .runtime.jobs import run_job
+from .runtime.published import LivePublisher
 from .runtime.retention import retention_loop
 from .runtime.runner import UNSET, cancel_run, drive_run
+from .runtime.schedules import Scheduler
 from .runtime.status import RunStatus, StepStatus, run_status, step_status
 from .store.base import ClaimQuery, Fence, JobRecord, OwnerRecord, RunRecord, Store
 
@@ -113,13 +116,22 @@ class Worker:
         self._starter = starter
         self._events = events
         self._held: dict[str, _Held] = {}
+        self._published = LivePublisher()
         self._job_events: dict[str, anyio.Event] = {}
         self._wake_claimer = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
+        self.gates = Gates(
+            store=store, clock=clock, owner_id=owner_id, lease=lease, poll=poll_interval
+        )
+        self.schedules = Scheduler(
+            store=store, registry=registry, clock=clock, poll=poll_interval, fired=self._wake
+        )
         self.loops: list[Callable[[], Coroutine[Any, Any, None]]] = [
             self._claim_loop,
             self._lease_loop,
             self._retention_loop,
+            self.schedules.run,
+            self.gates.run,
         ]
         """The background loops, started by ``open`` and cancelled by ``aclose``."""
 
@@ -142,6 +154,7 @@ class Worker:
         )
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        await self.schedules.register_static()
         await self._claim()
         for loop in self.loops:
             self._tg.start_soon(loop)
@@ -173,8 +186,11 @@ class Worker:
         data: JSON,
         run_id: str | None,
         parent: tuple[str, str] | None = None,
+        *,
+        priority: int = 0,
+        dedup_key: str | None = None,
     ) -> str:
-        """Store a run and hold it here if a slot is free (else it waits, ``pending``)."""
+        """Store a run and hold it here if a slot is free (else it waits: pending, queued)."""
         tg = self._tg
         if tg is None:
             raise EngineStateError(operation="start runs", is_open=False)
@@ -187,10 +203,12 @@ class Worker:
             run_id=run_id,
             parent=parent,
             owner_id=self.owner_id if owned else None,
+            priority=priority,
+            dedup_key=dedup_key,
         )
         run = new.record
         if new.created:
-            if owned:
+            if run.owner_id == self.owner_id:
                 fence = Fence(run_id=run.run_id, owner_id=self.owner_id, epoch=1)
                 self._hold(tg, run, fence, [], new.validated)
             else:
@@ -258,14 +276,15 @@ class Worker:
             self._events.run_changed(run_id)
             self._wake_claimer.set()
 
-    def with_live_steps(self, status: RunStatus) -> RunStatus:
-        """``status`` with the steps its run executes here right now (state ``running``)."""
+    def with_live_steps(self, status: RunStatus, lease_expires_at: float | None) -> RunStatus:
+        """``status`` with the steps its run executes here now (``running``, or ``queued``)."""
         held = self._held.get(status.run_id)
         live_steps = held.execution.live_steps() if held is not None else ()
         if not live_steps:
             return status
+        owner = (self.owner_id, lease_expires_at)
         live: dict[str, StepStatus] = {
-            step.name: step_status(step.running_record()) for step in live_steps
+            step.name: step_status(step.live_record(), owner=owner) for step in live_steps
         }
         # A live step keeps the errors of its stored failed attempts (shown while it retries).
         merged = [
@@ -348,6 +367,11 @@ class Worker:
                 dead_owners=dead_owners,
                 limit=batch,
                 lease=self.lease,
+                limits={
+                    d.name: d.concurrency.limit
+                    for d in self.registry.workflows
+                    if d.concurrency is not None
+                },
             )
             claimed = await self.store.claim_runs(query, self.clock.time())
             for run in claimed:
@@ -420,8 +444,16 @@ class Worker:
                 held.execution.stop(cancel=True)
         elif kind == "message":
             self.message_sent(key, None)
+        elif kind == "slot":
+            self.gates.released(key)
+        elif kind == "schedule":
+            self.schedules.wake()
+            self._wake_claimer.set()
         elif kind not in ("end", "event"):
             self._wake_claimer.set()
+
+    def _wake(self) -> None:
+        self._wake_claimer.set()
 
     async def _idle(self, next_wake: float | None) -> None:
         """Until: woken locally, the next parked run is due (engine clock), or a poll interval."""
@@ -444,10 +476,14 @@ class Worker:
     async def _lease_loop(self) -> None:
         while True:
             await anyio.sleep(self.lease / 3)
+            published = self._published.changes(
+                {run_id: held.execution for run_id, held in self._held.items()}
+            )
             try:
-                owned = await self.store.renew_leases(self.owner_id, self.lease)
+                owned = await self.store.renew_leases(self.owner_id, self.lease, published)
             except StoreError:
                 continue
+            self._published.renewed(published)
             for run_id, held in list(self._held.items()):
                 if run_id not in owned:
                     held.scope.cancel()  # taken over by another engine: commit nothing more

@@ -11,9 +11,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pytest
 from typer.testing import CliRunner, Result
 
+import graphflow as gf
 from graphflow import cli
 from graphflow._targets import TargetError, load_target
 
@@ -312,6 +314,31 @@ def test_start_with_run_id_is_idempotent_and_conflicts_on_other_input(
     assert "run 'order-1' already exists with a different input" in conflict.stderr
 
 
+def test_start_with_priority_and_dedup_key(flows: str, store: str) -> None:
+    def start(name: str, *options: str) -> str:
+        args = ("start", flows, "cli_hello", "-i", json.dumps({"name": name}), "--store", store)
+        result = invoke(*args, *options)
+        assert result.exit_code == 0, result.output
+        return result.stdout.strip()
+
+    low = start("low")
+    high = start("high", "--priority", "5")
+    keyed = start("keyed", "--priority", "-1", "--dedup-key", "customer-7")
+    assert start("other input", "--dedup-key", "customer-7") == keyed
+    load_target(flows)
+
+    async def drain() -> list[gf.RunStatus]:
+        async with gf.Engine(store, max_runs=1) as engine:
+            return [await engine.wait(run_id, timeout=30) for run_id in (low, high, keyed)]
+
+    statuses = anyio.run(drain)
+    assert [s.output for s in statuses] == [
+        {"greeting": f"Hello, {name}!"} for name in ("low", "high", "keyed")
+    ]
+    by_start = sorted(statuses, key=lambda s: s.started_at or 0)
+    assert [s.run_id for s in by_start] == [high, low, keyed]  # one at a time, highest first
+
+
 def test_status_prints_a_table_of_steps(flows: str, store: str) -> None:
     invoke("run", flows, "cli_hello", "-i", '{"name": "Ada"}', "--run-id", "r1", "--store", store)
     result = invoke("status", "r1", "--store", store)
@@ -358,7 +385,7 @@ def test_runs_lists_newest_first_with_filters(flows: str, store: str) -> None:
 def test_runs_with_an_unknown_state_is_a_one_line_error(store: str) -> None:
     result = invoke("runs", "--state", "done", "--store", store)
     assert result.exit_code == 1
-    assert "unknown --state 'done': use one of pending, running" in result.stderr
+    assert "unknown --state 'done': use one of pending, queued, running" in result.stderr
 
 
 # --- worker, resume, cancel (real worker processes) -----------------------------------------------

@@ -250,21 +250,14 @@ def test_cli_fork_prints_the_new_run_id(tmp_path: Path) -> None:
 async def test_a_version_2_database_is_migrated_and_forks(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    from tests.test_tracing import run_statements, version_3_undone, version_key
+    from tests.flows.old_schemas import make_version
 
     path = tmp_path / "v2.db" if backend == "sqlite" else None
     servers = {"postgres": "pg_url", "mariadb": "mysql_url"}
     url = f"sqlite:///{path}" if path else request.getfixturevalue(servers[backend])
     async with gf.Engine(url, worker=False):
         pass
-    run_statements(
-        url,
-        path,
-        (
-            *version_3_undone(url),
-            f"UPDATE gf_meta SET value = '2' WHERE {version_key(url)} = 'schema_version'",
-        ),
-    )
+    make_version(2, url, path)
     registry = gf.Registry()
     etl = Pipeline(registry)
     async with engine(url, registry) as e:

@@ -20,6 +20,7 @@ from pydantic import BaseModel
 import graphflow as gf
 from graphflow.testing import VirtualClock
 from tests.flows import message_flows  # noqa: F401  (the names the subprocess registers)
+from tests.flows.old_schemas import make_version
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -323,37 +324,6 @@ async def test_a_replayed_run_does_not_publish_an_older_value_again(
     assert [s.name for s in status.steps] == ["event:stage", "pause", "event:stage#2"]
 
 
-def run_sql(backend: str, url: str, path: Path, statements: list[str]) -> None:
-    """Run ``statements`` on the database behind ``url`` with its own driver."""
-    if backend == "sqlite":
-        import sqlite3
-
-        with sqlite3.connect(path) as lite:
-            for statement in statements:
-                lite.execute(statement)
-    elif backend == "postgres":
-        import psycopg
-
-        with psycopg.connect(url, autocommit=True) as pg:
-            for statement in statements:
-                pg.execute(statement)
-    else:
-        import pymysql
-        from sqlalchemy.engine import make_url
-
-        server = make_url(url)
-        mysql = pymysql.connect(
-            host=server.host, port=server.port or 3306, user=server.username or "root",
-            password=server.password or "", database=server.database, autocommit=True,
-        )  # fmt: skip
-        try:
-            cursor = mysql.cursor()
-            for statement in statements:
-                cursor.execute(statement)
-        finally:
-            mysql.close()
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgres", "mariadb"])
 async def test_a_version_3_database_gets_the_message_tables_when_opened(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, registry: gf.Registry
@@ -368,10 +338,7 @@ async def test_a_version_3_database_gets_the_message_tables_when_opened(
     url = f"sqlite:///{path}" if fixture is None else request.getfixturevalue(fixture)
     async with gf.Engine(url, worker=False):
         pass
-    key = "`key`" if backend == "mariadb" else "key"  # reserved in MySQL
-    statements = [f"DROP TABLE {name}" for name in ("gf_messages", "gf_events", "gf_graphs")]
-    statements.append(f"UPDATE gf_meta SET value = '3' WHERE {key} = 'schema_version'")
-    run_sql(backend, url, path, statements)
+    make_version(3, url, path if fixture is None else None)
     async with engine(url, registry) as e:
         run_id = await e.start("migrated")
         await e.send(run_id, "go", "went")

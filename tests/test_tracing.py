@@ -25,6 +25,7 @@ from opentelemetry.trace import StatusCode
 from opentelemetry.util._once import Once
 
 import graphflow as gf
+from tests.flows.old_schemas import make_version
 from tests.flows.traced_flows import REGISTRY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -253,63 +254,6 @@ async def test_nothing_is_traced_or_stored_without_a_tracer_provider(url: str) -
     assert [s.name for s in exporter.get_finished_spans()] == ["handle request"]
 
 
-def version_3_undone(url: str) -> tuple[str, ...]:
-    """What schema version 3 added (``engine.fork`` and ``engine.prune``), taken away again."""
-    on = {"gf_runs_finished": "", "gf_jobs_run": ""}
-    if url.startswith("mariadb"):  # MySQL names the table an index is dropped from
-        on = {"gf_runs_finished": " ON gf_runs", "gf_jobs_run": " ON gf_jobs"}
-    return (
-        "ALTER TABLE gf_runs DROP COLUMN forked_from",
-        *(f"DROP INDEX {index}{table}" for index, table in on.items()),
-    )
-
-
-def run_statements(url: str, path: Path | None, statements: tuple[str, ...]) -> None:
-    """Execute ``statements`` on the database of ``url`` (the SQLite file ``path``), outside graphflow."""
-    if path is not None:
-        import sqlite3
-
-        with sqlite3.connect(path) as conn:
-            for statement in statements:
-                conn.execute(statement)
-    elif url.startswith("mariadb"):
-        import pymysql
-        from sqlalchemy.engine import make_url
-
-        server = make_url(url)
-        mysql = pymysql.connect(
-            host=server.host, port=server.port or 3306, user=server.username or "root",
-            password=server.password or "", database=server.database, autocommit=True,
-        )  # fmt: skip
-        try:
-            cursor = mysql.cursor()
-            for statement in statements:
-                cursor.execute(statement)
-        finally:
-            mysql.close()
-    else:
-        import psycopg
-
-        with psycopg.connect(url, autocommit=True) as pg:
-            for statement in statements:
-                pg.execute(statement)
-
-
-def version_key(url: str) -> str:
-    """The ``gf_meta.key`` column, quoted where the name is reserved (MySQL)."""
-    return "`key`" if url.startswith("mariadb") else "key"
-
-
-def _make_version_1(url: str, path: Path | None) -> None:
-    """Turn a fresh database into what graphflow's schema version 1 wrote (no trace_context)."""
-    statements = (
-        *version_3_undone(url),
-        "ALTER TABLE gf_runs DROP COLUMN trace_context",
-        f"UPDATE gf_meta SET value = '1' WHERE {version_key(url)} = 'schema_version'",
-    )
-    run_statements(url, path, statements)
-
-
 @pytest.mark.parametrize("backend", ["sqlite", "postgres", "mariadb"])
 async def test_a_version_1_database_is_migrated_and_traced(
     backend: str, tmp_path: Path, request: pytest.FixtureRequest, spans: InMemorySpanExporter
@@ -319,7 +263,7 @@ async def test_a_version_1_database_is_migrated_and_traced(
     url = f"sqlite:///{path}" if path is not None else request.getfixturevalue(server)
     async with gf.Engine(url, worker=False):
         pass
-    _make_version_1(url, path)
+    make_version(1, url, path)
     async with gf.Engine(url, registry=REGISTRY) as engine:
         run_id = await engine.start("approval", {"text": "hi"})
         async for status in engine.watch(run_id):

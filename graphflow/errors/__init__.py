@@ -7,7 +7,9 @@ GraphflowError
 │  ├─ GraphDefinitionError         an invalid workflow_graph()
 │  │  └─ GraphDurationError        a node's retry_delay/timeout (also a DurationError)
 │  ├─ WorkflowDefinitionError(TypeError)  an invalid @gf.workflow function
-│  └─ DurationError(ValueError)    an unparseable duration
+│  ├─ DurationError(ValueError)    an unparseable duration
+│  ├─ ScheduleError(ValueError)    an invalid cron expression, time zone or catch-up policy
+│  └─ LimitError(ValueError)       an invalid concurrency or rate limit, priority or dedup key
 ├─ InputValidationError(ValueError)  workflow input, step input or resume data is invalid
 ├─ EngineConfigError(ValueError)   an Engine option is out of range
 ├─ EngineStateError(RuntimeError)  the engine is not open (or opened twice)
@@ -15,7 +17,7 @@ GraphflowError
 ├─ OutsideStepError(RuntimeError)  gf.current_step()/gf.branch() called outside a step
 ├─ PruneStateError(ValueError)     prune asked for runs that are not finished
 ├─ NotFoundError(LookupError)
-│  ├─ UnknownWorkflowError, UnknownFunctionError, RunNotFoundError
+│  ├─ UnknownWorkflowError, UnknownFunctionError, RunNotFoundError, ScheduleNotFoundError
 │  └─ StepNotFoundError            fork from a step the run does not have
 ├─ RunError                        facts about one run
 │  ├─ RunConflictError, InvalidStateError, RunFailed
@@ -40,6 +42,9 @@ from __future__ import annotations as _annotations
 from typing import TYPE_CHECKING as _TYPE_CHECKING
 
 from ._base import GraphflowError as GraphflowError
+from ._flow import LimitError as LimitError
+from ._flow import ScheduleError as ScheduleError
+from ._flow import ScheduleNotFoundError as ScheduleNotFoundError
 from ._run import AmbiguousResumeError as AmbiguousResumeError
 from ._run import BranchError as BranchError
 from ._run import BranchKeyTypeError as BranchKeyTypeError
@@ -97,6 +102,7 @@ __all__ = (
     "InvalidStateError",
     "LoopLimitError",
     "LeaseLostError",
+    "LimitError",
     "NonDeterminismError",
     "NonRetryableError",
     "NotFoundError",
@@ -109,6 +115,8 @@ __all__ = (
     "RunError",
     "RunFailed",
     "RunNotFoundError",
+    "ScheduleError",
+    "ScheduleNotFoundError",
     "SchemaVersionError",
     "StepFailed",
     "StepNameError",

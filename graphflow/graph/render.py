@@ -49,6 +49,7 @@ class Colours:
 
 STATE_COLOURS: Mapping[str, Colours] = {
     "pending": Colours("#ffffff", "#9e9e9e"),
+    "queued": Colours("#fff9c4", "#9e9e9e"),
     "running": Colours("#bbdefb", "#1565c0"),
     "completed": Colours("#c8e6c9", "#2e7d32"),
     "failed": Colours("#ffcdd2", "#c62828"),

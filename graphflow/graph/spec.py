@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, NoReturn
 
+from ..cron import Cron
 from ..durations import Duration, to_seconds
 from ..errors import (
     DefinitionError,
@@ -27,6 +28,7 @@ from ..errors import (
     InputValidationError,
 )
 from ..functions import DEFAULT_REGISTRY, Function, Registry, StepOptions, WorkflowDefinition
+from ..limits import Concurrency, concurrency_option
 from ..refs import Ref, RefUsageError, ref
 from .compile import NodeSpec, compile_graph, declared_graph
 
@@ -132,6 +134,8 @@ def workflow_graph(
     config: Mapping[str, Mapping[str, Any]] | None = None,
     output: Template | None = None,
     retention: Duration | None = None,
+    schedule: str | None = None,
+    concurrency: int | Concurrency | None = None,
     registry: Registry | None = None,
 ) -> GraphWorkflow:
     """Declare, validate and register a graph workflow.
@@ -141,8 +145,11 @@ def workflow_graph(
     ``on_error``, ``loop``, ``retries``, ``retry_delay``, ``backoff`` and ``timeout`` (see DESIGN
     §1; ``loop={"max_iterations": N}`` lets the node's ``next`` go back to an ancestor). With
     ``retention`` (``"7d"``), worker engines delete its runs that long after they finished.
+    ``schedule`` and ``concurrency`` work as in ``@gf.workflow``.
 
     Raises:
+        ScheduleError: ``schedule`` is not a valid cron expression.
+        LimitError: ``concurrency`` is invalid.
         GraphDefinitionError: the graph is invalid (the message names the node and the fix).
         DurationError: a ``retry_delay``, ``timeout`` or ``retention`` is not a duration.
         RegistrationError: the name is taken by another workflow or function.
@@ -164,6 +171,8 @@ def workflow_graph(
         description=description,
         identity=f"{module}:graph:{name}",
         defined_at=f"{caller.f_code.co_filename}:{caller.f_lineno}",
+        schedule=None if schedule is None else Cron.parse(schedule, schedule=name),
+        concurrency=concurrency_option(concurrency, where=f"workflow_graph {name!r}"),
         plan=plan,
         entry_functions=tuple(
             (node_id, registry.get_function(plan.nodes[node_id].function))

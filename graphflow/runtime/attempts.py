@@ -7,6 +7,7 @@ when it finishes (plus one per failed attempt).
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -29,6 +30,7 @@ from . import logs
 from .context import StepInfo, enter_step, exit_step
 from .execution import LiveStep, RunExecution
 from .failures import ReportedError, error_info
+from .gates import Gate
 
 __all__ = ("StepCall", "run_step")
 
@@ -55,6 +57,13 @@ class StepCall:
     number_at_finish: bool = False
     """Take the step's position in ``status.steps`` when it finishes (graph nodes list in the
     order they were resolved), not when it is issued."""
+    gate: Gate | None = None
+    """Admits each attempt under the function's concurrency and rate limits (outside its
+    timeout); the step is ``queued`` while it waits."""
+
+
+_HOLDERS = uuid.UUID("0b7c3f5e-2d41-4a8e-9a61-5f3c9e0d7b24")
+"""Namespace of the ids that step attempts hold concurrency slots under."""
 
 
 class _FinalFailure(Exception):
@@ -103,7 +112,6 @@ async def _attempts(
     """Attempt ``spec`` until it succeeds or fails for good, storing each outcome."""
     clock = execution.host.clock
     retries = spec.options.retries or 0
-    trace = execution.trace
     execution.step_began()
     try:
         while True:
@@ -113,12 +121,7 @@ async def _attempts(
                 live.started_at = started
             execution.attempt_began(live)
             try:
-                if trace is None:
-                    raw, detail = await _attempt(execution, spec, live.attempt)
-                else:
-                    raw, detail = await trace.attempt(
-                        spec.name, live.attempt, _attempt(execution, spec, live.attempt), _cause
-                    )
+                raw, detail = await _gated_attempt(execution, spec, live)
             except Exception as exc:
                 final = isinstance(exc, _FinalFailure) or live.attempt > retries
                 info = error_info(_cause(exc))
@@ -165,6 +168,50 @@ async def _attempts(
 def _cause(exc: Exception) -> BaseException:
     """The error an attempt failed with (unwrapped from ``_FinalFailure``)."""
     return exc.cause if isinstance(exc, _FinalFailure) else exc
+
+
+async def _gated_attempt(
+    execution: RunExecution, spec: StepCall, live: LiveStep
+) -> tuple[bytes, str | None]:
+    """One attempt, admitted first (``queued`` meanwhile) under the function's limits.
+
+    The slot is given back as soon as the call returns, before its outcome is stored.
+    """
+    gate = spec.gate
+    if gate is None:
+        return await _traced_attempt(execution, spec, live.attempt)
+    run_id, name, attempt = execution.run_id, spec.name, live.attempt
+
+    def hold() -> None:
+        live.queued = True
+        execution.attempt_began(live)  # status shows it queued
+
+    try:
+        slot = await gate.enter(
+            lambda: str(uuid.uuid5(_HOLDERS, f"{run_id}\x00{name}\x00{attempt}")),
+            what=f"input for function {spec.function!r} in step {name!r}",
+            held=hold,
+        )
+    except InputValidationError as exc:
+        raise _FinalFailure(exc) from exc
+    finally:
+        if live.queued:
+            live.queued = False
+            execution.attempt_began(live)
+    try:
+        return await _traced_attempt(execution, spec, attempt)
+    finally:
+        gate.leave(slot)
+
+
+async def _traced_attempt(
+    execution: RunExecution, spec: StepCall, attempt: int
+) -> tuple[bytes, str | None]:
+    """One attempt, in a span of its own when tracing is on."""
+    trace = execution.trace
+    if trace is None:
+        return await _attempt(execution, spec, attempt)
+    return await trace.attempt(spec.name, attempt, _attempt(execution, spec, attempt), _cause)
 
 
 def _final_seq(execution: RunExecution, spec: StepCall, live: LiveStep) -> int:

@@ -28,6 +28,7 @@ from ..store.base import Fence, JobRecord, RunRecord, StepRecord, Store
 from .clock import Clock
 from .execution import RunExecution
 from .fork import step_node
+from .gates import Gates
 from .host import Slots
 from .status import RunStatus
 
@@ -88,6 +89,8 @@ class _DryHost:
         self.closing = False
         self.in_flight = 0
         self.tracer: Tracer | None = None  # a dry replay executes nothing worth a span
+        # Steps are built with their gates; a dry replay stops before any would be entered.
+        self.gates = Gates(store=store, clock=clock, owner_id="", lease=lease, poll=1.0)
         self._lease = lease
         self._served: set[str] | None = None
 

@@ -47,6 +47,8 @@ class LiveStep:
     """When the first attempt began."""
     error: str | None = None
     """The last failed attempt's error (JSON), shown while the next one runs."""
+    queued: bool = False
+    """The current attempt waits for its function's concurrency slot or rate-limit window."""
 
     def record(
         self,
@@ -76,9 +78,9 @@ class LiveStep:
             detail=detail,
         )
 
-    def running_record(self) -> StepRecord:
-        """The step's record as ``status`` shows it now (state ``running``)."""
-        return self.record("running", error=self.error)
+    def live_record(self) -> StepRecord:
+        """The step's record as ``status`` shows it now (``running``, or ``queued``)."""
+        return self.record("queued" if self.queued else "running", error=self.error)
 
 
 @dataclass(frozen=True, slots=True)

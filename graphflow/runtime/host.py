@@ -17,6 +17,7 @@ from .._types import JSON
 from ..functions import Registry
 from ..store.base import JobRecord, Store
 from .clock import Clock
+from .gates import Gates
 from .status import RunStatus
 
 if TYPE_CHECKING:
@@ -73,6 +74,8 @@ class RunHost(Protocol):
     """Step attempts executing now (the worker waits for them to persist when closing)."""
     tracer: Tracer | None
     """The OpenTelemetry tracer when tracing is on (decided as the engine opens), else ``None``."""
+    gates: Gates
+    """Admits attempts of functions with a concurrency or rate limit (in the store)."""
 
     async def start_run(
         self, workflow: str, data: JSON, run_id: str, parent: tuple[str, str]

@@ -35,11 +35,19 @@ async def run_job(host: RunHost, fn: Function[..., Any], job: JobRecord) -> None
         args, kwargs = fn.validate_input(
             json.loads(job.input), run_id=job.run_id, step=job.step_name
         )
-        await host.job_slots.acquire()
+        gate = host.gates.gate(fn, json.loads(job.input))
+        slot = None
+        if gate is not None:
+            slot = await gate.enter(lambda: job.job_id, what=f"input for function {fn.name!r}")
         try:
-            value = await fn.invoke(args, kwargs, host.threads)
+            await host.job_slots.acquire()
+            try:
+                value = await fn.invoke(args, kwargs, host.threads)
+            finally:
+                host.job_slots.release()
         finally:
-            host.job_slots.release()
+            if gate is not None:
+                gate.leave(slot)
         output = fn.io.dump_output(value).decode()
     except (NonRetryableError, InputValidationError) as exc:
         error, retryable = error_info(exc).model_dump_json(), False

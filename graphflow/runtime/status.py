@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ __all__ = (
     "RunList",
     "RunStatus",
     "StepStatus",
+    "encode_live_steps",
     "load_error",
     "parse_cursor",
     "run_cursor",
@@ -59,6 +61,10 @@ class StepStatus(BaseModel):
     started_at: datetime | None = None
     finished_at: datetime | None = None
     wake_at: datetime | None = None
+    owner_id: str | None = None
+    """While the step executes (``running`` or ``queued``): the engine process executing it."""
+    lease_expires_at: datetime | None = None
+    """While the step executes: when that process's lease on the run ends unless renewed."""
 
 
 class RunStatus(BaseModel):
@@ -89,8 +95,13 @@ class RunStatus(BaseModel):
         return self.state in TERMINAL
 
 
-def step_status(step: StepRecord, attempt_errors: list[ErrorInfo] | None = None) -> StepStatus:
-    """The public view of a stored step."""
+def step_status(
+    step: StepRecord,
+    attempt_errors: list[ErrorInfo] | None = None,
+    *,
+    owner: tuple[str | None, float | None] = (None, None),
+) -> StepStatus:
+    """The public view of a stored step (``owner``: the executing owner and its lease's end)."""
     return StepStatus(
         name=step.name,
         kind=step.kind,
@@ -105,7 +116,40 @@ def step_status(step: StepRecord, attempt_errors: list[ErrorInfo] | None = None)
         started_at=to_datetime(step.started_at),
         finished_at=to_datetime(step.finished_at),
         wake_at=to_datetime(step.wake_at),
+        owner_id=owner[0],
+        lease_expires_at=to_datetime(owner[1]),
     )
+
+
+_LIVE_FIELDS = ("name", "seq", "kind", "function", "state", "attempts", "started_at")
+_SETTLED_STEP = frozenset({"completed", "failed", "skipped", "cancelled"})
+
+
+def encode_live_steps(steps: list[StepRecord]) -> str:
+    """What an owner's heartbeat publishes of the steps it executes (``RunRecord.live_steps``)."""
+    return json.dumps(
+        [{field: getattr(step, field) for field in _LIVE_FIELDS} | {"parents": step.parents}
+         for step in steps]
+    )  # fmt: skip
+
+
+def _with_published(run: RunRecord, steps: list[StepRecord]) -> list[tuple[StepRecord, bool]]:
+    """``steps`` with the live ones the run's owner published (``True``) merged in.
+
+    A published step never hides one recorded as settled since: the record is newer.
+    """
+    merged = [(step, False) for step in steps]
+    if run.live_steps is None or run.state != "running" or run.owner_id is None:
+        return merged
+    at = {step.name: i for i, step in enumerate(steps)}
+    for values in json.loads(run.live_steps):
+        live = StepRecord(run_id=run.run_id, **(values | {"parents": tuple(values["parents"])}))
+        i = at.get(live.name)
+        if i is None:
+            merged.append((live, True))
+        elif steps[i].state not in _SETTLED_STEP:  # a retry: keep the last attempt's error
+            merged[i] = (replace(live, input=steps[i].input, error=steps[i].error), True)
+    return merged
 
 
 def run_status(
@@ -113,7 +157,8 @@ def run_status(
     steps: list[StepRecord] | None = None,
     attempts: list[AttemptRecord] | None = None,
 ) -> RunStatus:
-    """The public view of a stored run with its steps."""
+    """The public view of a stored run with its steps (and those its owner published live)."""
+    owner = (run.owner_id, run.lease_expires_at)
     errors: dict[str, list[ErrorInfo]] = {}
     for attempt in attempts or ():
         info = load_error(attempt.error)
@@ -134,7 +179,10 @@ def run_status(
         "suspend_reason": run.suspend_reason,
         "parent_run_id": run.parent_run_id,
         "forked_from": run.forked_from,
-        "steps": [step_status(s, errors.get(s.name)) for s in steps or ()],
+        "steps": [
+            step_status(s, errors.get(s.name), owner=owner if live else (None, None))
+            for s, live in _with_published(run, list(steps or ()))
+        ],
     }
     return RunStatus(**values)
 

@@ -64,6 +64,7 @@ def rpc_step(
         dump=fn.io.dump_output,
         load=fn.io.load_output,
         options=options.over(fn.options) if options is not NO_OPTIONS else fn.options,
+        gate=execution.host.gates.gate(fn, data),
     )
 
 

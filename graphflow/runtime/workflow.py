@@ -14,6 +14,7 @@ from typing import Any, ClassVar, Literal, TypeVar, overload
 from pydantic import TypeAdapter
 
 from .._types import JSON
+from ..cron import Cron
 from ..durations import Duration, to_seconds
 from ..errors import (
     ErrorInfo,
@@ -34,6 +35,7 @@ from ..functions import (
     definition_place,
     type_hints,
 )
+from ..limits import Concurrency, concurrency_option
 from .attempts import StepCall, run_step
 from .execution import RunExecution
 from .steps import NO_OPTIONS, child_step, inline_step, remote_step, rpc_step
@@ -79,6 +81,8 @@ def workflow(
     name: str | None = None,
     description: str | None = None,
     retention: Duration | None = None,
+    schedule: str | None = None,
+    concurrency: int | Concurrency | None = None,
     registry: Registry | None = None,
 ) -> Callable[[WorkflowFn], ImperativeWorkflow]: ...
 def workflow(
@@ -88,6 +92,8 @@ def workflow(
     name: str | None = None,
     description: str | None = None,
     retention: Duration | None = None,
+    schedule: str | None = None,
+    concurrency: int | Concurrency | None = None,
     registry: Registry | None = None,
 ) -> ImperativeWorkflow | Callable[[WorkflowFn], ImperativeWorkflow]:
     """Register ``async def f(wf, data)`` as a durable workflow.
@@ -96,8 +102,15 @@ def workflow(
     the run's output (validated against the return annotation). With ``retention`` (``"7d"``),
     worker engines delete its runs that long after they finished, in the background.
 
+    ``schedule`` (a cron expression, in UTC) starts a run per tick, named after the workflow, once
+    across every worker, with ``data == {"scheduled_at": "YYYY-MM-DDTHH:MM:SSZ"}``.
+    ``concurrency`` (a number, or ``gf.Concurrency(N, key="path.in.input")``) caps the runs
+    executing at once across every worker; the others wait as ``queued``.
+
     Raises:
         RegistrationError: the name is taken by another callable.
+        ScheduleError: ``schedule`` is not a valid cron expression.
+        LimitError: ``concurrency`` is invalid.
         WorkflowDefinitionError: the function is not ``async``.
         DurationError: ``retention`` is not a duration.
     """
@@ -120,12 +133,15 @@ def workflow(
         hints = type_hints(target, localns)
         params = list(inspect.signature(target).parameters)
         data_type = hints.get(params[1], Any) if len(params) > 1 else Any
+        workflow_name = name or target.__name__
         definition = ImperativeWorkflow(
-            name=name or target.__name__,
+            name=workflow_name,
             description=description or inspect.getdoc(target),
             identity=f"{target.__module__}.{target.__qualname__}",
             defined_at=definition_place(target),
             input_adapter=TypeAdapter(data_type),
+            schedule=None if schedule is None else Cron.parse(schedule, schedule=workflow_name),
+            concurrency=concurrency_option(concurrency, where=f"@gf.workflow {workflow_name!r}"),
             fn=target,
             io=io,
             retention=keep,

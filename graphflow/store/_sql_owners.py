@@ -7,6 +7,7 @@ share it), so a stalled process loses its runs by the same clock everywhere.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 from sqlalchemy import Insert, text
@@ -48,13 +49,14 @@ class SqlOwners:
         await self.db.write(lambda tx: tx.execute(self._register, params))
 
     async def remove_owner(self, owner_id: str) -> None:
-        """Forget an engine process and release its runs."""
+        """Forget an engine process and release its runs and concurrency slots."""
 
         def op(tx: Tx) -> None:
             tx.execute(
                 "UPDATE gf_runs SET owner_id = NULL, lease_expires_at = NULL WHERE owner_id = :o",
                 {"o": owner_id},
             )
+            tx.execute("DELETE FROM gf_slots WHERE owner_id = :o", {"o": owner_id})
             tx.execute("DELETE FROM gf_owners WHERE owner_id = :o", {"o": owner_id})
 
         await self.db.write(op)
@@ -69,17 +71,31 @@ class SqlOwners:
         )
         return [OwnerRecord(owner_id=r[0], host=r[1], pid=r[2], started_at=r[3]) for r in rows]
 
-    async def renew_leases(self, owner_id: str, lease: float) -> dict[str, bool]:
-        """Extend every lease ``owner_id`` holds; return its runs and their cancel requests."""
+    async def renew_leases(
+        self, owner_id: str, lease: float, live: Mapping[str, str | None] | None = None
+    ) -> dict[str, bool]:
+        """Extend every lease ``owner_id`` holds; return its runs and their cancel requests.
+
+        ``live``: the steps to publish per run (``gf_runs.live_steps``), in the same write.
+        """
         params = {"o": owner_id, "lease": lease, **self.db.dialect.clock_params()}
 
         def op(tx: Tx) -> list[Any]:
+            for run_id, steps in (live or {}).items():
+                tx.execute(
+                    "UPDATE gf_runs SET live_steps = :steps WHERE run_id = :r AND owner_id = :o",
+                    {"steps": steps, "r": run_id, "o": owner_id},
+                )
             tx.execute(
                 f"UPDATE gf_owners SET heartbeat_at = {self.clock} WHERE owner_id = :o", params
             )
             tx.execute(
                 f"UPDATE gf_jobs SET lease_expires_at = {self.clock} + :lease"
                 " WHERE owner_id = :o AND state = 'running'",
+                params,
+            )
+            tx.execute(
+                f"UPDATE gf_slots SET lease_expires_at = {self.clock} + :lease WHERE owner_id = :o",
                 params,
             )
             # A held run is always 'running': naming the state lets the (state, owner_id) index

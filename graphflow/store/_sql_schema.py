@@ -10,20 +10,23 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 from sqlalchemy import Insert, MetaData, Select, Table, Update, bindparam, select, update
+from sqlalchemy.schema import CreateColumn, CreateIndex
 
 from ..errors import SchemaVersionError
 from ._sql_db import SqlDatabase
 from ._tx import Tx
 from .dialects import Dialect
-from .tables import EVENTS, GRAPHS, MESSAGES, META, METADATA
+from .tables import EVENTS, GRAPHS, MESSAGES, META, METADATA, RATE_STARTS, RUNS, SCHEDULES, SLOTS
 
 __all__ = ("SCHEMA_VERSION", "SchemaCreator")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 """The version of the tables in ``tables``; an older one is migrated, a newer one refused.
 
 2: ``gf_runs.trace_context``. 3: ``gf_runs.forked_from``, prune indexes. 4: messages, events and
-declared graphs (``gf_messages``, ``gf_events``, ``gf_graphs``).
+declared graphs (``gf_messages``, ``gf_events``, ``gf_graphs``). 5: schedules and flow control
+(``gf_schedules``, ``gf_slots``, ``gf_rate_starts``; the runs' priority, concurrency and dedup keys
+and live steps).
 """
 
 Migration: TypeAlias = "str | Callable[[Tx, Dialect], None]"
@@ -36,6 +39,7 @@ _MIGRATIONS: dict[int, tuple[Migration, ...]] = {
         "CREATE INDEX gf_jobs_run ON gf_jobs (run_id)",
     ),
     3: (lambda tx, dialect: _create(tx, dialect, MESSAGES, EVENTS, GRAPHS),),  # messages, events
+    4: (lambda tx, dialect: _flow_control(tx, dialect),),  # schedules and flow control
 }
 """The statements that bring a schema of version ``v`` to ``v + 1``, in one transaction."""
 
@@ -60,6 +64,18 @@ def _create(tx: Tx, dialect: Dialect, *tables: Table) -> None:
     for table in tables:
         table.to_metadata(added)
     dialect.create_tables(tx, added)
+
+
+def _flow_control(tx: Tx, dialect: Dialect) -> None:
+    """The runs' new columns and indexes, and the tables of schedules, slots and rate windows."""
+    sql = dialect.sql_dialect
+    for name in ("priority", "concurrency_key", "dedup_key", "live_steps"):
+        column = CreateColumn(RUNS.c[name]).compile(dialect=sql)
+        tx.cursor.execute(f"ALTER TABLE gf_runs ADD COLUMN {column}")
+    for index in sorted(RUNS.indexes, key=lambda index: str(index.name)):
+        if index.name in ("gf_runs_limit", "gf_runs_dedup"):
+            tx.cursor.execute(str(CreateIndex(index).compile(dialect=sql)))
+    _create(tx, dialect, SCHEDULES, SLOTS, RATE_STARTS)
 
 
 class SchemaCreator:

@@ -8,7 +8,7 @@ runtime encodes and decodes; timestamps are seconds since the epoch. Every write
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -22,7 +22,10 @@ __all__ = (
     "OwnerRecord",
     "PruneBatch",
     "PruneQuery",
+    "RunLimit",
     "RunRecord",
+    "ScheduleRecord",
+    "SlotRequest",
     "StepRecord",
     "Store",
     "receive_input",
@@ -55,6 +58,51 @@ class RunRecord:
     cancel_requested: bool = False
     trace_context: str | None = None
     forked_from: str | None = None
+    priority: int = 0
+    concurrency_key: str | None = None
+    dedup_key: str | None = None
+    live_steps: str | None = None
+    """What the owner's last heartbeat published of the steps it executes (opaque JSON text)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleRecord:
+    """A cron schedule as stored; ``last_tick``: every tick up to it is handled."""
+
+    name: str
+    workflow: str
+    cron: str
+    timezone: str
+    catch_up: str
+    input: str = "{}"
+    static: bool = False
+    last_tick: float
+    created_at: float
+    updated_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RunLimit:
+    """A workflow's concurrency limit, as the store enforces it when a run is started."""
+
+    limit: int
+    owned: bool
+    """Whether the starting engine would hold the run (it is a worker with room)."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SlotRequest:
+    """A step attempt asking to start under a function's concurrency and/or rate limit."""
+
+    scope: str
+    holder: str
+    owner_id: str
+    limit: int | None
+    rate_scope: str
+    rate: tuple[int, float] | None
+    """``(count, period)``: attempts started per sliding window of the engine's clock."""
+    now: float
+    lease: float
 
 
 @dataclass(slots=True, kw_only=True)
@@ -147,6 +195,8 @@ class ClaimQuery:
     lease: float = 15.0
     max_recoveries: int = 10
     run_id: str | None = None
+    limits: Mapping[str, int] = field(default_factory=dict)
+    """Concurrency limits by workflow: claimed only while a slot is free (per key)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -223,11 +273,23 @@ class Store(Protocol):
     async def owners_on_host(self, host: str) -> list[OwnerRecord]:
         """Every registered owner on ``host`` (to detect dead processes)."""
 
-    async def renew_leases(self, owner_id: str, lease: float) -> dict[str, bool]:
-        """Extend the leases of every run ``owner_id`` holds; return them with cancel requests."""
+    async def renew_leases(
+        self, owner_id: str, lease: float, live: Mapping[str, str | None] | None = None
+    ) -> dict[str, bool]:
+        """Extend the leases of every run ``owner_id`` holds; return them with cancel requests.
 
-    async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
-        """Insert ``run`` unless its id exists; return the stored run and whether it is new."""
+        ``live`` publishes, in the same write, the steps some of those runs execute now
+        (``RunRecord.live_steps``, by run id; ``None`` clears it).
+        """
+
+    async def create_run(
+        self, run: RunRecord, limit: RunLimit | None = None
+    ) -> tuple[RunRecord, bool]:
+        """Insert ``run`` unless its id (or its dedup key) exists.
+
+        Returns the stored run and whether it is new. Under ``limit``, it is held only if a slot
+        is free, else ``queued``.
+        """
 
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run, or ``None``."""
@@ -373,4 +435,35 @@ class Store(Protocol):
 
         Never a run that is unfinished, has an unfinished descendant, or is the child of an
         unfinished parent. One short transaction.
+        """
+
+    async def acquire_slot(self, request: SlotRequest) -> float | None:
+        """Start an attempt under a function's limits.
+
+        Returns ``None`` when granted, else when to ask again (engine clock; ``0.0``: when a slot
+        is released).
+        """
+
+    async def release_slot(self, scope: str, holder: str) -> None:
+        """Give a concurrency slot back."""
+
+    async def save_schedule(self, schedule: ScheduleRecord) -> ScheduleRecord:
+        """Insert a schedule, or update its definition keeping its last tick; return it stored.
+
+        A static schedule never replaces a dynamic one of the same name (the stored one wins).
+        """
+
+    async def remove_schedule(self, name: str) -> bool:
+        """Delete a schedule; ``False`` if there was none."""
+
+    async def list_schedules(self) -> list[ScheduleRecord]:
+        """Every schedule, by name."""
+
+    async def fire_schedule(
+        self, name: str, *, last_tick: float, through: float, runs: Sequence[RunRecord]
+    ) -> bool:
+        """Move a schedule's last tick and start its ticks' runs, atomically.
+
+        The last tick moves from ``last_tick`` to ``through``; ``runs`` whose ids are taken are
+        skipped. ``False`` if another engine moved it first.
         """

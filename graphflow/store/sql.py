@@ -8,21 +8,32 @@ the owner registry and the job queue are composed in (``_sql_owners``, ``_sql_jo
 from __future__ import annotations
 
 import dataclasses
-import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, TypeVar
 
-from pydantic_core import to_json
 from sqlalchemy import Insert, bindparam, exists, false, literal_column, or_, select
 
 from .._types import TERMINAL, RunState
 from ..errors import LeaseLostError
 from ._sql_db import SqlDatabase
+from ._sql_flow import FlowQueries, bind_list
 from ._sql_jobs import SqlJobs
+from ._sql_leave import leave, leave_params
 from ._sql_messages import MessageQueries, pending_topics
 from ._sql_owners import SqlOwners
 from ._sql_repair import SqlRepair
+from ._sql_rows import (
+    ATTEMPT_COLUMNS,
+    RUN_COLUMNS,
+    RUN_SELECT,
+    STEP_COLUMNS,
+    record_params,
+    run_row,
+    step_params,
+    step_row,
+)
+from ._sql_schedules import ScheduleQueries
 from ._sql_schema import SchemaCreator
 from ._tx import Tx
 from .base import (
@@ -33,20 +44,17 @@ from .base import (
     OwnerRecord,
     PruneBatch,
     PruneQuery,
+    RunLimit,
     RunRecord,
     StepRecord,
 )
-from .dialects import Claim, Dialect, dialect_for
+from .dialects import Dialect, dialect_for
 from .tables import ATTEMPTS, RUNS, STEPS
 
 __all__ = ("SqlStore",)
 
 T = TypeVar("T")
 
-_RUN_COLUMNS = tuple(f.name for f in dataclasses.fields(RunRecord))
-_STEP_COLUMNS = tuple(f.name for f in dataclasses.fields(StepRecord))
-_ATTEMPT_COLUMNS = tuple(f.name for f in dataclasses.fields(AttemptRecord))
-_RUN_SELECT = f"SELECT {', '.join(_RUN_COLUMNS)} FROM gf_runs"
 _FENCE_HOLDS = exists(
     select(literal_column("1"))
     .where(
@@ -81,52 +89,7 @@ class _CancelRequested(LeaseLostError):
     """A fenced write was refused: the owner still holds the run, but its cancel is requested."""
 
 
-def _run(row: Sequence[Any]) -> RunRecord:
-    values = dict(zip(_RUN_COLUMNS, row, strict=True))
-    values["cancel_requested"] = bool(values["cancel_requested"])
-    return RunRecord(**values)
-
-
-def _step(row: Sequence[Any]) -> StepRecord:
-    # Unpacked in the order of _STEP_COLUMNS: a history loads one per step, so no dict between.
-    (run_id, name, seq, kind, function, state, attempts, input_, output, error, parents,
-     started_at, finished_at, wake_at, detail) = row  # fmt: skip
-    return StepRecord(
-        run_id=run_id,
-        name=name,
-        seq=seq,
-        kind=kind,
-        function=function,
-        state=state,
-        attempts=attempts,
-        input=input_,
-        output=output,
-        error=error,
-        parents=tuple(json.loads(parents)) if parents and parents != "[]" else (),
-        started_at=started_at,
-        finished_at=finished_at,
-        wake_at=wake_at,
-        detail=detail,
-    )
-
-
-def _params(record: Any, columns: Sequence[str]) -> dict[str, Any]:
-    """A record's fields as statement parameters (shallow: ``asdict`` deep-copies)."""
-    return {column: getattr(record, column) for column in columns}
-
-
-def _step_params(step: StepRecord) -> dict[str, Any]:
-    params = _params(step, _STEP_COLUMNS)
-    params["parents"] = _json_text(step.parents)
-    return params
-
-
-def _json_text(value: Any) -> str:
-    """``value`` as JSON text: ``pydantic_core``'s encoder, a fifth of ``json.dumps``'s cost."""
-    return to_json(value).decode()
-
-
-class SqlStore(MessageQueries):
+class SqlStore(MessageQueries, FlowQueries, ScheduleQueries):
     """A ``Store`` on SQLite (a file or ``memory://``) or PostgreSQL, chosen by URL.
 
     Raises:
@@ -146,7 +109,11 @@ class SqlStore(MessageQueries):
         self._schema = SchemaCreator(db)
         self._insert_run = db.prepare(_insert_run)
         self._repair = SqlRepair(
-            db, run_select=_RUN_SELECT, run_row=_run, step_row=_step, insert_run=self._insert_run
+            db,
+            run_select=RUN_SELECT,
+            run_row=run_row,
+            step_row=step_row,
+            insert_run=self._insert_run,
         )
         self._insert_attempt = db.prepare(_insert_attempt)
         self._record_step = db.prepare(_record_step)
@@ -192,9 +159,11 @@ class SqlStore(MessageQueries):
         """Every owner registered on ``host``."""
         return await self._owners.owners_on_host(host)
 
-    async def renew_leases(self, owner_id: str, lease: float) -> dict[str, bool]:
-        """Extend every lease ``owner_id`` holds; return its runs and their cancel requests."""
-        return await self._owners.renew_leases(owner_id, lease)
+    async def renew_leases(
+        self, owner_id: str, lease: float, live: Mapping[str, str | None] | None = None
+    ) -> dict[str, bool]:
+        """Extend every lease ``owner_id`` holds and publish ``live`` steps (by run) with them."""
+        return await self._owners.renew_leases(owner_id, lease, live)
 
     async def served_functions(self, lease: float) -> set[str]:
         """Functions served by engines whose heartbeat is younger than three leases."""
@@ -224,28 +193,56 @@ class SqlStore(MessageQueries):
 
     # --- runs ---------------------------------------------------------------------------------
 
-    async def create_run(self, run: RunRecord) -> tuple[RunRecord, bool]:
-        """Insert ``run`` unless its id exists (idempotent start)."""
-        params = _params(run, _RUN_COLUMNS)
+    async def create_run(
+        self, run: RunRecord, limit: RunLimit | None = None
+    ) -> tuple[RunRecord, bool]:
+        """Insert ``run`` unless its id or its dedup key exists (idempotent start).
+
+        The dedup key matches the workflow's unfinished run holding it. Under ``limit`` the run is
+        held only while a slot is free: otherwise it is stored ``queued`` (or ``pending``, for a
+        starter that would not hold it).
+        """
+        params = record_params(run, RUN_COLUMNS)
 
         def op(tx: Tx) -> tuple[RunRecord, bool]:
-            inserted = tx.execute(self._insert_run, params)
-            if inserted:
-                if run.owner_id is None:
-                    self._dialect.notify(tx, f"run:{run.run_id}")
-                return run, True
-            rows = tx.query(f"{_RUN_SELECT} WHERE run_id = :run_id", {"run_id": run.run_id})
-            return _run(rows[0]), False
+            found = self._deduplicated(tx, run) if run.dedup_key is not None else None
+            if found is not None:
+                return found, False
+            record = run
+            if limit is not None:
+                state = self._start_state(tx, run, limit)
+                if state != "held":
+                    record = dataclasses.replace(
+                        run, state=state, owner_id=None, lease_epoch=0, lease_expires_at=None,
+                        started_at=None,
+                    )  # fmt: skip
+            if tx.execute(self._insert_run, record_params(record, RUN_COLUMNS)):
+                if record.owner_id is None:
+                    self._dialect.notify(tx, f"run:{record.run_id}")
+                return record, True
+            return run_row(tx.query(f"{RUN_SELECT} WHERE run_id = :run_id", params)[0]), False
 
         result: tuple[RunRecord, bool] = await self._db.write(op)
         return result
 
+    def _deduplicated(self, tx: Tx, run: RunRecord) -> RunRecord | None:
+        """The stored run with ``run``'s id, else the unfinished one with its dedup key."""
+        rows = tx.query(f"{RUN_SELECT} WHERE run_id = :run_id", {"run_id": run.run_id})
+        if not rows:
+            # One start per key at a time, so two starts never both miss the other's run.
+            self._dialect.lock_key(tx, f"dedup:{run.workflow}")
+            rows = tx.query(
+                f"{RUN_SELECT} WHERE workflow = :workflow AND dedup_key = :dedup_key",
+                {"workflow": run.workflow, "dedup_key": run.dedup_key},
+            )
+        return run_row(rows[0]) if rows else None
+
     async def get_run(self, run_id: str) -> RunRecord | None:
         """The run, or ``None``."""
         rows = await self._db.read(
-            lambda tx: tx.query(f"{_RUN_SELECT} WHERE run_id = :run_id", {"run_id": run_id})
+            lambda tx: tx.query(f"{RUN_SELECT} WHERE run_id = :run_id", {"run_id": run_id})
         )
-        return _run(rows[0]) if rows else None
+        return run_row(rows[0]) if rows else None
 
     async def list_runs(
         self,
@@ -265,11 +262,11 @@ class SqlStore(MessageQueries):
                 "(created_at < :before_at OR (created_at = :before_at AND run_id < :before_id))"
             )
             params["before_at"], params["before_id"] = before
-        sql = _RUN_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        sql = RUN_SELECT + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created_at DESC, run_id DESC LIMIT :limit"
         params["limit"] = limit
         rows = await self._db.read(lambda tx: tx.query(sql, params))
-        return [_run(row) for row in rows]
+        return [run_row(row) for row in rows]
 
     async def end_run(
         self, fence: Fence, *, state: RunState, output: str | None, error: str | None, at: float
@@ -279,10 +276,10 @@ class SqlStore(MessageQueries):
         Raises:
             LeaseLostError: ``fence`` no longer holds the run.
         """
-        params = _leave_params(fence, state, output=output, error=error, at=at, finished=True)
+        params = leave_params(fence, state, output=output, error=error, at=at, finished=True)
 
         def op(tx: Tx) -> None:
-            _leave(tx, fence, params)
+            leave(tx, fence, params, ended=True)
             self._dialect.notify(tx, f"end:{fence.run_id}")
 
         await self._db.write(op)
@@ -307,14 +304,16 @@ class SqlStore(MessageQueries):
         Raises:
             LeaseLostError: ``fence`` no longer holds the run.
         """
-        params = _leave_params(fence, state, at=at, wake_at=wake_at, reason=suspend_reason)
+        params = leave_params(fence, state, at=at, wake_at=wake_at, reason=suspend_reason)
 
         def op(tx: Tx) -> None:
-            _leave(tx, fence, params)
+            leave(tx, fence, params, ended=False)
+            # Its concurrency slot, if any, is free: wake the claimers elsewhere.
+            self._dialect.notify(tx, f"park:{fence.run_id}")
             resumed = False
             if resumable:
                 names_params: dict[str, Any] = {"run_id": fence.run_id}
-                names = _bind_list(names_params, "n", resumable)
+                names = bind_list(names_params, "n", resumable)
                 resumed = bool(
                     tx.query(
                         "SELECT 1 FROM gf_steps WHERE run_id = :run_id AND state = 'completed'"
@@ -388,7 +387,7 @@ class SqlStore(MessageQueries):
                 return "requested"
             tx.execute(
                 "UPDATE gf_runs SET state = 'cancelled', finished_at = :at, updated_at = :at,"
-                " wake_at = NULL WHERE run_id = :run_id",
+                " wake_at = NULL, dedup_key = NULL WHERE run_id = :run_id",
                 params,
             )
             _cancel_steps(tx, params)
@@ -425,51 +424,22 @@ class SqlStore(MessageQueries):
         )
 
     async def claim_runs(self, query: ClaimQuery, now: float) -> list[RunRecord]:
-        """Take runnable runs: new, abandoned by a dead owner or an expired lease, or awake."""
+        """Take runnable runs: new, queued, abandoned (dead owner, expired lease) or awake.
+
+        Highest priority first, then oldest. Workflows with a concurrency limit are claimed only
+        into free slots (the rest are marked ``queued``).
+        """
         if not query.workflows:
             return []
-        dialect = self._dialect
-        params: dict[str, Any] = {
-            "owner": query.owner_id,
-            "lease": query.lease,
-            "now": now,
-            "limit": query.limit,
-            **dialect.clock_params(),
-        }
-        clock = dialect.clock_sql
-        names = _bind_list(params, "w", query.workflows)
-        dead = _bind_list(params, "d", query.dead_owners) if query.dead_owners else None
-        abandoned = f"owner_id IS NULL OR lease_expires_at < {clock}"
-        if dead:
-            abandoned += f" OR owner_id IN ({dead})"
-        only = ""
-        if query.run_id is not None:
-            params["run_id"] = query.run_id
-            only = " AND run_id = :run_id"
-        claim = Claim(
-            table="gf_runs",
-            key="run_id",
-            where=f"workflow IN ({names}){only} AND ("
-            f"(state IN ('pending', 'running') AND ({abandoned}))"
-            " OR (state IN ('sleeping', 'suspended') AND owner_id IS NULL AND wake_at <= :now))",
-            order_by="created_at",
-            # ``recoveries`` first: it reads the state and owner that the rest assigns.
-            assign="recoveries = recoveries"
-            " + CASE WHEN state = 'running' AND owner_id IS NOT NULL THEN 1 ELSE 0 END,"
-            f" lease_epoch = lease_epoch + 1, owner_id = :owner,"
-            f" lease_expires_at = {clock} + :lease, state = 'running', wake_at = NULL,"
-            " started_at = COALESCE(started_at, :now), updated_at = :now",
-            columns=_RUN_COLUMNS,
-        )
-        rows = await self._db.write(lambda tx: dialect.claim(tx, claim, params))
-        return sorted((_run(row) for row in rows), key=lambda r: r.created_at)
+        rows = await self._claim_rows(query, now, RUN_COLUMNS)
+        return sorted((run_row(row) for row in rows), key=lambda r: (-r.priority, r.created_at))
 
     async def next_wake_at(self, workflows: Sequence[str]) -> float | None:
         """The earliest wake time of a sleeping run of these workflows."""
         if not workflows:
             return None
         params: dict[str, Any] = {}
-        names = _bind_list(params, "w", workflows)
+        names = bind_list(params, "w", workflows)
         rows = await self._db.read(
             lambda tx: tx.query(
                 "SELECT MIN(wake_at) FROM gf_runs WHERE state IN ('sleeping', 'suspended')"
@@ -491,10 +461,10 @@ class SqlStore(MessageQueries):
         """A run with its steps and failed attempts, in one read (one thread hop on PostgreSQL)."""
 
         def read(tx: Tx) -> tuple[RunRecord | None, list[StepRecord], list[AttemptRecord]]:
-            rows = tx.query(f"{_RUN_SELECT} WHERE run_id = :run_id", {"run_id": run_id})
+            rows = tx.query(f"{RUN_SELECT} WHERE run_id = :run_id", {"run_id": run_id})
             if not rows:
                 return None, [], []
-            return _run(rows[0]), _load_steps(tx, run_id), _load_attempts(tx, run_id)
+            return run_row(rows[0]), _load_steps(tx, run_id), _load_attempts(tx, run_id)
 
         return await self._db.read(read)
 
@@ -502,7 +472,7 @@ class SqlStore(MessageQueries):
         self, fence: Fence, step: StepRecord, failed: AttemptRecord | None = None
     ) -> None:
         """Upsert a step and a failed attempt, fenced by the run's lease."""
-        attempt = _params(failed, _ATTEMPT_COLUMNS) if failed is not None else None
+        attempt = record_params(failed, ATTEMPT_COLUMNS) if failed is not None else None
 
         def op(tx: Tx) -> None:
             self._write_step(tx, fence, step)
@@ -513,7 +483,7 @@ class SqlStore(MessageQueries):
 
     def _write_step(self, tx: Tx, fence: Fence, step: StepRecord) -> None:
         """Upsert ``step`` if ``fence`` holds the run, else raise ``LeaseLostError``."""
-        fenced = _step_params(step)
+        fenced = step_params(step)
         fenced["owner_id"] = fence.owner_id
         fenced["epoch"] = fence.epoch
         if tx.execute(self._record_step, fenced):
@@ -581,59 +551,21 @@ def _record_step(dialect: Dialect) -> Insert:
     return dialect.upsert(STEPS, ["run_id", "name"], where=fence)
 
 
-def _leave_params(
-    fence: Fence,
-    state: str,
-    *,
-    at: float,
-    output: str | None = None,
-    error: str | None = None,
-    finished: bool = False,
-    wake_at: float | None = None,
-    reason: str | None = None,
-) -> dict[str, Any]:
-    return {
-        "state": state,
-        "output": output,
-        "error": error,
-        "at": at,
-        "finished_at": at if finished else None,
-        "wake_at": wake_at,
-        "reason": reason,
-        "run_id": fence.run_id,
-        "owner_id": fence.owner_id,
-        "epoch": fence.epoch,
-    }
-
-
-def _leave(tx: Tx, fence: Fence, params: dict[str, Any]) -> None:
-    """Set the run's state and outcome and release its lease, if ``fence`` still holds it."""
-    changed = tx.execute(
-        "UPDATE gf_runs SET state = :state, output = :output, error = :error,"
-        " updated_at = :at, finished_at = :finished_at, wake_at = :wake_at,"
-        " suspend_reason = :reason, owner_id = NULL, lease_expires_at = NULL"
-        " WHERE run_id = :run_id AND owner_id = :owner_id AND lease_epoch = :epoch",
-        params,
-    )
-    if not changed:
-        raise LeaseLostError(run_id=fence.run_id)
-
-
 def _load_steps(tx: Tx, run_id: str) -> list[StepRecord]:
     rows = tx.query(
-        f"SELECT {', '.join(_STEP_COLUMNS)} FROM gf_steps WHERE run_id = :run_id ORDER BY seq",
+        f"SELECT {', '.join(STEP_COLUMNS)} FROM gf_steps WHERE run_id = :run_id ORDER BY seq",
         {"run_id": run_id},
     )
-    return [_step(row) for row in rows]
+    return [step_row(row) for row in rows]
 
 
 def _load_attempts(tx: Tx, run_id: str) -> list[AttemptRecord]:
     rows = tx.query(
-        f"SELECT {', '.join(_ATTEMPT_COLUMNS)} FROM gf_attempts WHERE run_id = :run_id"
+        f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM gf_attempts WHERE run_id = :run_id"
         " ORDER BY step_name, attempt",
         {"run_id": run_id},
     )
-    return [AttemptRecord(**dict(zip(_ATTEMPT_COLUMNS, row, strict=True))) for row in rows]
+    return [AttemptRecord(**dict(zip(ATTEMPT_COLUMNS, row, strict=True))) for row in rows]
 
 
 def _cancel_steps(tx: Tx, params: dict[str, Any]) -> None:
@@ -642,11 +574,3 @@ def _cancel_steps(tx: Tx, params: dict[str, Any]) -> None:
         " AND state IN ('pending', 'running', 'sleeping', 'suspended')",
         params,
     )
-
-
-def _bind_list(params: dict[str, Any], prefix: str, values: Sequence[str]) -> str:
-    names = []
-    for i, value in enumerate(values):
-        params[f"{prefix}{i}"] = value
-        names.append(f":{prefix}{i}")
-    return ", ".join(names)

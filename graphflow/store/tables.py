@@ -24,7 +24,10 @@ __all__ = (
     "META",
     "METADATA",
     "OWNERS",
+    "RATE_STARTS",
     "RUNS",
+    "SCHEDULES",
+    "SLOTS",
     "STEPS",
     "AttemptRow",
     "EventRow",
@@ -33,7 +36,10 @@ __all__ = (
     "MessageRow",
     "MetaRow",
     "OwnerRow",
+    "RateRow",
     "RunRow",
+    "ScheduleRow",
+    "SlotRow",
     "StepRow",
 )
 
@@ -72,6 +78,9 @@ class RunRow(_Base, table=True):
         Index("gf_runs_created", "created_at"),
         Index("gf_runs_parent", "parent_run_id"),
         Index("gf_runs_finished", "finished_at", "run_id"),
+        Index("gf_runs_limit", "workflow", "state", "concurrency_key"),
+        # One unfinished run per (workflow, dedup key): a run's key is cleared when it ends.
+        Index("gf_runs_dedup", "workflow", "dedup_key", unique=True),
     )
     run_id: str = Field(primary_key=True)
     workflow: str
@@ -97,6 +106,10 @@ class RunRow(_Base, table=True):
     """The W3C trace context the run's spans continue (``runtime.tracing``); version 2."""
     forked_from: str | None = _payload()
     """The run this one was forked from (``engine.fork``); version 3."""
+    priority: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
+    concurrency_key: str | None = None
+    dedup_key: str | None = None
+    live_steps: str | None = _payload()
 
 
 class StepRow(_Base, table=True):
@@ -205,6 +218,45 @@ class GraphRow(_Base, table=True):
     saved_at: float = _time(required=True)
 
 
+class ScheduleRow(_Base, table=True):
+    """A cron schedule (static ones are written by every worker that declares them)."""
+
+    __tablename__ = "gf_schedules"
+    name: str = Field(primary_key=True)
+    workflow: str
+    cron: str
+    timezone: str
+    catch_up: str
+    input: str = _payload("{}")
+    static: bool = False
+    last_tick: float = _time(required=True)
+    """Every tick up to this time is handled (started, or given up by the catch-up policy)."""
+    created_at: float = _time(required=True)
+    updated_at: float = _time(required=True)
+
+
+class SlotRow(_Base, table=True):
+    """A concurrency slot held by one step attempt, tied to its owner's lease."""
+
+    __tablename__ = "gf_slots"
+    __table_args__ = (Index("gf_slots_owner", "owner_id"),)
+    scope: str = Field(primary_key=True)
+    holder: str = Field(primary_key=True)
+    owner_id: str
+    acquired_at: float = _time(required=True)
+    lease_expires_at: float = _time(required=True)
+
+
+class RateRow(_Base, table=True):
+    """An attempt started under a rate limit (kept for one window)."""
+
+    __tablename__ = "gf_rate_starts"
+    __table_args__ = (Index("gf_rate_window", "scope", "started_at"),)
+    scope: str = Field(primary_key=True)
+    holder: str = Field(primary_key=True)
+    started_at: float = _time(required=True)
+
+
 def _table(model: type[SQLModel]) -> Table:
     """The Core table of a model (SQLModel sets ``__table__`` when the class is created)."""
     table: Table = model.__table__  # type: ignore[attr-defined]
@@ -220,3 +272,6 @@ JOBS = _table(JobRow)
 MESSAGES = _table(MessageRow)
 EVENTS = _table(EventRow)
 GRAPHS = _table(GraphRow)
+SCHEDULES = _table(ScheduleRow)
+SLOTS = _table(SlotRow)
+RATE_STARTS = _table(RateRow)

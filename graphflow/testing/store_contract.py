@@ -44,6 +44,7 @@ from ..store.base import (
     Store,
     receive_input,
 )
+from ._flow_contract import FlowControlContract
 
 __all__ = ("StoreContract", "StoreFactory")
 
@@ -130,7 +131,7 @@ def _job(job_id: str = "j1") -> JobRecord:
 
 
 @pytest.mark.anyio
-class StoreContract:
+class StoreContract(FlowControlContract):
     """What the engine relies on from a ``Store``: one test per clause, in the engine's words.
 
     Subclasses provide the ``new_store`` fixture.

@@ -123,6 +123,15 @@ class Dialect(Protocol):
         """
         ...
 
+    def lock_key(self, tx: Tx, key: str) -> None:
+        """Serialise, until ``tx`` ends, the transactions that lock the same ``key``.
+
+        Flow control counts and takes the slots of a limit under its key. Nothing is needed where
+        every writer is serialised anyway (SQLite); PostgreSQL takes a transaction-scoped advisory
+        lock. A database without those can lock a row (``gf_meta``) ``FOR UPDATE``.
+        """
+        ...
+
     def notify(self, tx: Tx, payload: str) -> None:
         """Wake listening engines with ``payload`` when ``tx`` commits (nothing without)."""
         ...

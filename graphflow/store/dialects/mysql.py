@@ -27,6 +27,7 @@ What MySQL does its own way, and how this module meets it:
 from __future__ import annotations
 
 import functools
+import hashlib
 import re
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
@@ -160,6 +161,18 @@ class MysqlDialect:
         import pymysql
 
         return isinstance(exc, pymysql.err.OperationalError) and exc.args[:1] == (_ER_DEADLOCK,)
+
+    def lock_key(self, tx: Tx, key: str) -> None:
+        """A row lock (``FOR UPDATE``) on the key's own ``gf_meta`` row, held to the commit.
+
+        The row is created on first use. ``GET_LOCK`` would outlive the transaction: it belongs
+        to the session.
+        """
+        name = {"k": f"lock:{hashlib.sha1(key.encode()).hexdigest()}"}
+        if not tx.query("SELECT 1 FROM gf_meta WHERE `key` = :k FOR UPDATE", name):
+            # A fixed-length key: IGNORE can only skip the duplicate of a concurrent first use.
+            tx.execute("INSERT IGNORE INTO gf_meta (`key`, value) VALUES (:k, '')", name)
+            tx.query("SELECT 1 FROM gf_meta WHERE `key` = :k FOR UPDATE", name)
 
     def notify(self, tx: Tx, payload: str) -> None:
         """Nothing: engines on MySQL poll."""

@@ -29,6 +29,7 @@ __all__ = ("PostgresDialect",)
 
 _CHANNEL = "graphflow"
 _SCHEMA_LOCK = 7474251  # pg_advisory_xact_lock key: one schema creation at a time
+_KEY_LOCKS = 7474  # the class of lock_key's two-key advisory locks (apart from _SCHEMA_LOCK's)
 
 
 class PostgresDialect:
@@ -107,6 +108,10 @@ class PostgresDialect:
         return isinstance(
             exc, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure
         )
+
+    def lock_key(self, tx: Tx, key: str) -> None:
+        """A transaction-scoped advisory lock on the key's hash: released by the commit."""
+        tx.query(f"SELECT pg_advisory_xact_lock({_KEY_LOCKS}, hashtext(:key))", {"key": key})
 
     def notify(self, tx: Tx, payload: str) -> None:
         """``pg_notify``: delivered to listeners when ``tx`` commits."""

@@ -96,6 +96,9 @@ class SqliteDialect:
         """Never: writers are serialised (``BEGIN IMMEDIATE`` waits), so nothing deadlocks."""
         return False
 
+    def lock_key(self, tx: Tx, key: str) -> None:
+        """Nothing: ``BEGIN IMMEDIATE`` already serialises every writer."""
+
     def notify(self, tx: Tx, payload: str) -> None:
         """Nothing: engines on SQLite poll."""
 

@@ -90,6 +90,7 @@ if _TYPE_CHECKING:  # the names below, imported on first use (see __getattr__)
     from .runtime.context import current_step as current_step
     from .runtime.schedules import ScheduleInfo as ScheduleInfo
     from .runtime.status import RunList as RunList
+    from .runtime.status import RunOwner as RunOwner
     from .runtime.status import RunStatus as RunStatus
     from .runtime.status import StepStatus as StepStatus
     from .runtime.workflow import Workflow as Workflow
@@ -106,6 +107,7 @@ __all__ = (
     "run",
     "RunStatus",
     "RunList",
+    "RunOwner",
     "StepStatus",
     "CheckResult",
     "ScheduleInfo",
@@ -251,6 +253,7 @@ _HOMES: dict[str, str] = {
     "current_step": ".runtime.context",
     "ScheduleInfo": ".runtime.schedules",
     "RunList": ".runtime.status",
+    "RunOwner": ".runtime.status",
     "RunStatus": ".runtime.status",
     "StepStatus": ".runtime.status",
     "Workflow": ".runtime.workflow",

@@ -298,6 +298,9 @@ def print_status(found: RunStatus) -> None:
         facts.add_row(Text("finished", style="bold"), format_time(found.finished_at))
     if found.parent_run_id is not None:
         facts.add_row(Text("parent", style="bold"), Text(found.parent_run_id))
+    if found.owner is not None:
+        style = "" if found.owner.alive else "bold red"
+        facts.add_row(Text("owner", style="bold"), Text(found.owner.summary, style=style))
     if found.state in ("sleeping", "suspended", "failed", "cancelled"):
         facts.add_row(Text("detail", style="bold"), Text(run_detail(found)))
     if found.state == "completed":

@@ -43,7 +43,16 @@ from .runtime import logs, tracing
 from .runtime.clock import Clock, SystemClock
 from .runtime.resume import check_message, check_resume_data
 from .runtime.schedules import ScheduleInfo
-from .runtime.status import RunList, RunStatus, load_error, parse_cursor, run_cursor, run_status
+from .runtime.status import (
+    RunList,
+    RunOwner,
+    RunStatus,
+    load_error,
+    parse_cursor,
+    run_cursor,
+    run_owner,
+    run_status,
+)
 from .store import open_store
 from .store.base import RunRecord, StepRecord, Store
 from .worker import EngineStats, Worker
@@ -264,10 +273,16 @@ class Engine(RepairOperations):
         run, steps, attempts = await self.store.load_run(run_id)
         if run is None:
             raise RunNotFoundError(run_id=run_id)
-        status = run_status(run, steps, attempts)
+        status = run_status(run, steps, attempts, owner=await self._owner_of(run))
         if self._worker is None:
             return status
         return self._worker.with_live_steps(status, run.lease_expires_at)
+
+    async def _owner_of(self, run: RunRecord) -> RunOwner | None:
+        """Who holds a running run, and whether that process is still alive."""
+        if run.state != "running" or run.owner_id is None:
+            return None
+        return run_owner(run, await self.store.get_owner(run.owner_id), await self.store.now())
 
     async def run_graph(self, run_id: str) -> nx.DiGraph[str]:
         """The run as a graph: each step a node (kind, function, state, attempts, timings).

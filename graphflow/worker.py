@@ -477,7 +477,7 @@ class Worker:
         while True:
             await anyio.sleep(self.lease / 3)
             published = self._published.changes(
-                {run_id: held.execution for run_id, held in self._held.items()}
+                {run_id: held.execution for run_id, held in self._held.items()}, self.clock.time()
             )
             try:
                 owned = await self.store.renew_leases(self.owner_id, self.lease, published)

@@ -13,16 +13,18 @@ from pydantic import BaseModel, ConfigDict
 
 from .._types import JSON, TERMINAL, RunState, StepState
 from ..errors import ErrorInfo, InputValidationError
-from ..store.base import AttemptRecord, RunRecord, StepRecord
+from ..store.base import AttemptRecord, OwnerRecord, RunRecord, StepRecord
 
 __all__ = (
     "RunList",
+    "RunOwner",
     "RunStatus",
     "StepStatus",
     "encode_live_steps",
     "load_error",
     "parse_cursor",
     "run_cursor",
+    "run_owner",
     "run_status",
     "step_status",
     "to_datetime",
@@ -67,6 +69,41 @@ class StepStatus(BaseModel):
     """While the step executes: when that process's lease on the run ends unless renewed."""
 
 
+class RunOwner(BaseModel):
+    """The engine process that holds a running run, and whether it is still alive.
+
+    An owner renews its lease with every heartbeat; once the lease has run out the process is
+    gone (killed, crashed, or stalled past its lease) and another engine will recover the run.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    owner_id: str
+    host: str | None = None
+    """The owner's host name (``None``: its registration is gone)."""
+    pid: int | None = None
+    """The owner's process id on ``host``."""
+    heartbeat_at: datetime | None = None
+    """The owner's last heartbeat."""
+    lease_expires_at: datetime | None = None
+    """When the owner's lease on the run ends unless renewed."""
+    alive: bool
+    """Whether the lease still runs: ``False`` means the owner is dead and recovery is pending."""
+
+    @property
+    def summary(self) -> str:
+        """One line for people: who holds the run, and what happens next if it is dead."""
+        where = f"{self.host} pid {self.pid}" if self.host is not None else self.owner_id
+        lease = self.lease_expires_at
+        until = lease.isoformat(timespec="seconds") if lease is not None else "?"
+        if self.alive:
+            return f"{where}, lease until {until}"
+        return (
+            f"owner dead, recovery pending: {where} stopped renewing its lease (expired {until});"
+            " the next engine that polls this store recovers the run from its last recorded step"
+        )
+
+
 class RunStatus(BaseModel):
     """A run: its state, input, output or error, timestamps and steps (in issue order)."""
 
@@ -87,6 +124,8 @@ class RunStatus(BaseModel):
     parent_run_id: str | None = None
     forked_from: str | None = None
     """The run this one was forked from (``engine.fork``)."""
+    owner: RunOwner | None = None
+    """While ``running`` and held by an engine (``engine.status`` only): that engine process."""
     steps: list[StepStatus] = []
 
     @property
@@ -152,13 +191,30 @@ def _with_published(run: RunRecord, steps: list[StepRecord]) -> list[tuple[StepR
     return merged
 
 
+def run_owner(run: RunRecord, owner: OwnerRecord | None, now: float) -> RunOwner | None:
+    """Who holds ``run`` (its registration ``owner``, if still there), alive at ``now`` or not."""
+    if run.state != "running" or run.owner_id is None:
+        return None
+    lease = run.lease_expires_at
+    return RunOwner(
+        owner_id=run.owner_id,
+        host=owner.host if owner is not None else None,
+        pid=owner.pid if owner is not None else None,
+        heartbeat_at=to_datetime(owner.heartbeat_at) if owner and owner.heartbeat_at else None,
+        lease_expires_at=to_datetime(lease),
+        alive=lease is not None and lease > now,
+    )
+
+
 def run_status(
     run: RunRecord,
     steps: list[StepRecord] | None = None,
     attempts: list[AttemptRecord] | None = None,
+    *,
+    owner: RunOwner | None = None,
 ) -> RunStatus:
     """The public view of a stored run with its steps (and those its owner published live)."""
-    owner = (run.owner_id, run.lease_expires_at)
+    held_by = (run.owner_id, run.lease_expires_at)
     errors: dict[str, list[ErrorInfo]] = {}
     for attempt in attempts or ():
         info = load_error(attempt.error)
@@ -179,8 +235,9 @@ def run_status(
         "suspend_reason": run.suspend_reason,
         "parent_run_id": run.parent_run_id,
         "forked_from": run.forked_from,
+        "owner": owner,
         "steps": [
-            step_status(s, errors.get(s.name), owner=owner if live else (None, None))
+            step_status(s, errors.get(s.name), owner=held_by if live else (None, None))
             for s, live in _with_published(run, list(steps or ()))
         ],
     }

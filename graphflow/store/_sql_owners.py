@@ -61,6 +61,27 @@ class SqlOwners:
 
         await self.db.write(op)
 
+    async def get_owner(self, owner_id: str) -> OwnerRecord | None:
+        """An owner's registration with its last heartbeat (``None``: not registered)."""
+        rows = await self.db.read(
+            lambda tx: tx.query(
+                "SELECT owner_id, host, pid, started_at, heartbeat_at, functions FROM gf_owners"
+                " WHERE owner_id = :o",
+                {"o": owner_id},
+            )
+        )
+        if not rows:
+            return None
+        owner_id, host, pid, started_at, heartbeat_at, functions = rows[0]
+        return OwnerRecord(
+            owner_id=owner_id,
+            host=host,
+            pid=pid,
+            started_at=started_at,
+            heartbeat_at=heartbeat_at or 0.0,
+            functions=tuple(json.loads(functions or "[]")),
+        )
+
     async def owners_on_host(self, host: str) -> list[OwnerRecord]:
         """Every owner registered on ``host``."""
         rows = await self.db.read(

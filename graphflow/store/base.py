@@ -270,6 +270,9 @@ class Store(Protocol):
     async def remove_owner(self, owner_id: str) -> None:
         """Forget an engine process and release every run it still owns."""
 
+    async def get_owner(self, owner_id: str) -> OwnerRecord | None:
+        """An owner's registration with its last heartbeat (``None``: not registered)."""
+
     async def owners_on_host(self, host: str) -> list[OwnerRecord]:
         """Every registered owner on ``host`` (to detect dead processes)."""
 

@@ -155,6 +155,10 @@ class SqlStore(MessageQueries, FlowQueries, ScheduleQueries):
         """Forget an engine process and release its runs."""
         await self._owners.remove_owner(owner_id)
 
+    async def get_owner(self, owner_id: str) -> OwnerRecord | None:
+        """An owner's registration with its last heartbeat (``None``: not registered)."""
+        return await self._owners.get_owner(owner_id)
+
     async def owners_on_host(self, host: str) -> list[OwnerRecord]:
         """Every owner registered on ``host``."""
         return await self._owners.owners_on_host(host)

@@ -241,6 +241,16 @@ class StoreContract(FlowControlContract, LifecycleContract):
         assert run is not None and run.owner_id is None
         assert await store.owners_on_host("h1") == []
 
+    async def test_an_owner_is_found_with_its_last_heartbeat(self, store: Store) -> None:
+        """``get_owner`` returns a registration, its heartbeat stamped by the lease clock."""
+        owner = OwnerRecord(owner_id="o1", host="h1", pid=7, started_at=1.0, functions=("f",))
+        await store.register_owner(owner)
+        found = await store.get_owner("o1")
+        assert found is not None
+        assert (found.host, found.pid, found.started_at, found.functions) == ("h1", 7, 1.0, ("f",))
+        assert abs(found.heartbeat_at - await store.now()) < 300
+        assert await store.get_owner("o2") is None
+
     # --- sleeping, suspending, cancelling -------------------------------------------------------
 
     async def test_parked_runs_wake_when_due(self, store: Store) -> None:

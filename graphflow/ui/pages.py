@@ -232,6 +232,9 @@ def _summary(status: RunStatus, root: str) -> str:
         href = run_url(root, status.parent_run_id)
         parent = f'<a href="{escape(href)}"><code>{escape(status.parent_run_id)}</code></a>'
         facts.append(("Parent run", parent))
+    if status.owner is not None:
+        css = "" if status.owner.alive else ' class="dead"'
+        facts.append(("Owner", f"<span{css}>{escape(status.owner.summary)}</span>"))
     if status.state == "sleeping":
         facts.append(("Wakes", _when(status.wake_at)))
     if status.suspend_reason:

@@ -71,3 +71,16 @@ async def crash_fan(wf: gf.Workflow, data: dict[str, int]) -> int:
         )
     )
     return sum(results)
+
+
+@gf.function
+async def crash_slow_step(seconds: float) -> str:
+    _log("slow started")
+    await asyncio.sleep(seconds)  # long enough for a heartbeat to publish the step
+    _die_once()
+    return "done"
+
+
+@gf.workflow
+async def crash_stuck(wf: gf.Workflow, data: dict[str, float]) -> str:
+    return await wf.do("slow", crash_slow_step, {"seconds": data["seconds"]})

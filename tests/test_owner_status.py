@@ -92,10 +92,12 @@ async def test_status_shows_the_live_owner_then_that_it_died(
     assert "owner dead, recovery pending" in " ".join(shown.output.split())
 
     async with gf.Engine(url, worker=False) as client:
-        transport = httpx.ASGITransport(app=create_app(client))
+        transport = httpx.ASGITransport(app=create_app(client, ui=True))
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
             body = (await http.get("/runs/stuck-1")).json()
+            page = (await http.get("/ui/runs/stuck-1")).text
     assert body["owner"]["alive"] is False and body["owner"]["pid"] == proc.pid
+    assert "owner dead, recovery pending" in page
 
     monkeypatch.setenv("GF_CRASH_LOG", str(tmp_path / "log.txt"))
     monkeypatch.setenv("GF_CRASH_MARKER", str(tmp_path / "killed"))

@@ -94,7 +94,7 @@ class RunStarter:
         """
         definition = self.definition(workflow)
         validated = definition.validate_input(data, run_id=run_id)
-        input_json = definition.dump_input(data)
+        input_json = definition.dump_input(data, run_id=run_id)
         _check_options(priority, dedup_key)
         limit = definition.concurrency
         key = None

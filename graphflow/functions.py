@@ -29,8 +29,10 @@ from typing import (
 
 import pydantic
 from pydantic import TypeAdapter
+from pydantic_core import PydanticSerializationError
 from typing_extensions import is_typeddict
 
+from ._json import find_problem, too_deep
 from ._threads import run_in_thread
 from ._types import JSON
 from .cron import Cron
@@ -56,6 +58,7 @@ __all__ = (
     "WorkflowDefinition",
     "WorkflowKind",
     "dump_any",
+    "dump_json",
     "function",
     "load_any",
 )
@@ -71,8 +74,31 @@ WorkflowKind: TypeAlias = Literal["imperative", "graph"]
 
 
 def dump_any(value: Any) -> bytes:
-    """Serialise a value of no declared type to JSON bytes (the one codec for "any" values)."""
-    return _ANY_ADAPTER.dump_json(value)
+    """Serialise a value of no declared type to JSON bytes (the one codec for "any" values).
+
+    Raises:
+        PydanticSerializationError: ``value`` is not JSON (the culprit named by its path).
+    """
+    return dump_json(_ANY_ADAPTER, value)
+
+
+def dump_json(adapter: TypeAdapter[Any], value: Any) -> bytes:
+    """``adapter.dump_json(value)``, naming the path of a value that cannot be serialised.
+
+    A lone surrogate, bytes that are not UTF-8, nesting too deep: pydantic's own error does not
+    say where.
+
+    Raises:
+        PydanticSerializationError: naming the path of the bad value.
+    """
+    try:
+        raw = adapter.dump_json(value)
+    except PydanticSerializationError as exc:
+        problem = find_problem(value, strings=True)
+        if problem is None:
+            raise
+        raise PydanticSerializationError(problem.message) from exc
+    return raw
 
 
 def load_any(raw: str | bytes) -> Any:
@@ -239,7 +265,7 @@ class TypedIO:
         """Validate ``value`` against the return type and serialise it to JSON bytes."""
         if self.output_adapter is not _ANY_ADAPTER:
             value = self.output_adapter.validate_python(value)
-        return self.output_adapter.dump_json(value)
+        return dump_json(self.output_adapter, value)
 
     def load_output(self, raw: str | bytes) -> Any:
         """Rehydrate stored JSON into the return type."""
@@ -376,9 +402,32 @@ class WorkflowDefinition:
         except pydantic.PydanticUserError:
             return {}  # a type pydantic validates but cannot describe (arbitrary types)
 
-    def dump_input(self, data: JSON) -> str:
-        """The raw JSON text of the input as stored (validation happens separately)."""
-        return _ANY_ADAPTER.dump_json(data).decode()
+    def dump_input(self, data: JSON, *, run_id: str | None = None) -> str:
+        """The raw JSON text of the input as stored (validated against the type separately).
+
+        Raises:
+            InputValidationError: ``data`` holds what JSON cannot (a lone surrogate, bytes that
+                are not UTF-8) or nests deeper than stored JSON can be
+                read back: refused here, before anything is stored, rather than failing later.
+        """
+        try:
+            raw = _ANY_ADAPTER.dump_json(data)
+        except PydanticSerializationError as exc:
+            problem = find_problem(data, strings=True)
+            errors = [problem.error()] if problem else [
+                {"type": "json_invalid", "loc": (), "msg": str(exc)}
+            ]  # fmt: skip
+            raise InputValidationError(
+                what="workflow input", errors=errors, workflow=self.name, run_id=run_id
+            ) from exc
+        if too_deep(raw):
+            problem = find_problem(data)
+            if problem is not None:
+                raise InputValidationError(
+                    what="workflow input", errors=[problem.error()], workflow=self.name,
+                    run_id=run_id,
+                )  # fmt: skip
+        return raw.decode()
 
     def load_output(self, raw: str | bytes) -> Any:
         """A run's stored output rehydrated as its caller (a parent step) receives it."""

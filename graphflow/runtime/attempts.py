@@ -10,12 +10,13 @@ from __future__ import annotations
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import anyio
 import pydantic
 import pydantic_core
 
+from .._json import MAX_DEPTH
 from ..errors import (
     ErrorInfo,
     GraphflowError,
@@ -35,6 +36,9 @@ from .gates import Gate
 __all__ = ("StepCall", "run_step")
 
 _NO_OPTIONS = StepOptions()
+
+_Outcome: TypeAlias = tuple[bytes, str | None, Any]
+"""A successful attempt: the result's JSON, its ``detail``, and the result as read back."""
 
 
 @dataclass(kw_only=True)
@@ -101,15 +105,18 @@ async def run_step(execution: RunExecution, spec: StepCall) -> Any:
         started_at=None if recorded is None else recorded.started_at,
         error=None if recorded is None else recorded.error,
     )
-    raw, record = await _attempts(execution, spec, live)
+    value, record = await _attempts(execution, spec, live)
     execution.completed(spec.name, parents, record.finished_at)
-    return spec.load(raw)
+    return value
 
 
 async def _attempts(
     execution: RunExecution, spec: StepCall, live: LiveStep
-) -> tuple[bytes, StepRecord]:
-    """Attempt ``spec`` until it succeeds or fails for good, storing each outcome."""
+) -> tuple[Any, StepRecord]:
+    """Attempt ``spec`` until it succeeds or fails for good, storing each outcome.
+
+    Returns the result as the workflow receives it (rehydrated from its JSON) and its record.
+    """
     clock = execution.host.clock
     retries = spec.options.retries or 0
     execution.step_began()
@@ -121,7 +128,7 @@ async def _attempts(
                 live.started_at = started
             execution.attempt_began(live)
             try:
-                raw, detail = await _gated_attempt(execution, spec, live)
+                raw, detail, value = await _gated_attempt(execution, spec, live)
             except Exception as exc:
                 final = isinstance(exc, _FinalFailure) or live.attempt > retries
                 info = error_info(_cause(exc))
@@ -160,7 +167,7 @@ async def _attempts(
             )
             await execution.record_step(record)
             execution.step_settled(spec.name)
-            return raw, record
+            return value, record
     finally:
         execution.step_ended(spec.name)
 
@@ -170,9 +177,7 @@ def _cause(exc: Exception) -> BaseException:
     return exc.cause if isinstance(exc, _FinalFailure) else exc
 
 
-async def _gated_attempt(
-    execution: RunExecution, spec: StepCall, live: LiveStep
-) -> tuple[bytes, str | None]:
+async def _gated_attempt(execution: RunExecution, spec: StepCall, live: LiveStep) -> _Outcome:
     """One attempt, admitted first (``queued`` meanwhile) under the function's limits.
 
     The slot is given back as soon as the call returns, before its outcome is stored.
@@ -204,9 +209,7 @@ async def _gated_attempt(
         gate.leave(slot)
 
 
-async def _traced_attempt(
-    execution: RunExecution, spec: StepCall, attempt: int
-) -> tuple[bytes, str | None]:
+async def _traced_attempt(execution: RunExecution, spec: StepCall, attempt: int) -> _Outcome:
     """One attempt, in a span of its own when tracing is on."""
     trace = execution.trace
     if trace is None:
@@ -218,10 +221,12 @@ def _final_seq(execution: RunExecution, spec: StepCall, live: LiveStep) -> int:
     return execution.replay.take_seq() if spec.number_at_finish else live.seq
 
 
-async def _attempt(
-    execution: RunExecution, spec: StepCall, attempt: int
-) -> tuple[bytes, str | None]:
-    """One attempt: call, time out, serialise; ``_FinalFailure`` when retrying cannot help."""
+async def _attempt(execution: RunExecution, spec: StepCall, attempt: int) -> _Outcome:
+    """One attempt: call, time out, serialise, read back; ``_FinalFailure`` if retrying can't help.
+
+    The result is read back (rehydrated from its JSON) before it is stored, so a result that
+    would be stored but could never be read again (nested too deep) fails the step instead.
+    """
     info = StepInfo(
         run_id=execution.run_id, workflow=execution.workflow, step_name=spec.name, attempt=attempt
     )
@@ -259,10 +264,20 @@ async def _attempt(
                 " Return JSON-compatible data or a pydantic model"
             )
         ) from exc
-    if spec.detail is None:
-        return raw, None
     try:
-        return raw, spec.detail(info.selected_branch, raw)
+        loaded = spec.load(raw)
+    except pydantic.ValidationError as exc:
+        raise _FinalFailure(
+            NonRetryableError(
+                f"the result of step {spec.name!r} in run {execution.run_id!r} cannot be read"
+                f" back from its JSON: {exc}. Return JSON-compatible data nested at most"
+                f" {MAX_DEPTH} levels deep"
+            )
+        ) from exc
+    if spec.detail is None:
+        return raw, None, loaded
+    try:
+        return raw, spec.detail(info.selected_branch, raw), loaded
     except GraphflowError as exc:
         raise _FinalFailure(exc) from exc
 

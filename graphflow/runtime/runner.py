@@ -9,6 +9,7 @@ import anyio
 import pydantic
 import pydantic_core
 
+from .._json import find_problem, too_deep
 from .._types import RunState
 from ..errors import LeaseLostError, NonRetryableError, WorkflowDefinitionError
 from ..functions import WorkflowDefinition
@@ -112,7 +113,7 @@ async def _run_kind(
         case "imperative":
             value = await definition.fn(handle, data)
             try:
-                return definition.io.dump_output(value)
+                return _dump_output(definition, value)
             except (pydantic_core.PydanticSerializationError, pydantic.ValidationError) as exc:
                 raise NonRetryableError(
                     f"the output of workflow {definition.name!r} in run {execution.run_id!r} is"
@@ -122,6 +123,16 @@ async def _run_kind(
             return await drive_graph(definition, execution, data)
         case _:
             assert_never(definition)
+
+
+def _dump_output(definition: ImperativeWorkflow, value: Any) -> bytes:
+    """The workflow's output as JSON, refused if it could not be read back (too deep)."""
+    raw = definition.io.dump_output(value)
+    if too_deep(raw):
+        problem = find_problem(value)
+        if problem is not None:
+            raise pydantic_core.PydanticSerializationError(problem.message)
+    return raw
 
 
 async def cancel_run(host: RunHost, execution: RunExecution) -> RunState:

@@ -1,0 +1,123 @@
+"""What JSON cannot hold: finding the values that would be stored wrongly or fail later.
+
+pydantic refuses lone surrogates and bytes that are not UTF-8 with a raw serialisation error,
+and its JSON parser stops at ``MAX_DEPTH`` levels of nesting, so a deeper value is stored and then
+fails when read back. The
+engine refuses such values where they enter: a run's input at ``start`` (``InputValidationError``),
+a step's result or a workflow's output (a non-retryable failure).
+
+The value itself is walked only when serialising it failed or its JSON may nest too deep.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Final
+
+import pydantic
+
+__all__ = ("MAX_DEPTH", "JsonProblem", "find_problem", "too_deep")
+
+MAX_DEPTH: Final = 200
+"""Levels of nested arrays and objects that pydantic's JSON parser reads back (it stops past
+200)."""
+
+_SHOWN: Final = 4
+"""Leading path elements shown for a value nested too deep (its whole path is 200 long)."""
+
+
+@dataclass(frozen=True, slots=True)
+class JsonProblem:
+    """A value JSON cannot hold, and where it is."""
+
+    loc: tuple[str | int, ...]
+    kind: str
+    """pydantic-style error type: ``json_depth``, ``string_unicode``..."""
+    problem: str
+
+    @property
+    def path(self) -> str:
+        """The JSONPath of the value (``$.items[0].price``)."""
+        return "$" + "".join(f"[{p}]" if isinstance(p, int) else _member(p) for p in self.loc)
+
+    @property
+    def message(self) -> str:
+        """The problem, at its path, and what to do instead."""
+        where = "under" if self.kind == "json_depth" else "at"
+        return f"{self.problem} {where} {self.path}: {_FIXES[self.kind]}"
+
+    def error(self) -> dict[str, Any]:
+        """The problem in pydantic's error shape (``InputValidationError.errors``)."""
+        return {"type": self.kind, "loc": self.loc, "msg": f"{self.problem}: {_FIXES[self.kind]}"}
+
+
+_FIXES: Final = {
+    "json_depth": f"JSON values may nest at most {MAX_DEPTH} levels of arrays and objects",
+    "string_unicode": "strings must be valid Unicode (no lone surrogates)",
+    "bytes_invalid_encoding": "bytes are stored as UTF-8 text (send base64 text instead)",
+}
+
+
+def _member(key: str) -> str:
+    return f".{key}" if key.isidentifier() else f"[{key!r}]"
+
+
+def too_deep(raw: bytes) -> bool:
+    """Whether ``raw`` may nest deeper than ``MAX_DEPTH`` (cheap: counts brackets)."""
+    return len(raw) > 2 * MAX_DEPTH and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
+
+
+def find_problem(value: Any, *, strings: bool = False) -> JsonProblem | None:
+    """The first value under ``value`` that JSON cannot hold (depth first), or ``None``.
+
+    Nesting past ``MAX_DEPTH``; with ``strings``, also lone surrogates and bytes that are not
+    UTF-8 (what makes serialising fail). Walks pydantic models and dataclasses by their fields;
+    iterative, so any depth is safe.
+    """
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
+    while stack:
+        item, loc = stack.pop()
+        problem = _scalar_problem(item, loc, strings)
+        if problem is not None:
+            return problem
+        children = _children(item)
+        if children is None:
+            continue
+        if len(loc) >= MAX_DEPTH:
+            return JsonProblem(
+                loc[:_SHOWN], "json_depth", f"nesting deeper than {MAX_DEPTH} levels"
+            )
+        stack.extend((child, (*loc, key)) for key, child in reversed(children))
+    return None
+
+
+def _scalar_problem(item: Any, loc: tuple[str | int, ...], strings: bool) -> JsonProblem | None:
+    if not strings:
+        return None
+    if isinstance(item, str):
+        try:
+            item.encode()
+        except UnicodeEncodeError:
+            return JsonProblem(loc, "string_unicode", "a string with a lone surrogate")
+    elif isinstance(item, bytes):
+        try:
+            item.decode()
+        except UnicodeDecodeError:
+            return JsonProblem(loc, "bytes_invalid_encoding", "bytes that are not UTF-8")
+    return None
+
+
+def _children(item: Any) -> list[tuple[str | int, Any]] | None:
+    """The members of a container (as JSON keys or indexes); ``None`` for a scalar."""
+    if isinstance(item, dict):
+        return [(str(key), child) for key, child in item.items()]
+    if isinstance(item, list | tuple | set | frozenset):
+        return list(enumerate(item))
+    if isinstance(item, pydantic.BaseModel):
+        fields = dict(item.__dict__)
+        fields.update(item.__pydantic_extra__ or {})
+        return list(fields.items())
+    if dataclasses.is_dataclass(item) and not isinstance(item, type):
+        return [(f.name, getattr(item, f.name)) for f in dataclasses.fields(item)]
+    return None

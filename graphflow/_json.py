@@ -1,23 +1,25 @@
 """What JSON cannot hold: finding the values that would be stored wrongly or fail later.
 
-pydantic refuses lone surrogates and bytes that are not UTF-8 with a raw serialisation error,
-and its JSON parser stops at ``MAX_DEPTH`` levels of nesting, so a deeper value is stored and then
-fails when read back. The
+pydantic writes NaN and ±Infinity as ``null`` (a silent change of the value), refuses lone
+surrogates and bytes that are not UTF-8 with a raw serialisation error, and its JSON parser stops
+at ``MAX_DEPTH`` levels of nesting, so a deeper value is stored and then fails when read back. The
 engine refuses such values where they enter: a run's input at ``start`` (``InputValidationError``),
 a step's result or a workflow's output (a non-retryable failure).
 
-The value itself is walked only when serialising it failed or its JSON may nest too deep.
+The check costs a few byte searches per serialised value; the value itself is walked only when
+its JSON could hide a problem (a ``null``, ``NaN``, ``Infinity``) or when serialising it failed.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from typing import Any, Final
 
 import pydantic
 
-__all__ = ("MAX_DEPTH", "JsonProblem", "find_problem", "too_deep")
+__all__ = ("MAX_DEPTH", "JsonProblem", "find_problem", "may_hide_problem", "too_deep")
 
 MAX_DEPTH: Final = 200
 """Levels of nested arrays and objects that pydantic's JSON parser reads back (it stops past
@@ -26,6 +28,9 @@ MAX_DEPTH: Final = 200
 _SHOWN: Final = 4
 """Leading path elements shown for a value nested too deep (its whole path is 200 long)."""
 
+_HIDING: Final = (b"null", b"NaN", b"Infinity")
+"""What a non-finite float becomes in JSON (``null`` by default, else the constant itself)."""
+
 
 @dataclass(frozen=True, slots=True)
 class JsonProblem:
@@ -33,7 +38,7 @@ class JsonProblem:
 
     loc: tuple[str | int, ...]
     kind: str
-    """pydantic-style error type: ``json_depth``, ``string_unicode``..."""
+    """pydantic-style error type: ``finite_number``, ``json_depth``, ``string_unicode``..."""
     problem: str
 
     @property
@@ -53,6 +58,7 @@ class JsonProblem:
 
 
 _FIXES: Final = {
+    "finite_number": "JSON has no NaN or Infinity (send null, a number or a string instead)",
     "json_depth": f"JSON values may nest at most {MAX_DEPTH} levels of arrays and objects",
     "string_unicode": "strings must be valid Unicode (no lone surrogates)",
     "bytes_invalid_encoding": "bytes are stored as UTF-8 text (send base64 text instead)",
@@ -63,6 +69,11 @@ def _member(key: str) -> str:
     return f".{key}" if key.isidentifier() else f"[{key!r}]"
 
 
+def may_hide_problem(raw: bytes) -> bool:
+    """Whether serialised ``raw`` may stand for a non-finite float (a few byte searches)."""
+    return any(token in raw for token in _HIDING)
+
+
 def too_deep(raw: bytes) -> bool:
     """Whether ``raw`` may nest deeper than ``MAX_DEPTH`` (cheap: counts brackets)."""
     return len(raw) > 2 * MAX_DEPTH and raw.count(b"[") + raw.count(b"{") > MAX_DEPTH
@@ -71,9 +82,9 @@ def too_deep(raw: bytes) -> bool:
 def find_problem(value: Any, *, strings: bool = False) -> JsonProblem | None:
     """The first value under ``value`` that JSON cannot hold (depth first), or ``None``.
 
-    Nesting past ``MAX_DEPTH``; with ``strings``, also lone surrogates and bytes that are not
-    UTF-8 (what makes serialising fail). Walks pydantic models and dataclasses by their fields;
-    iterative, so any depth is safe.
+    Non-finite floats and nesting past ``MAX_DEPTH``; with ``strings``, also lone surrogates and
+    bytes that are not UTF-8 (what makes serialising fail). Walks pydantic models and dataclasses
+    by their fields; iterative, so any depth is safe.
     """
     stack: list[tuple[Any, tuple[str | int, ...]]] = [(value, ())]
     while stack:
@@ -93,6 +104,10 @@ def find_problem(value: Any, *, strings: bool = False) -> JsonProblem | None:
 
 
 def _scalar_problem(item: Any, loc: tuple[str | int, ...], strings: bool) -> JsonProblem | None:
+    if isinstance(item, float):
+        if math.isfinite(item):
+            return None
+        return JsonProblem(loc, "finite_number", f"{item!r} (not a finite number)")
     if not strings:
         return None
     if isinstance(item, str):

@@ -32,7 +32,7 @@ from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError
 from typing_extensions import is_typeddict
 
-from ._json import find_problem, too_deep
+from ._json import find_problem, may_hide_problem, too_deep
 from ._threads import run_in_thread
 from ._types import JSON
 from .cron import Cron
@@ -77,16 +77,19 @@ def dump_any(value: Any) -> bytes:
     """Serialise a value of no declared type to JSON bytes (the one codec for "any" values).
 
     Raises:
-        PydanticSerializationError: ``value`` is not JSON (the culprit named by its path).
+        PydanticSerializationError: ``value`` is not JSON, or holds what JSON cannot (NaN,
+            ±Infinity), named by its path.
     """
     return dump_json(_ANY_ADAPTER, value)
 
 
 def dump_json(adapter: TypeAdapter[Any], value: Any) -> bytes:
-    """``adapter.dump_json(value)``, naming the path of a value that cannot be serialised.
+    """``adapter.dump_json(value)``, refusing what JSON cannot hold instead of changing it.
 
-    A lone surrogate, bytes that are not UTF-8, nesting too deep: pydantic's own error does not
-    say where.
+    pydantic writes NaN and ±Infinity as ``null`` (whatever a model's ``allow_inf_nan``): they
+    are refused here. A value that cannot be serialised (a lone surrogate, bytes that are not
+    UTF-8, nesting too deep) is refused with the path of the culprit, which pydantic's own error
+    does not say.
 
     Raises:
         PydanticSerializationError: naming the path of the bad value.
@@ -98,6 +101,10 @@ def dump_json(adapter: TypeAdapter[Any], value: Any) -> bytes:
         if problem is None:
             raise
         raise PydanticSerializationError(problem.message) from exc
+    if may_hide_problem(raw):
+        problem = find_problem(value)
+        if problem is not None:
+            raise PydanticSerializationError(problem.message)
     return raw
 
 
@@ -406,8 +413,8 @@ class WorkflowDefinition:
         """The raw JSON text of the input as stored (validated against the type separately).
 
         Raises:
-            InputValidationError: ``data`` holds what JSON cannot (a lone surrogate, bytes that
-                are not UTF-8) or nests deeper than stored JSON can be
+            InputValidationError: ``data`` holds what JSON cannot (NaN, ±Infinity, a lone
+                surrogate, bytes that are not UTF-8) or nests deeper than stored JSON can be
                 read back: refused here, before anything is stored, rather than failing later.
         """
         try:
@@ -420,7 +427,7 @@ class WorkflowDefinition:
             raise InputValidationError(
                 what="workflow input", errors=errors, workflow=self.name, run_id=run_id
             ) from exc
-        if too_deep(raw):
+        if may_hide_problem(raw) or too_deep(raw):
             problem = find_problem(data)
             if problem is not None:
                 raise InputValidationError(

@@ -1,16 +1,18 @@
-"""Values JSON cannot hold: lone surrogates, bad bytes, nesting too deep.
+"""Values JSON cannot hold: NaN, ±Infinity, lone surrogates, bad bytes, nesting too deep.
 
-They are refused where they enter, never stored to fail later:
+They are refused where they enter, never stored changed (NaN as ``null``) or stored to fail later:
 a run's input at ``start`` (``InputValidationError``, HTTP 422, nothing written), a step's result
 or a workflow's output (a non-retryable failure naming the path of the bad value).
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import httpx
 import pytest
+from pydantic import BaseModel
 
 import graphflow as gf
 from graphflow.http import create_app
@@ -51,6 +53,9 @@ def echo(registry: gf.Registry) -> object:
 
 
 BAD_INPUTS = {
+    "nan": ({"order": {"price": math.nan}}, "finite_number", ("order", "price")),
+    "infinity": ({"items": [1.0, math.inf]}, "finite_number", ("items", 1)),
+    "-infinity": ({"t": -math.inf}, "finite_number", ("t",)),
     "lone surrogate": ({"name": "a\ud800b"}, "string_unicode", ("name",)),
     "bytes not UTF-8": ({"blob": b"\xff\xfe"}, "bytes_invalid_encoding", ("blob",)),
     "201 levels": (nested(LIMIT + 1), "json_depth", (0, 0, 0, 0)),
@@ -85,9 +90,27 @@ async def test_input_at_the_depth_limit_runs_to_completion(
     assert status.output == {"a": nested(LIMIT - 1)}
 
 
+async def test_nan_in_a_typed_input_model_is_refused(registry: gf.Registry) -> None:
+    class Order(BaseModel):
+        price: float
+
+    @gf.workflow(registry=registry)
+    async def buy(wf: gf.Workflow, order: Order) -> float:
+        return order.price
+
+    async with engine(registry) as e:
+        with pytest.raises(gf.InputValidationError, match="NaN"):
+            await e.start("buy", {"price": math.nan})
+        with pytest.raises(gf.InputValidationError, match="NaN"):
+            await e.start("buy", Order(price=math.inf))
+        assert await e.list_runs() == []
+
+
 @pytest.mark.parametrize(
     ("body", "loc"),
     [
+        (b'{"price": NaN}', ["price"]),
+        (b'{"price": -Infinity}', ["price"]),
         (b'{"name": "\\ud800"}', ["name"]),
         (b"[" * (LIMIT + 1) + b"]" * (LIMIT + 1), [0, 0, 0, 0]),
     ],
@@ -106,6 +129,82 @@ async def test_http_start_answers_422_for_input_json_cannot_hold(
 
 
 # --- step results and workflow outputs -----------------------------------------------------------
+
+
+async def test_nan_step_result_fails_the_step_without_retrying(registry: gf.Registry) -> None:
+    calls = 0
+
+    @gf.function(registry=registry, retries=3)
+    def measure() -> dict[str, Any]:
+        nonlocal calls
+        calls += 1
+        return {"readings": [1.5, math.nan]}
+
+    @gf.workflow(registry=registry)
+    async def survey(wf: gf.Workflow, data: None) -> Any:
+        return await wf.do("measure", measure)
+
+    async with engine(registry) as e:
+        status = await finished(e, "survey")
+    assert status.state == "failed"
+    assert calls == 1
+    (step,) = status.steps
+    assert step.state == "failed"
+    assert step.error is not None
+    assert "$.readings[1]" in step.error.message
+    assert "NaN" in step.error.message
+
+
+class Reading(BaseModel):
+    value: float
+
+
+@pytest.mark.parametrize(
+    "result",
+    [math.inf, Reading(value=math.nan), [Reading(value=-math.inf)], {"r": Reading(value=math.nan)}],
+)
+async def test_non_finite_results_of_every_shape_are_refused(
+    registry: gf.Registry, result: Any
+) -> None:
+    @gf.workflow(registry=registry)
+    async def shapes(wf: gf.Workflow, data: None) -> Any:
+        return await wf.do("make", lambda: result)
+
+    async with engine(registry) as e:
+        status = await finished(e, "shapes")
+    assert status.state == "failed"
+    assert status.steps[0].state == "failed"
+    assert status.error is not None
+    assert "not a finite number" in status.error.message
+
+
+async def test_typed_model_result_with_nan_is_refused(registry: gf.Registry) -> None:
+    @gf.function(registry=registry)
+    async def read() -> Reading:
+        return Reading(value=math.nan)
+
+    @gf.workflow(registry=registry)
+    async def sensor(wf: gf.Workflow, data: None) -> Reading:
+        return await wf.do("read", read)
+
+    async with engine(registry) as e:
+        status = await finished(e, "sensor")
+    assert status.state == "failed"
+    assert status.error is not None
+    assert "$.value" in status.error.message
+
+
+async def test_workflow_output_with_infinity_fails_the_run(registry: gf.Registry) -> None:
+    @gf.workflow(registry=registry)
+    async def ratio(wf: gf.Workflow, data: None) -> dict[str, float]:
+        zero = await wf.do("zero", lambda: 0.0)
+        return {"ratio": math.inf if zero == 0 else 1 / zero}
+
+    async with engine(registry) as e:
+        status = await finished(e, "ratio")
+    assert status.state == "failed"
+    assert status.error is not None
+    assert "$.ratio" in status.error.message
 
 
 async def test_step_result_nested_too_deep_fails_the_step(registry: gf.Registry) -> None:
@@ -132,3 +231,15 @@ async def test_workflow_output_nested_too_deep_fails_the_run(registry: gf.Regist
     assert status.state == "failed"
     assert status.error is not None
     assert f"at most {LIMIT} levels" in status.error.message
+
+
+async def test_strings_that_spell_nan_are_kept(registry: gf.Registry) -> None:
+    @gf.workflow(registry=registry)
+    async def words(wf: gf.Workflow, data: dict[str, Any]) -> Any:
+        return await wf.do("words", lambda: {**data, "none": None, "text": "NaN Infinity null"})
+
+    async with engine(registry) as e:
+        status = await finished(e, "words", {"x": "NaN", "y": None, "z": 1e308})
+    assert status.state == "completed"
+    assert status.output == {"x": "NaN", "y": None, "z": 1e308, "none": None,
+                             "text": "NaN Infinity null"}  # fmt: skip

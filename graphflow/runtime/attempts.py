@@ -30,7 +30,7 @@ from ..store.base import AttemptRecord, StepRecord
 from . import logs
 from .context import StepInfo, enter_step, exit_step
 from .execution import LiveStep, RunExecution
-from .failures import ReportedError, error_info
+from .failures import ReportedError, contained, error_info, escaped
 from .gates import Gate
 
 __all__ = ("StepCall", "run_step")
@@ -252,6 +252,10 @@ async def _attempt(execution: RunExecution, spec: StepCall, attempt: int) -> _Ou
         if not exc.retryable:
             raise _FinalFailure(exc) from exc
         raise
+    except BaseException as exc:
+        if not escaped(exc):
+            raise
+        raise _FinalFailure(contained(exc, f"step {spec.name!r}")) from None
     finally:
         exit_step(token)
     try:

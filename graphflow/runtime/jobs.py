@@ -18,7 +18,7 @@ from ..errors import InputValidationError, NonRetryableError
 from ..functions import Function
 from ..store.base import JobRecord
 from .context import StepInfo, enter_step, exit_step
-from .failures import error_info
+from .failures import contained, error_info, escaped
 from .host import RunHost
 
 __all__ = ("run_job",)
@@ -55,6 +55,10 @@ async def run_job(host: RunHost, fn: Function[..., Any], job: JobRecord) -> None
         error, retryable = error_info(exc).model_dump_json(), False
     except Exception as exc:
         error = error_info(exc).model_dump_json()
+    except BaseException as exc:
+        if not escaped(exc):
+            raise
+        error, retryable = contained(exc, f"step {job.step_name!r}").info.model_dump_json(), False
     finally:
         exit_step(token)
     await host.store.finish_job(

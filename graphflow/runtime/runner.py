@@ -16,7 +16,7 @@ from ..functions import WorkflowDefinition
 from ..graph.spec import GraphWorkflow
 from . import logs
 from .execution import RunExecution
-from .failures import Closing, error_info
+from .failures import Closing, contained, error_info, escaped
 from .graph_runner import drive_graph
 from .host import RunHost
 from .tracing import start_run
@@ -75,6 +75,10 @@ async def _drive(
         pass
     except Exception as exc:
         error = exc
+    except BaseException as exc:
+        if not escaped(exc):
+            raise
+        error = contained(exc, f"workflow {run.workflow!r}")
     try:
         if execution.cancelling:
             return await cancel_run(host, execution)

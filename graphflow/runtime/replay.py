@@ -7,20 +7,52 @@ parents of the next step) and the ``now()`` marks that make ``wf.now()`` identic
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 import json
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import anyio
+
 from ..errors import DuplicateStepError, NonDeterminismError
 from ..store.base import StepRecord
 
 __all__ = ("Replay",)
 
-_NOW_MARK: contextvars.ContextVar[tuple[object, float]] = contextvars.ContextVar(
-    "graphflow_now_mark"
+
+class _Mark:
+    """The ``now()`` of one task of a run: the latest finish it has seen.
+
+    A task's own completed steps move ``mark``; a branch task (of a gather, a task group) starts
+    from its parent's ``mark`` and, when it ends, hands its own to the parent's ``joined``, which
+    the parent takes when it next runs, that is after the join. So a branch never sees a
+    sibling's progress, and the code after a join sees every branch's.
+    """
+
+    __slots__ = ("joined", "mark", "replay", "task")
+
+    def __init__(self, replay: Replay, task: object, mark: float) -> None:
+        self.replay = replay
+        self.task = task
+        self.mark = mark
+        self.joined = mark
+
+    def join(self, branch: _Mark) -> None:
+        self.joined = max(self.joined, branch.mark, branch.joined)
+
+
+_NOW_MARK: contextvars.ContextVar[_Mark | None] = contextvars.ContextVar(
+    "graphflow_now_mark", default=None
 )
+
+
+def _current_task() -> object:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # not on asyncio: a branch's finishes are not joined
+        return anyio.get_current_task().id
 
 
 class Replay:
@@ -155,20 +187,37 @@ class Replay:
             self._frontier.pop(parent, None)
         self._frontier[name] = None
         if finished_at is not None:
-            owner, mark = _NOW_MARK.get((None, 0.0))
-            if owner is not self:
-                mark = self._start
-            if finished_at > mark:
-                _NOW_MARK.set((self, finished_at))
+            mark = self._mark()
+            if finished_at > mark.mark:
+                mark.mark = finished_at
 
     def now(self) -> datetime:
         """The time this point of the workflow was first reached (deterministic on replay).
 
-        Each branch of a gather keeps its own mark (a context variable, which tasks inherit), so
-        a sibling's completion, replayed in another order, never moves it.
+        Each branch of a gather keeps its own mark, so a sibling's completion, replayed in
+        another order, never moves it; after the join, the latest finish of the branches counts.
         """
-        owner, mark = _NOW_MARK.get((None, 0.0))
-        return datetime.fromtimestamp(mark if owner is self else self._start, UTC)
+        return datetime.fromtimestamp(self._mark().mark, UTC)
+
+    def begin(self) -> None:
+        """Give the task that runs the workflow its ``now()`` mark, before it starts branches."""
+        self._mark()
+
+    def _mark(self) -> _Mark:
+        """The current task's mark (a branch's first one starts from its parent's)."""
+        mark = _NOW_MARK.get()
+        task = _current_task()
+        if mark is None or mark.replay is not self:
+            mark = _Mark(self, task, self._start)
+            _NOW_MARK.set(mark)
+        elif mark.task is not task:
+            parent, mark = mark, _Mark(self, task, mark.mark)
+            _NOW_MARK.set(mark)
+            if isinstance(task, asyncio.Task):
+                task.add_done_callback(lambda _: parent.join(mark))
+        if mark.joined > mark.mark:
+            mark.mark = mark.joined
+        return mark
 
 
 def _describe(kind: str, function: str | None) -> str:

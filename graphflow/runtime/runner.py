@@ -106,6 +106,7 @@ def _kinded(definition: WorkflowDefinition) -> Definition:
 
 async def _run_body(definition: Definition, execution: RunExecution, data: Any) -> bytes:
     """Run the workflow's own code (or graph) and return its output as JSON bytes."""
+    execution.replay.begin()
     with running_workflow(Workflow(execution)) as handle:
         return await _run_kind(definition, handle, execution, data)
 

@@ -21,6 +21,8 @@ from ..store.base import StepRecord
 
 __all__ = ("Replay",)
 
+_SETTLED = frozenset({"completed", "failed"})
+
 
 class _Mark:
     """The ``now()`` of one task of a run: the latest finish it has seen.
@@ -128,6 +130,18 @@ class Replay:
             return recorded.seq, recorded.parents
         seq, self._next_seq = self._next_seq, self._next_seq + 1
         return seq, tuple(self._frontier) if parents is None else parents
+
+    def unissued(self) -> list[str]:
+        """Settled recorded steps this execution never issued again, in their recorded order.
+
+        Steps in flight when the history was read (running, sleeping, suspended) are left out:
+        an execution may legitimately stop short of them (a race it lost).
+        """
+        return [
+            step.name
+            for step in sorted(self._history.values(), key=lambda step: step.seq)
+            if step.name not in self._issued and step.state in _SETTLED
+        ]
 
     def issued(self, name: str) -> bool:
         """Whether step ``name`` was issued in this execution."""

@@ -11,7 +11,12 @@ import pydantic_core
 
 from .._json import find_problem, too_deep
 from .._types import RunState
-from ..errors import LeaseLostError, NonRetryableError, WorkflowDefinitionError
+from ..errors import (
+    LeaseLostError,
+    NonDeterminismError,
+    NonRetryableError,
+    WorkflowDefinitionError,
+)
 from ..functions import WorkflowDefinition
 from ..graph.spec import GraphWorkflow
 from . import logs
@@ -25,6 +30,9 @@ from .workflow import ImperativeWorkflow, Workflow, running_workflow
 __all__ = ("UNSET", "Definition", "cancel_run", "drive_run")
 
 UNSET: Any = object()
+
+_SHOWN_STEPS = 10
+"""Unreplayed steps named in the error (the rest are counted)."""
 
 Definition: TypeAlias = ImperativeWorkflow | GraphWorkflow
 """Every kind of workflow definition; ``kind`` tells them apart."""
@@ -79,6 +87,8 @@ async def _drive(
         if not escaped(exc):
             raise
         error = contained(exc, f"workflow {run.workflow!r}")
+    if raw is not None and definition.kind == "imperative":
+        error = error or _unreplayed(execution)
     try:
         if execution.cancelling:
             return await cancel_run(host, execution)
@@ -91,6 +101,27 @@ async def _drive(
     except LeaseLostError:
         pass
     return None
+
+
+def _unreplayed(execution: RunExecution) -> NonDeterminismError | None:
+    """The error of a run that completed without issuing again every step it had recorded.
+
+    Such a run ran other steps than those it recorded (names from random values or the time):
+    its outcome cannot be trusted to be what a replay would give. Graph runs are checked by
+    their graph's hash instead.
+    """
+    names = execution.replay.unissued()
+    if not names:
+        return None
+    shown = ", ".join(repr(name) for name in names[:_SHOWN_STEPS])
+    more = f" and {len(names) - _SHOWN_STEPS} more" if len(names) > _SHOWN_STEPS else ""
+    return NonDeterminismError(
+        workflow=execution.workflow,
+        run_id=execution.run_id,
+        step=names[0],
+        recorded=f"step(s) {shown}{more}, which this replay never issued again",
+        new="no step of those names (do step names depend on random values or the time?)",
+    )
 
 
 def _kinded(definition: WorkflowDefinition) -> Definition:

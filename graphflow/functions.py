@@ -101,7 +101,7 @@ def dump_json(adapter: TypeAdapter[Any], value: Any) -> bytes:
         if problem is None:
             raise
         raise PydanticSerializationError(problem.message) from exc
-    if may_hide_problem(raw):
+    if may_hide_problem(raw, value):
         problem = find_problem(value)
         if problem is not None:
             raise PydanticSerializationError(problem.message)
@@ -427,7 +427,7 @@ class WorkflowDefinition:
             raise InputValidationError(
                 what="workflow input", errors=errors, workflow=self.name, run_id=run_id
             ) from exc
-        if may_hide_problem(raw) or too_deep(raw):
+        if may_hide_problem(raw, data) or too_deep(raw):
             problem = find_problem(data)
             if problem is not None:
                 raise InputValidationError(

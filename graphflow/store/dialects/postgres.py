@@ -57,9 +57,9 @@ class PostgresDialect:
 
     def connect(self) -> tuple[Any, Any]:
         """A writer (explicit transactions) and an autocommit reader."""
-        return self._connect(autocommit=False), self._connect(autocommit=True)
+        return self._connect("write", autocommit=False), self._connect("read", autocommit=True)
 
-    def _connect(self, *, autocommit: bool) -> Any:
+    def _connect(self, role: str, *, autocommit: bool) -> Any:
         try:
             import psycopg
         except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -67,7 +67,9 @@ class PostgresDialect:
                 "PostgreSQL stores need psycopg 3: pip install 'graphflow[postgres]'"
             ) from exc
         try:
-            return psycopg.connect(self.conninfo, autocommit=autocommit)
+            return psycopg.connect(
+                self.conninfo, autocommit=autocommit, application_name=f"graphflow {role}"
+            )
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self.url!r}: {exc}") from exc
 
@@ -119,7 +121,7 @@ class PostgresDialect:
 
     async def listen(self, on_notify: Callable[[str], None]) -> None:
         """``LISTEN`` on a connection of its own, pumped in a worker thread, until cancelled."""
-        conn = await anyio.to_thread.run_sync(lambda: self._connect(autocommit=True))
+        conn = await anyio.to_thread.run_sync(lambda: self._connect("listen", autocommit=True))
         stop = threading.Event()
         token = anyio.lowlevel.current_token()
 

@@ -1,0 +1,220 @@
+"""PostgreSQL connections lost mid-run: terminated backends and a restarted server.
+
+An engine replaces every connection the database drops (its statement connections and its
+``LISTEN`` connection) and keeps the runs it holds: every run completes, with each step executed
+once, and notifications wake it again once it listens anew.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterator
+from glob import glob
+from pathlib import Path
+
+import anyio
+import psycopg
+import pytest
+
+import graphflow as gf
+from tests.conftest import PG_URL
+
+_STEPS = 12
+_RUNS = 6
+
+
+def _backends(admin_url: str, database: str, role: str) -> list[int]:
+    """Pids of graphflow's connections of ``role`` (listen, write, read) to ``database``."""
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+            (database, f"graphflow {role}"),
+        ).fetchall()
+    return [row[0] for row in rows]
+
+
+def _terminate(admin_url: str, database: str, role: str) -> None:
+    """``pg_terminate_backend`` every connection of ``role``, from a connection of our own."""
+    pids = _backends(admin_url, database, role)
+    assert pids, f"no graphflow {role} connection to {database}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        for pid in pids:
+            admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+def _listening(admin_url: str, database: str) -> bool:
+    """Whether a live graphflow connection to ``database`` has run ``LISTEN``."""
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND application_name = %s"
+            " AND query LIKE 'LISTEN%%'",
+            (database, "graphflow listen"),
+        ).fetchall()
+    return bool(rows)
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():  # noqa: ASYNC110 - a condition of another process or of a counter
+        await anyio.sleep(0.02)
+
+
+def _adder(registry: gf.Registry, calls: Counter[tuple[str, int]]) -> None:
+    """Workflow ``adder``: ``_STEPS`` steps that each sleep a little, counted in ``calls``."""
+
+    @gf.function(registry=registry)
+    async def slow_add(run: str, i: int) -> int:
+        calls[(run, i)] += 1
+        await anyio.sleep(0.02)
+        return i
+
+    @gf.workflow(name="adder", registry=registry)
+    async def adder(wf: gf.Workflow, data: dict[str, str]) -> int:
+        total = 0
+        for i in range(_STEPS):
+            total += await wf.do(f"add {i}", slow_add, {"run": data["run"], "i": i})
+        await wf.sleep("nap", 0.1)  # parks the run: it is claimed again when due
+        return total
+
+
+async def _start_all(engine: gf.Engine, prefix: str) -> list[str]:
+    return [await engine.start("adder", {"run": f"{prefix}{n}"}) for n in range(_RUNS)]
+
+
+async def _all_completed(engine: gf.Engine, run_ids: list[str]) -> None:
+    for run_id in run_ids:
+        status = await engine.wait(run_id)
+        assert status.state == "completed", status.error
+        assert status.output == sum(range(_STEPS))
+
+
+def _database(url: str) -> str:
+    return url.rsplit("/", 1)[1]
+
+
+async def test_terminated_connections_are_replaced_and_every_run_completes(
+    pg_url: str, registry: gf.Registry
+) -> None:
+    calls: Counter[tuple[str, int]] = Counter()
+    _adder(registry, calls)
+    database = _database(pg_url)
+    # No polling to speak of: a run started elsewhere is picked up only through NOTIFY.
+    async with gf.Engine(pg_url, registry=registry, poll_interval=3600) as engine:
+        await _until(lambda: _listening(PG_URL, database))
+        run_ids = await _start_all(engine, "a")
+        for role, progress in (("listen", 10), ("write", 25), ("read", 40), ("write", 55)):
+            await _until(lambda progress=progress: len(calls) >= progress)
+            _terminate(PG_URL, database, role)
+        await _all_completed(engine, run_ids)
+        assert set(calls.values()) == {1}, "a completed step ran again"
+        assert len(calls) == _RUNS * _STEPS
+
+        # Notifications wake this engine again: a client's run is claimed at once.
+        await _until(lambda: _listening(PG_URL, database))
+        async with gf.Engine(pg_url, registry=registry, worker=False) as client:
+            with anyio.fail_after(60):
+                run_id = await client.start("adder", {"run": "client"})
+                status = await client.wait(run_id)
+        assert status.state == "completed", status.error
+        assert status.output == sum(range(_STEPS))
+
+
+# --- a real restart of a private cluster ----------------------------------------------------
+
+
+class Cluster:
+    """A PostgreSQL cluster of this test's own, run as the ``postgres`` user on a free port."""
+
+    def __init__(self) -> None:
+        binaries = sorted(glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+        assert binaries, "PostgreSQL's server binaries are missing (/usr/lib/postgresql/*/bin)"
+        self.bin = Path(binaries[-1]).parent
+        self.dir = Path(tempfile.mkdtemp(prefix="graphflow-pg-"))
+        shutil.chown(self.dir, "postgres", "postgres")
+        self.data = self.dir / "data"
+        self.port = _free_port()
+        self.url = f"postgresql://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _as_postgres(self, tool: str, *args: str) -> None:
+        # Output to a file: a server that pg_ctl starts would hold a pipe open after it returns.
+        with open(self.dir / "tools.log", "a") as log:
+            done = subprocess.run(
+                ["runuser", "-u", "postgres", "--", str(self.bin / tool), *args],
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=60,
+            )
+        if done.returncode:
+            logs = "".join(
+                p.read_text() for p in (self.dir / "tools.log", self.dir / "log") if p.exists()
+            )
+            raise AssertionError(f"{tool} {' '.join(args)} failed:\n{logs}")
+
+    def init(self) -> None:
+        self._as_postgres("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres")
+
+    def start(self) -> None:
+        options = (
+            f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1"
+            " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+        )
+        self._as_postgres(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-o", options, "-w",
+            "start",
+        )  # fmt: skip
+
+    def restart(self) -> None:
+        self._as_postgres(
+            "pg_ctl", "-D", str(self.data), "-l", str(self.dir / "log"), "-m", "fast", "-w",
+            "restart",
+        )  # fmt: skip
+
+    def destroy(self) -> None:
+        try:
+            if (self.data / "postmaster.pid").exists():
+                self._as_postgres("pg_ctl", "-D", str(self.data), "-m", "immediate", "stop")
+        finally:
+            shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+@pytest.fixture
+def cluster() -> Iterator[Cluster]:
+    """A private PostgreSQL cluster, started; stopped and deleted afterwards."""
+    assert os.geteuid() == 0, "the private cluster runs as the postgres user: run tests as root"
+    cluster = Cluster()
+    try:
+        cluster.init()
+        cluster.start()
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.mark.slow
+async def test_runs_complete_across_a_server_restart(
+    cluster: Cluster, registry: gf.Registry
+) -> None:
+    calls: Counter[tuple[str, int]] = Counter()
+    _adder(registry, calls)
+    async with gf.Engine(cluster.url, registry=registry) as engine:
+        run_ids = await _start_all(engine, "r")
+        await _until(lambda: len(calls) >= _RUNS * _STEPS // 3)
+        await anyio.to_thread.run_sync(cluster.restart)
+        await _all_completed(engine, run_ids)
+        assert set(calls.values()) == {1}, "a completed step ran again"
+        assert len(calls) == _RUNS * _STEPS
+        # And the engine goes on working after it.
+        more = await _start_all(engine, "after")
+        await _all_completed(engine, more)

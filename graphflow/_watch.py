@@ -65,6 +65,10 @@ class RunEvents:
 
     def close(self) -> None:
         """Wake every watcher (the engine is closing: their next look fails)."""
+        self.wake_all()
+
+    def wake_all(self) -> None:
+        """Wake every watcher: each looks at the store again (changes may have gone unreported)."""
         for events in (self._steps, self._runs):
             for event in events.values():
                 event.set()

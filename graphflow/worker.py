@@ -256,22 +256,31 @@ class Worker:
         data: Any = UNSET,
     ) -> None:
         held = _Held(RunExecution(self, run, fence, history or []))
+        previous = self._held.get(run.run_id)
         self._held[run.run_id] = held
         self._events.local.add(run.run_id)
-        tg.start_soon(self._drive, held, history is None, data)
+        tg.start_soon(self._drive, held, previous, history is None, data)
 
-    async def _drive(self, held: _Held, load_history: bool, data: Any) -> None:
+    async def _drive(
+        self, held: _Held, previous: _Held | None, load_history: bool, data: Any
+    ) -> None:
         execution = held.execution
         run_id = execution.run_id
         try:
             with held.scope:
+                if previous is not None:
+                    # This engine's lease on the run expired (the store was out of reach longer
+                    # than a lease) and it claimed the run again: the stale execution stops first.
+                    previous.scope.cancel()
+                    await previous.done.wait()
                 if load_history:
                     execution.set_history(await self.store.load_steps(run_id))
                 definition = self.registry.get_workflow(execution.workflow)
                 await drive_run(self, definition, execution, data)
         finally:
-            self._held.pop(run_id, None)
-            self._events.local.discard(run_id)
+            if self._held.get(run_id) is held:
+                del self._held[run_id]
+                self._events.local.discard(run_id)
             held.done.set()
             self._events.run_changed(run_id)
             self._wake_claimer.set()
@@ -451,6 +460,21 @@ class Worker:
             self._wake_claimer.set()
         elif kind not in ("end", "event"):
             self._wake_claimer.set()
+
+    def notifications_missed(self) -> None:
+        """The store listens again after losing its connection: look at everything once.
+
+        Whatever was notified meanwhile went unheard: finished jobs, freed slots, messages, due
+        schedules and runnable runs. Each waiter looks at the store (as its fallback poll would).
+        """
+        job_events, self._job_events = self._job_events, {}
+        for event in job_events.values():
+            event.set()
+        self.gates.released_all()
+        for held in self._held.values():
+            held.execution.message_arrived(None)
+        self.schedules.wake()
+        self._wake_claimer.set()
 
     def _wake(self) -> None:
         self._wake_claimer.set()

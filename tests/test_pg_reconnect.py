@@ -7,6 +7,7 @@ once, and notifications wake it again once it listens anew.
 
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import socket
@@ -59,8 +60,12 @@ def _listening(admin_url: str, database: str) -> bool:
 
 
 async def _until(condition: Callable[[], bool]) -> None:
-    while not condition():  # noqa: ASYNC110 - a condition of another process or of a counter
+    while not condition():
         await anyio.sleep(0.02)
+
+
+def _at_least(calls: Counter[tuple[str, int]], count: int) -> bool:
+    return len(calls) >= count
 
 
 def _adder(registry: gf.Registry, calls: Counter[tuple[str, int]]) -> None:
@@ -107,7 +112,7 @@ async def test_terminated_connections_are_replaced_and_every_run_completes(
         await _until(lambda: _listening(PG_URL, database))
         run_ids = await _start_all(engine, "a")
         for role, progress in (("listen", 10), ("write", 25), ("read", 40), ("write", 55)):
-            await _until(lambda progress=progress: len(calls) >= progress)
+            await _until(functools.partial(_at_least, calls, progress))
             _terminate(PG_URL, database, role)
         await _all_completed(engine, run_ids)
         assert set(calls.values()) == {1}, "a completed step ran again"

@@ -68,6 +68,12 @@ class Gates:
         if event is not None:
             event.set()
 
+    def released_all(self) -> None:
+        """Slots may have been freed unnoticed (notifications were missed): wake every waiter."""
+        released, self._released = self._released, {}
+        for event in released.values():
+            event.set()
+
     def event(self, scope: str) -> anyio.Event:
         """Set when a slot of ``scope`` is next freed."""
         event = self._released.get(scope)

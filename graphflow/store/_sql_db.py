@@ -8,7 +8,9 @@ commit. Inline dialects (SQLite) run statements on the event loop, the others in
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import logging
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -20,6 +22,7 @@ from sqlalchemy import ClauseElement, text
 
 from .._threads import run_in_thread
 from ..errors import LeaseLostError, SchemaVersionError, StoreError
+from ._backoff import RECONNECT_FOR, reconnect_delays
 from ._commit import GroupCommitter
 from ._tx import Prepared, Tx
 from .dialects import Dialect
@@ -34,6 +37,8 @@ Build = Callable[[Dialect], ClauseElement]
 # depend on its class only, and compiling a Core upsert costs more than a SQLite commit.
 _TEXT: dict[type, dict[str, str]] = {}
 _TRANSIENT_RETRIES = 3  # deadlock victims run again this often before the error is reported
+_LOST_RETRIES = 3  # a statement runs again on this many new connections before it fails
+_LOG = logging.getLogger("graphflow")
 _PREPARED: dict[tuple[type, Build], Prepared] = {}
 
 
@@ -115,71 +120,155 @@ class SqlDatabase:
             return await self._in_thread(self._read_now, fn)
 
     def _read_now(self, fn: Callable[[Tx], T]) -> T:
-        cursor = self._reader.cursor()
-        try:
-            return fn(Tx(cursor, self.sql))
-        except Exception as exc:
-            raise _store_error(self.url, exc) from exc
-        finally:
-            cursor.close()
+        """``fn`` on the reader; on a connection the database dropped, again on a new one."""
+        for attempt in range(_LOST_RETRIES + 1):
+            conn = self._reader = self._replaced(self._reader, writer=False)
+            cursor = conn.cursor()
+            try:
+                return fn(Tx(cursor, self.sql))
+            except Exception as exc:
+                if not self.dialect.lost(conn) or attempt == _LOST_RETRIES:
+                    raise _store_error(self.url, exc) from exc
+                _LOG.warning("store %r lost its read connection, reconnecting: %s", self.url, exc)
+            finally:
+                _close_quietly(cursor)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _run_batch(self, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
-        """Run ``ops`` in one transaction; on a database error, retry each one alone."""
+        """Run ``ops`` in one transaction; on a database error, retry each one alone.
+
+        Without a connection (lost, and not back in time) or after a commit of unknown outcome,
+        every op fails with that error at once: running them one by one could only repeat it.
+        """
         if self._writer is None:
             raise StoreError(f"store {self.url!r} is closed")
         try:
-            return self._transaction_again_if_transient(ops)
+            return self._transaction_again(ops)
+        except _Unavailable as exc:
+            return [(False, exc)] * len(ops)
         except Exception as exc:
             if len(ops) == 1:
                 return [(False, _store_error(self.url, exc))]
         results: list[tuple[bool, Any]] = []
         for op in ops:
             try:
-                results.extend(self._transaction_again_if_transient([op]))
+                results.extend(self._transaction_again([op]))
             except Exception as exc:
                 results.append((False, _store_error(self.url, exc)))
         return results
 
-    def _transaction_again_if_transient(self, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
-        """``_transaction``, run again when the database rolled it back as a deadlock victim.
+    def _transaction_again(self, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
+        """``_transaction``, run again when it never happened: a deadlock, a lost connection.
 
-        Each retry first waits a little (10, 20, 40 ms, with jitter) so that the transaction that
-        won takes the rows it waited for: a victim that came straight back could lock them again
-        and deadlock with the same winner. Only threaded dialects can deadlock, so this sleep
-        never blocks the event loop.
+        A deadlock victim first waits a little (10, 20, 40 ms, with jitter) so that the
+        transaction that won takes the rows it waited for: a victim that came straight back could
+        lock them again and deadlock with the same winner. Only threaded dialects can deadlock or
+        lose a connection, so these waits never block the event loop. A transaction that failed
+        on a lost connection before its commit runs again on a new one (``_replaced`` waits for
+        it); a lost commit's outcome is unknown, and it fails as ``_Unavailable``.
         """
-        for attempt in range(_TRANSIENT_RETRIES):
+        deadlocks = lost = 0
+        while True:
+            conn = self._writer = self._replaced(self._writer, writer=True)
             try:
-                return self._transaction(ops)
+                return self._transaction(conn, ops)
+            except _Unavailable:
+                raise
             except Exception as exc:
-                if not self.dialect.transient(exc):
+                if self.dialect.lost(conn) and lost < _LOST_RETRIES:
+                    lost += 1
+                    _LOG.warning(
+                        "store %r lost its write connection, reconnecting: %s", self.url, exc
+                    )
+                elif self.dialect.transient(exc) and deadlocks < _TRANSIENT_RETRIES:
+                    time.sleep(0.01 * 2**deadlocks * (1 + random.random()))
+                    deadlocks += 1
+                else:
                     raise
-            time.sleep(0.01 * 2**attempt * (1 + random.random()))
-        return self._transaction(ops)
 
-    def _transaction(self, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
-        conn, dialect = self._writer, self.dialect
+    def _transaction(self, conn: Any, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
+        dialect = self.dialect
         cursor = conn.cursor()
-        dialect.begin(conn, cursor)
-        tx = Tx(cursor, self.sql)
-        results: list[tuple[bool, Any]] = []
         try:
-            for op in ops:
-                try:
-                    results.append((True, op(tx)))
-                except (LeaseLostError, SchemaVersionError) as exc:
-                    results.append((False, exc))
-            dialect.commit(conn, cursor)
-        except BaseException:
-            dialect.rollback(conn, cursor)
-            raise
+            dialect.begin(conn, cursor)
+            tx = Tx(cursor, self.sql)
+            results: list[tuple[bool, Any]] = []
+            try:
+                for op in ops:
+                    try:
+                        results.append((True, op(tx)))
+                    except (LeaseLostError, SchemaVersionError) as exc:
+                        results.append((False, exc))
+            except BaseException:
+                self._rollback(conn, cursor)
+                raise
+            self._commit(conn, cursor)
         finally:
-            cursor.close()
+            _close_quietly(cursor)
         return results
+
+    def _commit(self, conn: Any, cursor: Any) -> None:
+        """Commit; a connection lost meanwhile leaves the outcome unknown: ``_Unavailable``."""
+        try:
+            self.dialect.commit(conn, cursor)
+        except Exception as exc:
+            if self.dialect.lost(conn):
+                raise _Unavailable(
+                    f"store {self.url!r} lost its connection while committing, so whether the"
+                    f" writes were stored is unknown ({type(exc).__name__}: {exc}); what depends"
+                    " on them is retried from what the store holds"
+                ) from exc
+            self._rollback(conn, cursor)
+            raise
+
+    def _rollback(self, conn: Any, cursor: Any) -> None:
+        """Roll back, unless the connection is gone (and its transaction with it)."""
+        if not self.dialect.lost(conn):
+            self.dialect.rollback(conn, cursor)
+
+    def _replaced(self, conn: Any, *, writer: bool) -> Any:
+        """``conn``, or a new connection if the database dropped it (waiting, with backoff).
+
+        Raises:
+            StoreError: the store is closed.
+            _Unavailable: no new connection within ``RECONNECT_FOR`` seconds.
+        """
+        if conn is None:
+            raise StoreError(f"store {self.url!r} is closed")
+        if not self.dialect.lost(conn):
+            return conn
+        _close_quietly(conn)
+        role = "write" if writer else "read"
+        deadline = time.monotonic() + RECONNECT_FOR
+        for delay in reconnect_delays():
+            try:
+                new = self.dialect.reconnect(writer=writer)
+            except StoreError as exc:
+                if time.monotonic() + delay > deadline:
+                    raise _Unavailable(
+                        f"store {self.url!r} lost its {role} connection and could not reconnect"
+                        f" within {RECONNECT_FOR:g} s: {exc}. Check that the database is up;"
+                        " the engine keeps trying, and its runs go on from what is stored"
+                    ) from exc
+                time.sleep(delay)
+            else:
+                _LOG.warning("store %r: %s connection restored", self.url, role)
+                return new
+        raise AssertionError("unreachable: reconnect_delays never ends")  # pragma: no cover
+
+
+class _Unavailable(StoreError):
+    """The database cannot be reached, or a commit's outcome is unknown: a store fault."""
 
 
 def _call(fn: Callable[[], T]) -> T:
     return fn()
+
+
+def _close_quietly(resource: Any) -> None:
+    """Close a cursor or connection that may be broken already."""
+    with contextlib.suppress(Exception):
+        resource.close()
 
 
 def _store_error(url: str, exc: BaseException) -> BaseException:

@@ -15,6 +15,8 @@ from typing import Protocol
 from .._types import RunState, StepState
 
 __all__ = (
+    "LISTEN_BACK",
+    "LISTEN_LOST",
     "AttemptRecord",
     "ClaimQuery",
     "Fence",
@@ -30,6 +32,11 @@ __all__ = (
     "Store",
     "receive_input",
 )
+
+LISTEN_LOST = "listen:lost"
+"""What ``listen`` delivers when its connection is lost: poll until ``LISTEN_BACK``."""
+LISTEN_BACK = "listen:back"
+"""What ``listen`` delivers once subscribed again: notifications in between were missed."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -259,7 +266,11 @@ class Store(Protocol):
         """Release connections."""
 
     async def listen(self, on_notify: Callable[[str], None]) -> None:
-        """Deliver the database's notifications until cancelled (returns at once without any)."""
+        """Deliver the database's notifications until cancelled (returns at once without any).
+
+        A store that loses its listening connection delivers ``LISTEN_LOST``, reconnects, and
+        delivers ``LISTEN_BACK`` once it listens again; it never raises for a lost connection.
+        """
 
     async def now(self) -> float:
         """The store's clock (the database's on PostgreSQL), for leases."""

@@ -88,6 +88,24 @@ class Dialect(Protocol):
         """
         ...
 
+    def reconnect(self, *, writer: bool) -> Any:
+        """A new writer (or reader) connection, in place of one the database dropped.
+
+        Only called after ``lost`` said so, which an embedded database never does.
+
+        Raises:
+            StoreError: the database cannot be reached (yet).
+        """
+        ...
+
+    def lost(self, conn: Any) -> bool:
+        """Whether ``conn`` is gone (terminated, or the server restarted) and must be replaced.
+
+        A transaction that failed before its commit on a lost connection never happened: the
+        store runs it again on a new connection.
+        """
+        ...
+
     def begin(self, conn: Any, cursor: Any) -> None:
         """Start a write transaction on ``conn``."""
         ...
@@ -137,7 +155,11 @@ class Dialect(Protocol):
         ...
 
     async def listen(self, on_notify: Callable[[str], None]) -> None:
-        """Call ``on_notify(payload)`` per notification until cancelled (return at once without)."""
+        """Call ``on_notify(payload)`` per notification until cancelled (return at once without).
+
+        A lost connection is replaced (with backoff) and subscribed again; meanwhile notifications
+        are missed, which ``on_notify`` hears as ``LISTEN_LOST`` and then ``LISTEN_BACK``.
+        """
         ...
 
     def schema_lock(self, tx: Tx) -> AbstractContextManager[None]:

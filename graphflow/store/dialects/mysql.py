@@ -86,7 +86,15 @@ class MysqlDialect:
 
     def connect(self) -> tuple[Any, Any]:
         """A writer (explicit transactions) and an autocommit reader."""
-        return self._connect(autocommit=False), self._connect(autocommit=True)
+        return self.reconnect(writer=True), self.reconnect(writer=False)
+
+    def reconnect(self, *, writer: bool) -> Any:
+        """A new writer (explicit transactions) or autocommit reader."""
+        return self._connect(autocommit=not writer)
+
+    def lost(self, conn: Any) -> bool:
+        """PyMySQL closes its socket once the server has dropped the connection."""
+        return not conn.open
 
     def _connect(self, *, autocommit: bool) -> Any:
         try:

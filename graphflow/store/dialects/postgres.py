@@ -7,6 +7,7 @@ clock, so hosts with drifting clocks still agree; claims skip rows other workers
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -19,10 +20,14 @@ import anyio.lowlevel
 import anyio.to_thread
 from sqlalchemy import ColumnElement, Insert, MetaData, Table
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import Dialect as SqlAlchemyDialect
+from sqlalchemy.exc import ArgumentError
 
 from ...errors import StoreError
+from .._backoff import reconnect_delays
 from .._tx import Tx
+from ..base import LISTEN_BACK, LISTEN_LOST
 from .base import Claim, claim_returning, conditional_row, create_tables_if_missing
 
 __all__ = ("PostgresDialect",)
@@ -30,6 +35,7 @@ __all__ = ("PostgresDialect",)
 _CHANNEL = "graphflow"
 _SCHEMA_LOCK = 7474251  # pg_advisory_xact_lock key: one schema creation at a time
 _KEY_LOCKS = 7474  # the class of lock_key's two-key advisory locks (apart from _SCHEMA_LOCK's)
+_LOG = logging.getLogger("graphflow")
 
 
 class PostgresDialect:
@@ -57,19 +63,37 @@ class PostgresDialect:
 
     def connect(self) -> tuple[Any, Any]:
         """A writer (explicit transactions) and an autocommit reader."""
-        return self._connect("write", autocommit=False), self._connect("read", autocommit=True)
+        return self.reconnect(writer=True), self.reconnect(writer=False)
+
+    def reconnect(self, *, writer: bool) -> Any:
+        """A new writer (explicit transactions) or autocommit reader."""
+        return self._connect("write" if writer else "read", autocommit=not writer)
+
+    def lost(self, conn: Any) -> bool:
+        """Whether psycopg marked ``conn`` broken (the server dropped it) or it was closed."""
+        return bool(conn.broken or conn.closed)
 
     def _connect(self, role: str, *, autocommit: bool) -> Any:
+        """A connection named ``graphflow <role>`` in ``pg_stat_activity``, unless the URL names it.
+
+        Connecting gives up after 10 s unless the URL says otherwise (a host that does not answer
+        would hold a reconnect for minutes).
+        """
         try:
             import psycopg
+            from psycopg.conninfo import conninfo_to_dict, make_conninfo
         except ImportError as exc:  # pragma: no cover - depends on the environment
             raise StoreError(
                 "PostgreSQL stores need psycopg 3: pip install 'graphflow[postgres]'"
             ) from exc
         try:
-            return psycopg.connect(
-                self.conninfo, autocommit=autocommit, application_name=f"graphflow {role}"
-            )
+            given = conninfo_to_dict(self.conninfo)
+            defaults: dict[str, str | int] = {
+                "application_name": f"graphflow {role}",
+                "connect_timeout": 10,
+            }
+            options = {key: value for key, value in defaults.items() if key not in given}
+            return psycopg.connect(make_conninfo(self.conninfo, **options), autocommit=autocommit)
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self.url!r}: {exc}") from exc
 
@@ -120,10 +144,52 @@ class PostgresDialect:
         tx.execute(f"SELECT pg_notify('{_CHANNEL}', :payload)", {"payload": payload})
 
     async def listen(self, on_notify: Callable[[str], None]) -> None:
-        """``LISTEN`` on a connection of its own, pumped in a worker thread, until cancelled."""
-        conn = await anyio.to_thread.run_sync(lambda: self._connect("listen", autocommit=True))
-        stop = threading.Event()
+        """``LISTEN`` on a connection of its own, pumped in a worker thread, until cancelled.
+
+        A lost connection is replaced, with backoff, and subscribed again; ``on_notify`` hears
+        ``LISTEN_LOST`` when it is lost and ``LISTEN_BACK`` once notifications flow again.
+        """
         token = anyio.lowlevel.current_token()
+        lost = False
+        while True:
+            conn = await self._listening_connection()
+            if lost:
+                _LOG.warning("listening to %s again", _safe(self.url))
+                on_notify(LISTEN_BACK)
+            try:
+                await self._pump(conn, on_notify, token)
+            except Exception as exc:  # whatever ended the connection: replace it
+                _LOG.warning(
+                    "lost the notification connection to %s (polling until it is back): %s",
+                    _safe(self.url),
+                    exc,
+                )
+                lost = True
+                on_notify(LISTEN_LOST)
+
+    async def _listening_connection(self) -> Any:
+        """A connection that ran ``LISTEN``, connecting again (with backoff) until one does."""
+        for delay in reconnect_delays():
+            try:
+                return await anyio.to_thread.run_sync(self._subscribe, abandon_on_cancel=True)
+            except Exception as exc:
+                _LOG.debug("cannot listen to %s yet: %s", _safe(self.url), exc)
+            await anyio.sleep(delay)
+        raise AssertionError("unreachable: reconnect_delays never ends")  # pragma: no cover
+
+    def _subscribe(self) -> Any:
+        conn = self._connect("listen", autocommit=True)
+        try:
+            conn.execute(f"LISTEN {_CHANNEL}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    @staticmethod
+    async def _pump(conn: Any, on_notify: Callable[[str], None], token: Any) -> None:
+        """Deliver ``conn``'s notifications until cancelled; raise when the connection is lost."""
+        stop = threading.Event()
 
         def deliver(payload: str) -> None:
             if not stop.is_set():
@@ -131,7 +197,6 @@ class PostgresDialect:
 
         def pump() -> None:
             try:
-                conn.execute(f"LISTEN {_CHANNEL}")
                 while not stop.is_set():
                     for notice in conn.notifies(timeout=0.25):
                         deliver(notice.payload)
@@ -161,3 +226,11 @@ class PostgresDialect:
 def _advisory_lock(tx: Tx) -> Iterator[None]:
     tx.execute(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
     yield
+
+
+def _safe(url: str) -> str:
+    """``url`` without its password, for logs."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url

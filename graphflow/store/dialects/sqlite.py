@@ -65,6 +65,17 @@ class SqliteDialect:
         conn.execute("PRAGMA busy_timeout=30000")
         return conn
 
+    def reconnect(self, *, writer: bool) -> sqlite3.Connection:
+        """A new connection to the file (never needed: ``lost`` is always false)."""
+        try:
+            return self._connect()
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreError(f"cannot open store {self.url!r}: {exc}") from exc
+
+    def lost(self, conn: Any) -> bool:
+        """False: a file's connection is not dropped by a server."""
+        return False
+
     def begin(self, conn: Any, cursor: Any) -> None:
         """Take the write lock up front, so a transaction never fails to upgrade a read lock."""
         cursor.execute("BEGIN IMMEDIATE")

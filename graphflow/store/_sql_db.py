@@ -252,7 +252,7 @@ class SqlDatabase:
                     ) from exc
                 time.sleep(delay)
             else:
-                _LOG.warning("store %r: %s connection restored", self.url, role)
+                _LOG.info("store %r: %s connection restored", self.url, role)
                 return new
         raise AssertionError("unreachable: reconnect_delays never ends")  # pragma: no cover
 

@@ -154,7 +154,7 @@ class PostgresDialect:
         while True:
             conn = await self._listening_connection()
             if lost:
-                _LOG.warning("listening to %s again", _safe(self.url))
+                _LOG.info("listening to %s again", _safe(self.url))
                 on_notify(LISTEN_BACK)
             try:
                 await self._pump(conn, on_notify, token)

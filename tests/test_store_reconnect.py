@@ -1,8 +1,8 @@
-"""PostgreSQL connections lost mid-run: terminated backends and a restarted server.
+"""Database connections lost mid-run: terminated backends, killed connections, a server restart.
 
-An engine replaces every connection the database drops (its statement connections and its
-``LISTEN`` connection) and keeps the runs it holds: every run completes, with each step executed
-once, and notifications wake it again once it listens anew.
+An engine replaces every connection the database drops (its statement connections and, on
+PostgreSQL, its ``LISTEN`` connection) and keeps the runs it holds: every run completes, with each
+step executed once, and notifications wake it again once it listens anew.
 """
 
 from __future__ import annotations
@@ -126,6 +126,44 @@ async def test_terminated_connections_are_replaced_and_every_run_completes(
                 status = await client.wait(run_id)
         assert status.state == "completed", status.error
         assert status.output == sum(range(_STEPS))
+
+
+def _kill_mariadb_connections(url: str) -> None:
+    """``KILL`` every connection to ``url``'s database (graphflow's reader and writer)."""
+    import pymysql
+    from sqlalchemy.engine import make_url
+
+    server = make_url(url)
+    admin = pymysql.connect(
+        host=server.host or "127.0.0.1", port=server.port or 3306, user=server.username or "root"
+    )
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(
+                "SELECT id FROM information_schema.processlist WHERE db = %s AND id <> CONNECTION_ID()",
+                (server.database,),
+            )
+            ids = [row[0] for row in cursor.fetchall()]
+            assert ids, f"no connection to {server.database}"
+            for connection_id in ids:
+                cursor.execute(f"KILL CONNECTION {int(connection_id)}")
+    finally:
+        admin.close()
+
+
+async def test_killed_mariadb_connections_are_replaced_and_every_run_completes(
+    mysql_url: str, registry: gf.Registry
+) -> None:
+    calls: Counter[tuple[str, int]] = Counter()
+    _adder(registry, calls)
+    async with gf.Engine(mysql_url, registry=registry, poll_interval=0.05) as engine:
+        run_ids = await _start_all(engine, "m")
+        for progress in (15, 40):
+            await _until(functools.partial(_at_least, calls, progress))
+            _kill_mariadb_connections(mysql_url)
+        await _all_completed(engine, run_ids)
+    assert set(calls.values()) == {1}, "a completed step ran again"
+    assert len(calls) == _RUNS * _STEPS
 
 
 # --- a real restart of a private cluster ----------------------------------------------------

@@ -8,7 +8,6 @@ commit. Inline dialects (SQLite) run statements on the event loop, the others in
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import random
@@ -117,21 +116,27 @@ class SqlDatabase:
         if self.dialect.inline:
             return self._read_now(fn)
         async with self._read_lock:
-            return await self._in_thread(self._read_now, fn)
+            return await self._in_thread(self._read_again, fn)
 
     def _read_now(self, fn: Callable[[Tx], T]) -> T:
-        """``fn`` on the reader; on a connection the database dropped, again on a new one."""
+        cursor = self._reader.cursor()
+        try:
+            return fn(Tx(cursor, self.sql))
+        except Exception as exc:
+            raise _store_error(self.url, exc) from exc
+        finally:
+            _close_quietly(cursor)
+
+    def _read_again(self, fn: Callable[[Tx], T]) -> T:
+        """``_read_now``; on a connection the database dropped, again on a new one."""
         for attempt in range(_LOST_RETRIES + 1):
-            conn = self._reader = self._replaced(self._reader, writer=False)
-            cursor = conn.cursor()
+            reader = self._reader = self._replaced(self._reader, writer=False)
             try:
-                return fn(Tx(cursor, self.sql))
-            except Exception as exc:
-                if not self.dialect.lost(conn) or attempt == _LOST_RETRIES:
-                    raise _store_error(self.url, exc) from exc
+                return self._read_now(fn)
+            except StoreError as exc:
+                if not self.dialect.lost(reader) or attempt == _LOST_RETRIES:
+                    raise
                 _LOG.warning("store %r lost its read connection, reconnecting: %s", self.url, exc)
-            finally:
-                _close_quietly(cursor)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _run_batch(self, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
@@ -267,8 +272,10 @@ def _call(fn: Callable[[], T]) -> T:
 
 def _close_quietly(resource: Any) -> None:
     """Close a cursor or connection that may be broken already."""
-    with contextlib.suppress(Exception):
+    try:
         resource.close()
+    except Exception as exc:  # a dropped connection cannot be closed any more
+        _LOG.debug("closing %r failed: %s", resource, exc)
 
 
 def _store_error(url: str, exc: BaseException) -> BaseException:

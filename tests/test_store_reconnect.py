@@ -13,6 +13,7 @@ import shutil
 import socket
 import subprocess
 import tempfile
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterator
 from glob import glob
@@ -23,6 +24,9 @@ import psycopg
 import pytest
 
 import graphflow as gf
+from graphflow.store._sql_db import SqlDatabase
+from graphflow.store._tx import Tx
+from graphflow.store.dialects import dialect_for
 from tests.conftest import PG_URL
 
 _STEPS = 12
@@ -126,6 +130,94 @@ async def test_terminated_connections_are_replaced_and_every_run_completes(
                 status = await client.wait(run_id)
         assert status.state == "completed", status.error
         assert status.output == sum(range(_STEPS))
+
+
+async def test_a_write_whose_connection_dropped_before_its_commit_runs_again(pg_url: str) -> None:
+    database = _database(pg_url)
+    db = SqlDatabase(pg_url, dialect_for(pg_url))
+    await db.open(lambda tx: tx.execute("CREATE TABLE probe (k TEXT PRIMARY KEY)"))
+    started, terminated = threading.Event(), threading.Event()
+    runs = 0
+
+    def insert(tx: Tx) -> str:
+        nonlocal runs
+        runs += 1
+        tx.execute("INSERT INTO probe (k) VALUES ('a')")
+        if runs == 1:
+            started.set()
+            assert terminated.wait(20)
+        tx.execute("INSERT INTO probe (k) VALUES ('b')")  # fails on the dropped connection
+        return "inserted"
+
+    async def terminate_once_started() -> None:
+        await anyio.to_thread.run_sync(started.wait, 20)
+        _terminate(PG_URL, database, "write")
+        terminated.set()
+
+    try:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(terminate_once_started)
+                assert await db.write(insert) == "inserted"
+        rows = await db.read(lambda tx: tx.query("SELECT k FROM probe ORDER BY k"))
+    finally:
+        await db.aclose()
+    assert runs == 2
+    assert [row[0] for row in rows] == ["a", "b"]
+
+
+async def test_a_commit_whose_connection_dropped_is_not_repeated(pg_url: str) -> None:
+    """The commit's outcome is unknown: the write fails as a store fault, and runs once only."""
+    database = _database(pg_url)
+
+    def create(tx: Tx) -> None:
+        tx.execute("CREATE TABLE probe (k TEXT PRIMARY KEY)")
+        tx.execute(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql"
+            " AS 'BEGIN PERFORM pg_sleep(30); RETURN NULL; END'"
+        )
+        tx.execute(
+            "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON probe DEFERRABLE INITIALLY DEFERRED"
+            " FOR EACH ROW EXECUTE FUNCTION slow_commit()"
+        )  # runs in the commit
+
+    db = SqlDatabase(pg_url, dialect_for(pg_url))
+    await db.open(create)
+    runs = 0
+
+    def insert(tx: Tx) -> None:
+        nonlocal runs
+        runs += 1
+        tx.execute("INSERT INTO probe (k) VALUES ('a')")
+
+    async def terminate_while_committing() -> None:
+        await _until(lambda: _sleeping(PG_URL, database))
+        _terminate(PG_URL, database, "write")
+
+    try:
+        with anyio.fail_after(60):
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(terminate_while_committing)
+                with pytest.raises(gf.StoreError, match="whether the writes were stored"):
+                    await db.write(insert)
+        assert runs == 1
+        # The next write goes through on a new connection.
+        await db.write(lambda tx: tx.execute("DROP TRIGGER slow ON probe"))
+        await db.write(insert)
+        rows = await db.read(lambda tx: tx.query("SELECT k FROM probe"))
+    finally:
+        await db.aclose()
+    assert [row[0] for row in rows] == ["a"]
+
+
+def _sleeping(admin_url: str, database: str) -> bool:
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        rows = admin.execute(
+            "SELECT 1 FROM pg_stat_activity WHERE datname = %s AND application_name = %s"
+            " AND wait_event = 'PgSleep'",
+            (database, "graphflow write"),
+        ).fetchall()
+    return bool(rows)
 
 
 def _kill_mariadb_connections(url: str) -> None:

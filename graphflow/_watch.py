@@ -67,6 +67,14 @@ class RunEvents:
         """Wake every watcher (the engine is closing: their next look fails)."""
         self.wake_all()
 
+    def listening(self, notifies: bool) -> None:
+        """Notifications were lost (poll meanwhile) or are back (changes in between went unheard).
+
+        Either way every watcher looks at the store again.
+        """
+        self.notifies = notifies
+        self.wake_all()
+
     def wake_all(self) -> None:
         """Wake every watcher: each looks at the store again (changes may have gone unreported)."""
         for events in (self._steps, self._runs):

@@ -216,8 +216,11 @@ class Engine(RepairOperations):
 
     def _on_notify(self, payload: str) -> None:
         """A store notification: a run ended or became runnable, a job finished, work is queued."""
-        if payload in (LISTEN_LOST, LISTEN_BACK):
-            self._listening(payload == LISTEN_BACK)
+        if payload in (LISTEN_LOST, LISTEN_BACK):  # watchers poll until notifications are back
+            back = payload == LISTEN_BACK
+            self._events.listening(back and self.store.notifies)
+            if back and self._worker is not None:
+                self._worker.notifications_missed()
             return
         kind, _, key = payload.partition(":")
         if kind in ("end", "run"):
@@ -226,17 +229,6 @@ class Engine(RepairOperations):
             self._events.step_changed(key)
         if self._worker is not None:
             self._worker.on_notify(kind, key)
-
-    def _listening(self, listening: bool) -> None:
-        """The store lost (or got back) its notifications: poll meanwhile, then look again.
-
-        Watchers fall back to polling while notifications are lost; once they flow again,
-        everything that waits for one looks at the store, since those in between were missed.
-        """
-        self._events.notifies = listening and self.store.notifies
-        self._events.wake_all()
-        if listening and self._worker is not None:
-            self._worker.notifications_missed()
 
     # --- starting -------------------------------------------------------------------------------
 

@@ -54,7 +54,7 @@ from .runtime.status import (
     run_status,
 )
 from .store import open_store
-from .store.base import LISTEN_BACK, LISTEN_LOST, RunRecord, StepRecord, Store
+from .store.base import LISTEN_BACK, RunRecord, StepRecord, Store
 from .worker import EngineStats, Worker
 
 if TYPE_CHECKING:
@@ -216,17 +216,13 @@ class Engine(RepairOperations):
 
     def _on_notify(self, payload: str) -> None:
         """A store notification: a run ended or became runnable, a job finished, work is queued."""
-        if payload in (LISTEN_LOST, LISTEN_BACK):  # watchers poll until notifications are back
-            back = payload == LISTEN_BACK
-            self._events.listening(back and self.store.notifies)
-            if back and self._worker is not None:
-                self._worker.notifications_missed()
-            return
         kind, _, key = payload.partition(":")
         if kind in ("end", "run"):
             self._events.run_changed(key)
         elif kind == "event":
             self._events.step_changed(key)
+        elif kind == "listen":  # LISTEN_LOST: poll until LISTEN_BACK
+            self._events.listening(payload == LISTEN_BACK and self.store.notifies)
         if self._worker is not None:
             self._worker.on_notify(kind, key)
 

@@ -458,6 +458,9 @@ class Worker:
         elif kind == "schedule":
             self.schedules.wake()
             self._wake_claimer.set()
+        elif kind == "listen":
+            if key == "back":  # LISTEN_BACK
+                self.notifications_missed()
         elif kind not in ("end", "event"):
             self._wake_claimer.set()
 

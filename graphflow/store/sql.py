@@ -92,13 +92,18 @@ class _CancelRequested(LeaseLostError):
 class SqlStore(MessageQueries, FlowQueries, ScheduleQueries):
     """A ``Store`` on SQLite (a file or ``memory://``) or PostgreSQL, chosen by URL.
 
+    ``host_time`` replaces ``time.time`` as the lease clock of a database on this host's clock
+    (SQLite): a test that runs on virtual time passes its clock, so leases expire in that time.
+    A database server's leases always run on its own clock.
+
     Raises:
         StoreError: the URL's scheme is not supported, or one of its options is invalid.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, host_time: Callable[[], float] | None = None) -> None:
         self.url = url
-        dialect = dialect_for(url)
+        self._host_time = host_time or time.time
+        dialect = dialect_for(url, host_time=self._host_time)
         self.notifies = dialect.notifies
         self.shared = dialect.shared
         self._dialect = dialect
@@ -141,7 +146,7 @@ class SqlStore(MessageQueries, FlowQueries, ScheduleQueries):
         """The lease clock: the database's where it has one for every host, else this host's."""
         dialect = self._dialect
         if dialect.host_clock:
-            return time.time()
+            return self._host_time()
         rows = await self._db.read(lambda tx: tx.query(f"SELECT {dialect.clock_sql}"))
         return float(rows[0][0])
 

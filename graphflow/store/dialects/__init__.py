@@ -5,6 +5,8 @@ Each backend's module is imported only when a URL asks for it, and no backend im
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from urllib.parse import parse_qs, urlsplit
 
 from ...errors import StoreError
@@ -16,10 +18,12 @@ __all__ = ("Claim", "Dialect", "dialect_for")
 _MYSQL_SCHEMES = ("mysql", "mariadb", "mysql+pymysql", "mariadb+pymysql")
 
 
-def dialect_for(url: str) -> Dialect:
+def dialect_for(url: str, *, host_time: Callable[[], float] | None = None) -> Dialect:
     """The dialect for ``url``: SQLite, ``memory://``, PostgreSQL, MySQL or MariaDB.
 
     ``sqlite:///path``, ``memory://``, ``postgresql://...``, ``mysql://...``, ``mariadb://...``.
+    ``host_time`` is the lease clock of a database on this host's clock (SQLite; default
+    ``time.time``); servers keep their own.
 
     Raises:
         StoreError: the scheme is not supported, or one of the URL's options is invalid.
@@ -46,7 +50,7 @@ def dialect_for(url: str) -> Dialect:
     if scheme in ("sqlite", "memory"):
         from .sqlite import SqliteDialect
 
-        return SqliteDialect(url, durability=durability)
+        return SqliteDialect(url, durability=durability, host_time=host_time or time.time)
     from .postgres import PostgresDialect
 
     return PostgresDialect(url)

@@ -203,9 +203,22 @@ def claim_returning(tx: Tx, claim: Claim, params: dict[str, Any], skip_locked: s
     return tx.query(sql, params)
 
 
+_DDL: dict[tuple[int, type, str], list[str]] = {}
+"""The DDL of a metadata per SQLAlchemy dialect class: compiling it costs more than running it."""
+
+
 def create_tables_if_missing(tx: Tx, metadata: MetaData, dialect: SqlAlchemyDialect) -> None:
     """``CREATE TABLE/INDEX IF NOT EXISTS`` for every table of ``metadata``, in dependency order."""
-    for table in metadata.sorted_tables:
-        tx.cursor.execute(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
-        for index in table.indexes:
-            tx.cursor.execute(str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect)))
+    key = (id(metadata), type(dialect), dialect.name)
+    statements = _DDL.get(key)
+    if statements is None:
+        statements = []
+        for table in metadata.sorted_tables:
+            statements.append(str(CreateTable(table, if_not_exists=True).compile(dialect=dialect)))
+            statements.extend(
+                str(CreateIndex(index, if_not_exists=True).compile(dialect=dialect))
+                for index in table.indexes
+            )
+        _DDL[key] = statements
+    for statement in statements:
+        tx.cursor.execute(statement)

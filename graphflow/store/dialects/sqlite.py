@@ -36,8 +36,12 @@ class SqliteDialect:
     lock_update = ""
     skip_locked = ""
 
-    def __init__(self, url: str, *, durability: str) -> None:
+    def __init__(
+        self, url: str, *, durability: str, host_time: Callable[[], float] = time.time
+    ) -> None:
         self.url = url
+        self.host_time = host_time
+        """The lease clock (this host's time; a simulation's virtual time in its tests)."""
         self.shared = urlsplit(url).scheme.lower() != "memory"
         self.path = _sqlite_path(url) if self.shared else ":memory:"
         self.durability = durability
@@ -45,7 +49,7 @@ class SqliteDialect:
 
     def clock_params(self) -> dict[str, Any]:
         """This host's time, bound to ``:lease_now``."""
-        return {"lease_now": time.time()}
+        return {"lease_now": self.host_time()}
 
     def connect(self) -> tuple[sqlite3.Connection, sqlite3.Connection]:
         """A writer and a reader (the same connection in memory, where each is a new database)."""

@@ -17,6 +17,22 @@ PG_URL = os.environ.get("GRAPHFLOW_TEST_PG", "postgresql://postgres@127.0.0.1:54
 MYSQL_URL = os.environ.get("GRAPHFLOW_TEST_MYSQL", "mariadb://root@127.0.0.1:3306/test")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("simulation", "the deterministic simulation (tests/test_simulation.py)")
+    group.addoption(
+        "--sim-seeds", type=int, default=None, help="how many seeds to simulate (default: CI's)"
+    )
+    group.addoption("--sim-seed", type=int, default=0, help="the first seed (default 0)")
+    group.addoption(
+        "--sim-kinds",
+        default=None,
+        help="fault kinds to inject, comma-separated, or 'all' (default: CI's set)",
+    )
+    group.addoption(
+        "--sim-jobs", type=int, default=None, help="processes to simulate in (default: the CPUs)"
+    )
+
+
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"

@@ -89,7 +89,8 @@ class RunEvents:
             return poll_interval if steps else 3600.0
         if self.notifies and not steps:
             return poll_interval
-        return min(_FIRST_POLL * 2.0**polls, poll_interval)
+        # Bounded exponent: 2.0 ** 1024 overflows, and a run may be waited on for days.
+        return min(_FIRST_POLL * 2.0 ** min(polls, 30), poll_interval)
 
 
 class _Stated(Protocol):

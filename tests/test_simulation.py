@@ -11,7 +11,10 @@ import os
 
 import pytest
 
+import graphflow as gf
+from graphflow.store.sql import SqlStore
 from tests.sim import ALL_KINDS, FaultKind, SeedConfig, SeedResult, run_seed
+from tests.sim.loop import LoopClock, run_simulated
 from tests.sim.runner import CI_KINDS, describe, run_seeds, shrink
 from tests.sim.store import Mutation
 
@@ -95,3 +98,22 @@ def test_a_failure_shrinks_to_the_faults_it_needs() -> None:
     assert minimal.faults == []
     assert "stuck" in _tags(minimal)
     assert "minimal trace: 0 of" in describe(failing)
+
+
+def test_waiting_on_a_run_parked_for_long_keeps_polling() -> None:
+    """``engine.wait`` polls a parked run with a backoff: it never grew past a float (2 ** 1024)."""
+    registry = gf.Registry()
+
+    @gf.workflow(registry=registry)
+    async def long_sleep(wf: gf.Workflow, data: None) -> str:
+        await wf.sleep("nap", "2h")
+        return "rested"
+
+    async def main() -> str:
+        clock = LoopClock()
+        store = SqlStore("memory://", host_time=clock.time)
+        async with gf.Engine(store, registry=registry, clock=clock, poll_interval=0.5) as engine:
+            status = await engine.wait(await engine.start("long_sleep"))
+            return str(status.output)
+
+    assert run_simulated(main) == "rested"

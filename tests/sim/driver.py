@@ -31,7 +31,7 @@ from graphflow.store.sql import SqlStore
 
 from .faults import ALL_KINDS, Fault, FaultKind, FaultPlan
 from .ledger import INCARNATION, Ledger, ProcessDied, use_ledger
-from .loop import LoopClock, run_simulated
+from .loop import LoopClock, SimulationStuck, run_simulated
 from .programs import (
     REGISTRY,
     WORKFLOW,
@@ -105,8 +105,11 @@ def run_seed(config: SeedConfig) -> SeedResult:
     logger = logging.getLogger("graphflow")
     level = logger.level
     logger.setLevel(logging.CRITICAL)  # the planned failures would flood the log
+    simulation = Simulation(config)
     try:
-        return run_simulated(Simulation(config).run)
+        return run_simulated(simulation.run)
+    except SimulationStuck as exc:
+        return simulation.stuck_loop(exc)
     finally:
         logger.setLevel(level)
 
@@ -335,7 +338,14 @@ class Simulation:
                     f" returns {run.expected}"
                 )
 
-    def _result(self) -> SeedResult:
+    def stuck_loop(self, exc: SimulationStuck) -> SeedResult:
+        """The result of a seed whose event loop stopped: ``exc`` says why."""
+        use_ledger(None)
+        self.outcome.problems.append(f"spin: {exc}")
+        self.ledger.trace.append(f"the event loop stopped: {exc}")
+        return self._result(virtual_seconds=float("nan"))
+
+    def _result(self, virtual_seconds: float | None = None) -> SeedResult:
         return SeedResult(
             config=self.config,
             backend=self.backend,
@@ -346,7 +356,7 @@ class Simulation:
             steps=sum(step_count(run.program) for run in self.runs.values()),
             crashes=len(self.ledger.dead),
             store_calls=self.ordinals.count,
-            virtual_seconds=self.ledger.now,
+            virtual_seconds=self.ledger.now if virtual_seconds is None else virtual_seconds,
         )
 
 

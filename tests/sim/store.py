@@ -193,6 +193,9 @@ class FaultyStore:
     async def now(self) -> float:
         return await self._read("now", self._inner.now)
 
+    async def get_owner(self, owner_id: str) -> OwnerRecord | None:
+        return await self._read("get_owner", lambda: self._inner.get_owner(owner_id))
+
     async def owners_on_host(self, host: str) -> list[OwnerRecord]:
         return await self._read("owners_on_host", lambda: self._inner.owners_on_host(host))
 

@@ -410,13 +410,13 @@ class Engine(RepairOperations):
             RunNotFoundError: no run has this id.
         """
         run = await self._get_run(run_id)
-        steps = await self.store.load_steps(run_id)
-        waiting = [s for s in steps if s.kind == "suspend" and s.state == "suspended"]
+        steps = await self.store.waiting_steps(run_id)
+        waiting = [s for s in steps if s.kind == "suspend"]
         if reason is not None:
             waiting = [step for step in waiting if step.name == reason]
         if not waiting:
             state = run.state if reason is None else f"{run.state}, not waiting on {reason!r}"
-            receiving = [s.name for s in steps if s.kind == "receive" and s.state == "suspended"]
+            receiving = [s.name for s in steps if s.kind == "receive"]
             if receiving and reason is None:
                 state = f"{run.state} on {receiving[0]!r}, which waits for a message: send one"
             raise InvalidStateError(
@@ -452,7 +452,7 @@ class Engine(RepairOperations):
         """
         run = await self._get_run(run_id)
         if run.state not in TERMINAL:
-            check_message(run, await self.store.load_steps(run_id), topic, data)
+            check_message(run, await self.store.waiting_steps(run_id), topic, data)
         outcome = await self.store.send_message(run_id, topic, json.dumps(data), self.clock.time())
         if outcome == "missing":
             raise RunNotFoundError(run_id=run_id)

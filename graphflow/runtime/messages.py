@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import anyio
@@ -26,7 +27,13 @@ from ..errors import InputValidationError
 from ..store.base import StepRecord, receive_input
 from .execution import RunExecution, Wait
 from .resume import remember_schema
-from .waiting import STORE_POLL, ended_record, quiet, record_waiting, waiting_record
+from .waiting import (
+    ended_record,
+    quiet,
+    record_waiting,
+    until_changed,
+    waiting_record,
+)
 
 __all__ = ("receive", "set_event")
 
@@ -111,34 +118,21 @@ async def _wait(execution: RunExecution, recorded: StepRecord, topic: str) -> St
             if not execution.is_working and await quiet(execution):
                 execution.park()
                 await anyio.lowlevel.checkpoint()  # the cancellation lands here
-            await _until_changed(execution, name, topic, deadline)
+            await until_changed(execution, deadline, _message_waiting(execution, topic))
     finally:
         execution.remove_wait(name)
 
 
-async def _until_changed(
-    execution: RunExecution, name: str, topic: str, deadline: float | None
-) -> None:
-    changed = execution.changed
-    async with anyio.create_task_group() as tg:
+def _message_waiting(execution: RunExecution, topic: str) -> Callable[[], Awaitable[bool]]:
+    """Looks in the store for a message on ``topic`` sent by another process."""
 
-        async def at_deadline(when: float) -> None:
-            await execution.host.clock.sleep_until(when)
-            tg.cancel_scope.cancel()
+    async def look() -> bool:
+        if not await execution.host.store.has_message(execution.run_id, topic):
+            return False
+        execution.message_arrived(topic)
+        return True
 
-        async def poll_store() -> None:
-            # A message sent by another process reaches this memory through the store only.
-            while True:
-                await anyio.sleep(STORE_POLL)
-                if await execution.host.store.has_message(execution.run_id, topic):
-                    execution.message_arrived(topic)
-                    tg.cancel_scope.cancel()
-
-        if deadline is not None:
-            tg.start_soon(at_deadline, deadline)
-        tg.start_soon(poll_store)
-        await changed.wait()
-        tg.cancel_scope.cancel()
+    return look
 
 
 def _load(

@@ -10,6 +10,7 @@ when it wakes, is resumed, or its suspend times out.
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from typing import Any, Literal
 
@@ -34,6 +35,7 @@ __all__ = (
     "record_waiting",
     "sleep",
     "suspend",
+    "until_changed",
     "waiting_record",
 )
 
@@ -218,7 +220,8 @@ async def _wait(
             if not execution.is_working and await quiet(execution):
                 execution.park()
                 await anyio.lowlevel.checkpoint()  # the cancellation lands here
-            await _until_changed(execution, name, kind, deadline)
+            look = _resumed_elsewhere(execution, name) if kind == "suspend" else None
+            await until_changed(execution, deadline, look)
     finally:
         execution.remove_wait(name)
 
@@ -231,9 +234,16 @@ async def quiet(execution: RunExecution) -> bool:
     return not execution.is_working and progress == execution.progress
 
 
-async def _until_changed(
-    execution: RunExecution, name: str, kind: Literal["sleep", "suspend"], deadline: float | None
+async def until_changed(
+    execution: RunExecution,
+    deadline: float | None,
+    look_in_store: Callable[[], Awaitable[bool]] | None = None,
 ) -> None:
+    """Until the run changes in memory, ``deadline`` passes, or ``look_in_store`` finds news.
+
+    What another process stores (a resume, a message) cannot reach this memory: ``look_in_store``
+    looks for it every ``STORE_POLL`` seconds, delivers what it finds and says whether it did.
+    """
     changed = execution.changed
     async with anyio.create_task_group() as tg:
 
@@ -241,18 +251,28 @@ async def _until_changed(
             await execution.host.clock.sleep_until(when)
             tg.cancel_scope.cancel()
 
-        async def poll_store() -> None:
-            # A resume from another process cannot reach this memory: look for it in the store.
+        async def poll_store(look: Callable[[], Awaitable[bool]]) -> None:
             while True:
                 await anyio.sleep(STORE_POLL)
-                for step in await execution.host.store.load_steps(execution.run_id):
-                    if step.name == name and step.state == "completed" and step.output:
-                        execution.deliver(name, step.output)
-                        tg.cancel_scope.cancel()
+                if await look():
+                    tg.cancel_scope.cancel()
 
         if deadline is not None:
             tg.start_soon(at_deadline, deadline)
-        if kind == "suspend":
-            tg.start_soon(poll_store)
+        if look_in_store is not None:
+            tg.start_soon(poll_store, look_in_store)
         await changed.wait()
         tg.cancel_scope.cancel()
+
+
+def _resumed_elsewhere(execution: RunExecution, name: str) -> Callable[[], Awaitable[bool]]:
+    """Looks in the store for a resume of suspend ``name`` made by another process."""
+
+    async def look() -> bool:
+        step = await execution.host.store.get_step(execution.run_id, name)
+        if step is None or step.state != "completed" or not step.output:
+            return False
+        execution.deliver(name, step.output)
+        return True
+
+    return look

@@ -326,6 +326,12 @@ class Store(Protocol):
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         """Every step of a run in issue order, in one query."""
 
+    async def get_step(self, run_id: str, name: str) -> StepRecord | None:
+        """One step of a run by name (``None``: none recorded under that name)."""
+
+    async def waiting_steps(self, run_id: str) -> list[StepRecord]:
+        """The run's steps waiting on a resume or a message (``suspended``), in issue order."""
+
     async def load_run(
         self, run_id: str
     ) -> tuple[RunRecord | None, list[StepRecord], list[AttemptRecord]]:

@@ -464,6 +464,16 @@ class SqlStore(MessageQueries, FlowQueries, ScheduleQueries):
         """Every step of a run in issue order (one query)."""
         return await self._db.read(lambda tx: _load_steps(tx, run_id))
 
+    async def get_step(self, run_id: str, name: str) -> StepRecord | None:
+        """One step of a run by name (``None``: none recorded under that name)."""
+        where = " AND name = :name"
+        steps = await self._db.read(lambda tx: _load_steps(tx, run_id, where, {"name": name}))
+        return steps[0] if steps else None
+
+    async def waiting_steps(self, run_id: str) -> list[StepRecord]:
+        """The run's steps waiting on a resume or a message (``suspended``), in issue order."""
+        return await self._db.read(lambda tx: _load_steps(tx, run_id, " AND state = 'suspended'"))
+
     async def load_run(
         self, run_id: str
     ) -> tuple[RunRecord | None, list[StepRecord], list[AttemptRecord]]:
@@ -560,10 +570,13 @@ def _record_step(dialect: Dialect) -> Insert:
     return dialect.upsert(STEPS, ["run_id", "name"], where=fence)
 
 
-def _load_steps(tx: Tx, run_id: str) -> list[StepRecord]:
+def _load_steps(
+    tx: Tx, run_id: str, where: str = "", params: dict[str, Any] | None = None
+) -> list[StepRecord]:
     rows = tx.query(
-        f"SELECT {', '.join(STEP_COLUMNS)} FROM gf_steps WHERE run_id = :run_id ORDER BY seq",
-        {"run_id": run_id},
+        f"SELECT {', '.join(STEP_COLUMNS)} FROM gf_steps WHERE run_id = :run_id{where}"
+        " ORDER BY seq",
+        {"run_id": run_id, **(params or {})},
     )
     return [step_row(row) for row in rows]
 

@@ -148,6 +148,18 @@ class StoreContract(FlowControlContract, LifecycleContract):
             ("b", "failed", ("a",)),
         ]
 
+    async def test_a_step_is_found_by_name_and_waiting_steps_alone(self, store: Store) -> None:
+        """``get_step`` reads one step; ``waiting_steps`` the suspended ones, in issue order."""
+        await store.create_run(_run())
+        states: list[StepState] = ["completed", "suspended", "running", "suspended"]
+        for i, state in enumerate(states):
+            await store.record_step(_FENCE, dataclasses.replace(_step(f"s{i}", i), state=state))
+        found = await store.get_step("r1", "s2")
+        assert found is not None and (found.name, found.state, found.seq) == ("s2", "running", 2)
+        assert await store.get_step("r1", "S2") is None
+        assert [s.name for s in await store.waiting_steps("r1")] == ["s1", "s3"]
+        assert await store.waiting_steps("r2") == []
+
     async def test_failed_attempts_load_with_their_run(self, store: Store) -> None:
         """A failed attempt is stored with its step, once however often it is recorded."""
         await store.create_run(_run())

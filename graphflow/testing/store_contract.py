@@ -30,7 +30,7 @@ from collections.abc import AsyncIterator, Callable
 import anyio
 import pytest
 
-from .._types import RunState
+from .._types import RunState, StepState
 from ..errors import LeaseLostError
 from ..store.base import AttemptRecord, ClaimQuery, Fence, OwnerRecord, Store
 from ._flow_contract import FlowControlContract

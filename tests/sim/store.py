@@ -228,6 +228,12 @@ class FaultyStore:
             return [step for step in steps if step.state != "completed" or step.kind != "rpc"]
         return steps
 
+    async def get_step(self, run_id: str, name: str) -> StepRecord | None:
+        return await self._read("get_step", lambda: self._inner.get_step(run_id, name))
+
+    async def waiting_steps(self, run_id: str) -> list[StepRecord]:
+        return await self._read("waiting_steps", lambda: self._inner.waiting_steps(run_id))
+
     async def load_run(
         self, run_id: str
     ) -> tuple[RunRecord | None, list[StepRecord], list[AttemptRecord]]:

@@ -65,6 +65,9 @@ if _TYPE_CHECKING:  # the names below, imported on first use (see __getattr__)
     from .errors import StepTargetError as StepTargetError
     from .errors import StepTimeout as StepTimeout
     from .errors import StoreError as StoreError
+    from .errors import StoreFileLostError as StoreFileLostError
+    from .errors import StoreUnavailableError as StoreUnavailableError
+    from .errors import ReadOnlyStoreError as ReadOnlyStoreError
     from .errors import SuspendTimeout as SuspendTimeout
     from .errors import UnknownFunctionError as UnknownFunctionError
     from .errors import UnknownWorkflowError as UnknownWorkflowError
@@ -163,6 +166,9 @@ __all__ = (
     "SuspendTimeout",
     "StepTimeout",
     "StoreError",
+    "StoreUnavailableError",
+    "ReadOnlyStoreError",
+    "StoreFileLostError",
     "SchemaVersionError",
     "LeaseLostError",
     "NonRetryableError",
@@ -228,6 +234,9 @@ _HOMES: dict[str, str] = {
     "StepTargetError": ".errors",
     "StepTimeout": ".errors",
     "StoreError": ".errors",
+    "StoreFileLostError": ".errors",
+    "StoreUnavailableError": ".errors",
+    "ReadOnlyStoreError": ".errors",
     "SuspendTimeout": ".errors",
     "UnknownFunctionError": ".errors",
     "UnknownWorkflowError": ".errors",

@@ -27,6 +27,9 @@ GraphflowError
 │  ├─ PatchIdError(ValueError)     wf.patched() given an id that is not a non-empty string
 │  ├─ AmbiguousResumeError(ValueError), RecoveryLimitError
 ├─ StoreError
+│  ├─ StoreUnavailableError         locked, disk full, I/O error, connection lost: runs wait
+│  │  └─ ReadOnlyStoreError        the store can be read but not written
+│  ├─ StoreFileLostError           the SQLite file was deleted or replaced under the engine
 │  ├─ SchemaVersionError
 │  └─ LeaseLostError               this process no longer owns the run
 └─ NonRetryableError               raised by user code to fail a step at once
@@ -81,8 +84,11 @@ from ._setup import UnknownWorkflowError as UnknownWorkflowError
 from ._setup import WorkflowDefinitionError as WorkflowDefinitionError
 from ._store import LeaseLostError as LeaseLostError
 from ._store import NonRetryableError as NonRetryableError
+from ._store import ReadOnlyStoreError as ReadOnlyStoreError
 from ._store import SchemaVersionError as SchemaVersionError
 from ._store import StoreError as StoreError
+from ._store import StoreFileLostError as StoreFileLostError
+from ._store import StoreUnavailableError as StoreUnavailableError
 
 __all__ = (
     "AmbiguousResumeError",
@@ -109,6 +115,7 @@ __all__ = (
     "OutsideStepError",
     "PatchIdError",
     "PruneStateError",
+    "ReadOnlyStoreError",
     "RecoveryLimitError",
     "RegistrationError",
     "RunConflictError",
@@ -124,6 +131,8 @@ __all__ = (
     "StepTargetError",
     "StepTimeout",
     "StoreError",
+    "StoreFileLostError",
+    "StoreUnavailableError",
     "SuspendTimeout",
     "UnknownFunctionError",
     "UnknownWorkflowError",

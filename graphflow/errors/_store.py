@@ -6,6 +6,9 @@ from ._base import GraphflowError
 
 __all__ = (
     "StoreError",
+    "StoreUnavailableError",
+    "ReadOnlyStoreError",
+    "StoreFileLostError",
     "SchemaVersionError",
     "LeaseLostError",
     "NonRetryableError",
@@ -20,6 +23,55 @@ class StoreError(GraphflowError):
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot serve a request now (locked, disk full, connection lost): try again.
+
+    Nothing is wrong with the data. A run that meets it is not failed: its engine keeps it and
+    replays it from its stored steps once the store answers again, backing off meanwhile.
+    """
+
+    url: str
+    problem: str
+
+    def __init__(self, *, url: str, problem: str) -> None:
+        GraphflowError.__init__(
+            self,
+            f"store {url!r} is unavailable: {problem}; runs wait and go on once it is back",
+            url=url,
+            problem=problem,
+        )
+
+
+class ReadOnlyStoreError(StoreUnavailableError):
+    """The store can be read but not written (a read-only file, directory or volume)."""
+
+    def __init__(self, *, url: str, problem: str) -> None:
+        GraphflowError.__init__(
+            self,
+            f"store {url!r} is read-only: {problem}; make it writable to start or change runs"
+            " (a client opened with worker=False can still inspect it)",
+            url=url,
+            problem=problem,
+        )
+
+
+class StoreFileLostError(StoreError):
+    """The SQLite file an engine has open was deleted or replaced: it stopped, writing nothing."""
+
+    path: str
+    what: str
+
+    def __init__(self, *, path: str, what: str) -> None:
+        GraphflowError.__init__(
+            self,
+            f"the store file {path!r} was {what} while this engine had it open; the engine"
+            " stopped so that nothing more is written to a file no other process sees: restore"
+            " the file (or point at the new one) and open a new engine",
+            path=path,
+            what=what,
+        )
 
 
 class SchemaVersionError(StoreError):

@@ -6,11 +6,17 @@ writer already runnable joins its batch, then runs the batch and releases the ba
 Inline batches (SQLite, run on the event loop) cannot interleave with new writes, so every queued
 writer belongs to the leader's round and waits on one shared event. Threaded batches (PostgreSQL)
 let writes queue while a batch commits; the leader then hands leadership to the first of them.
+
+An inline batch that finds the database locked by another process (``Busy``: nothing ran) is not
+waited for on the loop: its leader sleeps a little, takes in the writes queued meanwhile and runs
+the batch again, until ``lock_wait`` seconds have passed; then the batch fails with the error.
 """
 
 from __future__ import annotations
 
 import asyncio
+import random
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Generic, TypeVar
 
@@ -18,11 +24,20 @@ import anyio
 import anyio.lowlevel
 import anyio.to_thread
 
-__all__ = ("GroupCommitter",)
+__all__ = ("Busy", "GroupCommitter")
 
 OpT = TypeVar("OpT")
 Offload = Callable[[Callable[[Any], Any], Any], Awaitable[Any]]
 """Awaits ``fn(arg)`` run away from the event loop (in a worker thread)."""
+
+
+class Busy(Exception):  # noqa: N818 - a signal between the store and its committer
+    """Another process holds the database's write lock: nothing of the batch ran."""
+
+    def __init__(self, error: BaseException) -> None:
+        super().__init__(str(error))
+        self.error = error
+        """What the batch fails with if the lock is still held when the wait is over."""
 
 
 class _Pending(Generic[OpT]):
@@ -50,9 +65,11 @@ class GroupCommitter(Generic[OpT]):
         *,
         inline: bool,
         offload: Offload | None = None,
+        lock_wait: Callable[[], float] = lambda: 0.0,
     ) -> None:
         self._run_batch = run_batch
         self._inline = inline
+        self._lock_wait = lock_wait
         self._offload: Offload = offload or anyio.to_thread.run_sync
         self._queue: list[_Pending[OpT]] = []
         self._leading = False
@@ -78,35 +95,67 @@ class GroupCommitter(Generic[OpT]):
 
     async def _submit_inline(self, op: OpT) -> Any:
         if not self._leading and not _others_runnable():
-            return self._commit_alone(op)  # nobody could join its batch: commit at once
+            try:
+                return self._commit_alone(op)  # nobody could join its batch: commit at once
+            except Busy:
+                pass  # locked by another process: wait for it below, off the loop's back
         pending = _Pending(op, None)
         self._queue.append(pending)
-        if self._leading:
+        while self._leading:
             if self._round is None:
                 self._round = anyio.Event()
             await self._round.wait()  # the leader settles its whole round at once
-            return _outcome(pending)
+            if pending.finished:
+                return _outcome(pending)
         self._leading = True
         try:
             if _others_runnable():
                 await anyio.lowlevel.checkpoint()  # let every runnable writer join this batch
         finally:
-            self._flush_inline()  # also when cancelled: submitted writes are committed
+            await self._flush_inline()  # also when cancelled: submitted writes are committed
         return _outcome(pending)
 
-    def _flush_inline(self) -> None:
+    async def _flush_inline(self) -> None:
         try:
-            self._settle(*self._take())
+            batch, results = self._take()
+            if results is None:
+                with anyio.CancelScope(shield=True):  # submitted writes are still committed
+                    batch, results = await self._take_when_unlocked(batch)
+            self._settle(batch, results)
         finally:
             self._leading = False
             finished, self._round = self._round, None
             if finished is not None:
                 finished.set()
 
+    async def _take_when_unlocked(
+        self, batch: list[_Pending[OpT]]
+    ) -> tuple[list[_Pending[OpT]], list[tuple[bool, Any]]]:
+        """Run ``batch`` (and the writes queued meanwhile) once the lock is free, or fail it."""
+        deadline = time.monotonic() + self._lock_wait()
+        delay = 0.001
+        while True:
+            await anyio.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.05)
+            batch, self._queue = batch + self._queue, []
+            try:
+                return batch, self._run_batch([p.op for p in batch])
+            except Busy as busy:
+                if time.monotonic() >= deadline:
+                    return batch, [(False, busy.error)] * len(batch)
+            except Exception as exc:
+                return batch, [(False, exc)] * len(batch)
+
     def _commit_alone(self, op: OpT) -> Any:
-        """A batch of one, without the bookkeeping of a shared round (sequential steps)."""
+        """A batch of one, without the bookkeeping of a shared round (sequential steps).
+
+        Raises:
+            Busy: another process holds the lock (nothing ran).
+        """
         try:
             ((ok, value),) = self._run_batch([op])
+        except Busy:
+            raise
         except Exception as exc:
             ok, value = False, exc
         self.batches += 1
@@ -145,10 +194,13 @@ class GroupCommitter(Generic[OpT]):
 
     # --- shared -----------------------------------------------------------------------------------
 
-    def _take(self) -> tuple[list[_Pending[OpT]], list[tuple[bool, Any]]]:
+    def _take(self) -> tuple[list[_Pending[OpT]], list[tuple[bool, Any]] | None]:
+        """Run the queued writes; no results when the database was locked (``Busy``)."""
         batch, self._queue = self._queue, []
         try:
             return batch, self._run_batch([p.op for p in batch])
+        except Busy:
+            return batch, None
         except Exception as exc:
             return batch, [(False, exc)] * len(batch)
 

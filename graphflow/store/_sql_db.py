@@ -4,6 +4,11 @@ Statements are compiled once per dialect and executed on the DBAPI connection, b
 even Core's per-call overhead would dominate a 15 µs SQLite commit. Writes go through a group
 committer: concurrent writes share one transaction, and each caller is released only after that
 commit. Inline dialects (SQLite) run statements on the event loop, the others in worker threads.
+
+Errors leave as ``StoreError``: ``StoreUnavailableError`` when the store cannot serve now (a lock
+held too long, a full disk, a lost connection: the dialect says which), which callers retry; a
+plain ``StoreError`` for anything else. An inline transaction that finds another process's lock is
+not waited for on the loop: the committer waits asynchronously and runs it again (``Busy``).
 """
 
 from __future__ import annotations
@@ -20,11 +25,17 @@ import anyio
 from sqlalchemy import ClauseElement, text
 
 from .._threads import run_in_thread
-from ..errors import LeaseLostError, SchemaVersionError, StoreError
+from ..errors import (
+    LeaseLostError,
+    ReadOnlyStoreError,
+    SchemaVersionError,
+    StoreError,
+    StoreUnavailableError,
+)
 from ._backoff import RECONNECT_FOR, reconnect_delays
-from ._commit import GroupCommitter
+from ._commit import Busy, GroupCommitter
 from ._tx import Prepared, Tx
-from .dialects import Dialect
+from .dialects import Dialect, dialect_for
 
 __all__ = ("Op", "SqlDatabase")
 
@@ -55,7 +66,10 @@ class SqlDatabase:
         # one reads. A hop there costs a third less than anyio's (no checkpoints, no limiter).
         self._threads = None if dialect.inline else ThreadPoolExecutor(2, "graphflow-store")
         self._committer = GroupCommitter(
-            self._run_batch, inline=dialect.inline, offload=self._in_thread
+            self._run_batch,
+            inline=dialect.inline,
+            offload=self._in_thread,
+            lock_wait=lambda: dialect.lock_wait,
         )
 
     def sql(self, statement: str) -> str:
@@ -82,13 +96,20 @@ class SqlDatabase:
             prepared = _PREPARED[key] = Prepared(str(compiled))
         return prepared
 
-    async def open(self, create_schema: Op) -> None:
-        """Connect, then run ``create_schema`` in the first transaction."""
+    async def open(self, create_schema: Op, check_schema: Op | None = None) -> None:
+        """Connect; create or check the schema (``check_schema`` reads it when read-only)."""
         if self.dialect.inline:
             self._writer, self._reader = self.dialect.connect()
         else:
             self._writer, self._reader = await self._in_thread(_call, self.dialect.connect)
-        await self._committer.submit(create_schema)
+        if self.dialect.read_only:
+            await self.read(check_schema or create_schema)
+        else:
+            await self._committer.submit(create_schema)
+
+    def verify_open(self) -> None:
+        """Raise ``StoreFileLostError`` if the database file was deleted or replaced."""
+        self.dialect.verify_open()
 
     async def _in_thread(self, fn: Callable[[Any], T], arg: Any) -> T:
         """``fn(arg)`` in a store thread; a cancel waits for it (a connection is never shared)."""
@@ -114,18 +135,40 @@ class SqlDatabase:
         if self._reader is None:
             raise StoreError(f"store {self.url!r} is closed")
         if self.dialect.inline:
-            return self._read_now(fn)
+            try:
+                return self._read_now(fn)
+            except Busy:
+                return await self._read_when_free(fn)
         async with self._read_lock:
             return await self._in_thread(self._read_again, fn)
+
+    async def _read_when_free(self, fn: Callable[[Tx], T]) -> T:
+        """Read again, waiting between tries without blocking the loop, for ``lock_wait``."""
+        deadline = time.monotonic() + self.dialect.lock_wait
+        delay = 0.001
+        while True:
+            await anyio.sleep(delay * (1 + random.random()))
+            delay = min(delay * 2, 0.05)
+            try:
+                return self._read_now(fn)
+            except Busy as busy:
+                if time.monotonic() >= deadline:
+                    raise busy.error from busy.__cause__
 
     def _read_now(self, fn: Callable[[Tx], T]) -> T:
         cursor = self._reader.cursor()
         try:
             return fn(Tx(cursor, self.sql))
         except Exception as exc:
-            raise _store_error(self.url, exc) from exc
+            if self.dialect.busy(exc):
+                raise Busy(self.error(exc)) from exc
+            raise self.error(exc) from exc
         finally:
             _close_quietly(cursor)
+
+    def error(self, exc: BaseException) -> BaseException:
+        """``exc`` as the store reports it: a ``StoreUnavailableError`` when it will pass."""
+        return _classified(self.url, self.dialect, exc)
 
     def _read_again(self, fn: Callable[[Tx], T]) -> T:
         """``_read_now``; on a connection the database dropped, again on a new one."""
@@ -144,22 +187,31 @@ class SqlDatabase:
 
         Without a connection (lost, and not back in time) or after a commit of unknown outcome,
         every op fails with that error at once: running them one by one could only repeat it.
+
+        Raises:
+            Busy: another process holds the write lock; nothing ran.
         """
         if self._writer is None:
             raise StoreError(f"store {self.url!r} is closed")
+        if self.dialect.read_only:
+            raise ReadOnlyStoreError(url=self.url, problem="it was opened read-only")
         try:
             return self._transaction_again(ops)
+        except Busy:
+            raise
         except _Unavailable as exc:
             return [(False, exc)] * len(ops)
         except Exception as exc:
             if len(ops) == 1:
-                return [(False, _store_error(self.url, exc))]
+                return [(False, self.error(exc))]
         results: list[tuple[bool, Any]] = []
         for op in ops:
             try:
                 results.extend(self._transaction_again([op]))
+            except Busy as busy:
+                results.append((False, busy.error))
             except Exception as exc:
-                results.append((False, _store_error(self.url, exc)))
+                results.append((False, self.error(exc)))
         return results
 
     def _transaction_again(self, ops: Sequence[Op]) -> list[tuple[bool, Any]]:
@@ -177,7 +229,7 @@ class SqlDatabase:
             conn = self._writer = self._replaced(self._writer, writer=True)
             try:
                 return self._transaction(conn, ops)
-            except _Unavailable:
+            except (_Unavailable, Busy):
                 raise
             except Exception as exc:
                 if self.dialect.lost(conn) and lost < _LOST_RETRIES:
@@ -195,7 +247,12 @@ class SqlDatabase:
         dialect = self.dialect
         cursor = conn.cursor()
         try:
-            dialect.begin(conn, cursor)
+            try:
+                dialect.begin(conn, cursor)
+            except Exception as exc:
+                if dialect.busy(exc):
+                    raise Busy(self.error(exc)) from exc
+                raise
             tx = Tx(cursor, self.sql)
             results: list[tuple[bool, Any]] = []
             try:
@@ -204,8 +261,8 @@ class SqlDatabase:
                         results.append((True, op(tx)))
                     except (LeaseLostError, SchemaVersionError) as exc:
                         results.append((False, exc))
-            except BaseException:
-                self._rollback(conn, cursor)
+            except BaseException as exc:
+                self._rollback(conn, cursor, exc)
                 raise
             self._commit(conn, cursor)
         finally:
@@ -219,17 +276,25 @@ class SqlDatabase:
         except Exception as exc:
             if self.dialect.lost(conn):
                 raise _Unavailable(
-                    f"store {self.url!r} lost its connection while committing, so whether the"
-                    f" writes were stored is unknown ({type(exc).__name__}: {exc}); what depends"
-                    " on them is retried from what the store holds"
+                    url=self.url,
+                    problem="the connection was lost while committing, so whether the writes"
+                    f" were stored is unknown ({type(exc).__name__}: {exc}); what depends on"
+                    " them is retried from what the store holds",
                 ) from exc
-            self._rollback(conn, cursor)
+            self._rollback(conn, cursor, exc)
             raise
 
-    def _rollback(self, conn: Any, cursor: Any) -> None:
-        """Roll back, unless the connection is gone (and its transaction with it)."""
-        if not self.dialect.lost(conn):
+    def _rollback(self, conn: Any, cursor: Any, cause: BaseException) -> None:
+        """Roll back, unless the connection is gone (and its transaction with it).
+
+        A failing rollback must not hide ``cause``, why the transaction failed.
+        """
+        if self.dialect.lost(conn):
+            return
+        try:
             self.dialect.rollback(conn, cursor)
+        except Exception as exc:
+            cause.add_note(f"(rolling back failed too: {type(exc).__name__}: {exc})")
 
     def _replaced(self, conn: Any, *, writer: bool) -> Any:
         """``conn``, or a new connection if the database dropped it (waiting, with backoff).
@@ -251,9 +316,9 @@ class SqlDatabase:
             except StoreError as exc:
                 if time.monotonic() + delay > deadline:
                     raise _Unavailable(
-                        f"store {self.url!r} lost its {role} connection and could not reconnect"
-                        f" within {RECONNECT_FOR:g} s: {exc}. Check that the database is up;"
-                        " the engine keeps trying, and its runs go on from what is stored"
+                        url=self.url,
+                        problem=f"it lost its {role} connection and could not reconnect within"
+                        f" {RECONNECT_FOR:g} s ({exc}); check that the database is up",
                     ) from exc
                 time.sleep(delay)
             else:
@@ -262,8 +327,8 @@ class SqlDatabase:
         raise AssertionError("unreachable: reconnect_delays never ends")  # pragma: no cover
 
 
-class _Unavailable(StoreError):
-    """The database cannot be reached, or a commit's outcome is unknown: a store fault."""
+class _Unavailable(StoreUnavailableError):
+    """The database cannot be reached, or a commit's outcome is unknown: fail the whole batch."""
 
 
 def _call(fn: Callable[[], T]) -> T:
@@ -278,7 +343,15 @@ def _close_quietly(resource: Any) -> None:
         _LOG.debug("closing %r failed: %s", resource, exc)
 
 
-def _store_error(url: str, exc: BaseException) -> BaseException:
+def _classified(url: str, dialect: Dialect, exc: BaseException) -> BaseException:
     if isinstance(exc, StoreError):
         return exc
+    unavailable = dialect.unavailable(exc)
+    if unavailable is not None:
+        return unavailable
     return StoreError(f"store {url!r} failed: {type(exc).__name__}: {exc}")
+
+
+def _store_error(url: str, exc: BaseException) -> BaseException:
+    """``exc`` (a driver's error) as the store for ``url`` reports it (``SqlDatabase.error``)."""
+    return _classified(url, dialect_for(url), exc)

@@ -114,6 +114,16 @@ class SchemaCreator:
         if found != SCHEMA_VERSION:
             raise SchemaVersionError(url=self.url, found=found or 0, expected=SCHEMA_VERSION)
 
+    def check(self, tx: Tx) -> None:
+        """Check the version of a store opened read-only (nothing can be created or migrated).
+
+        Raises:
+            SchemaVersionError: the database holds another version of the schema, or none.
+        """
+        found = self._version(tx)
+        if found != SCHEMA_VERSION:
+            raise SchemaVersionError(url=self.url, found=found or 0, expected=SCHEMA_VERSION)
+
     def _migrate(self, tx: Tx, found: int) -> None:
         """Bring the schema from version ``found`` to ``SCHEMA_VERSION`` (under the lock)."""
         for version in range(found, SCHEMA_VERSION):

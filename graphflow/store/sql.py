@@ -127,7 +127,7 @@ class SqlStore(MessageQueries, FlowQueries, ScheduleQueries):
 
     async def open(self) -> None:
         """Connect and create or check the schema."""
-        await self._db.open(self._schema)
+        await self._db.open(self._schema, self._schema.check)
 
     async def aclose(self) -> None:
         """Close the connections."""
@@ -171,7 +171,12 @@ class SqlStore(MessageQueries, FlowQueries, ScheduleQueries):
     async def renew_leases(
         self, owner_id: str, lease: float, live: Mapping[str, str | None] | None = None
     ) -> dict[str, bool]:
-        """Extend every lease ``owner_id`` holds and publish ``live`` steps (by run) with them."""
+        """Extend every lease ``owner_id`` holds and publish ``live`` steps (by run) with them.
+
+        This is the owner's heartbeat, so it first checks that the database file is still the one
+        opened (``StoreFileLostError`` if it was deleted or replaced).
+        """
+        self._db.verify_open()
         return await self._owners.renew_leases(owner_id, lease, live)
 
     async def served_functions(self, lease: float) -> set[str]:

@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, Insert, MetaData, Select, Table, bindparam
 from sqlalchemy.engine.interfaces import Dialect as SqlAlchemyDialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
+from ...errors import StoreUnavailableError
 from .._tx import Tx
 
 __all__ = (
@@ -75,6 +76,10 @@ class Dialect(Protocol):
     """Clause that locks the rows a ``SELECT`` reads for an update, or ``""``."""
     skip_locked: str
     """Clause that locks the rows a ``SELECT`` reads, skipping rows others hold, or ``""``."""
+    read_only: bool
+    """Whether the store opened read-only (known once ``connect`` returned): writes are refused."""
+    lock_wait: float
+    """Seconds a write waits (asynchronously) while ``busy`` says another process holds a lock."""
 
     def clock_params(self) -> dict[str, Any]:
         """Parameters that ``clock_sql`` needs (the host's time when ``host_clock``)."""
@@ -138,6 +143,31 @@ class Dialect(Protocol):
 
         Row locks can deadlock between processes; the database then aborts one transaction, and
         the store runs it again instead of failing the writes in it.
+        """
+        ...
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailableError | None:
+        """The error to report when ``exc`` says the store cannot serve now; else ``None``.
+
+        Locks held too long, a full disk, I/O errors, a lost connection: faults that pass, which
+        must not fail a run (its engine replays it once the store is back). Errors in the data or
+        in a statement return ``None``.
+        """
+        ...
+
+    def busy(self, exc: BaseException) -> bool:
+        """Whether ``exc`` is a lock another process holds, raised before anything ran.
+
+        Only inline dialects say so: the store then waits without blocking the event loop and
+        runs the transaction again, for ``lock_wait`` seconds at most.
+        """
+        ...
+
+    def verify_open(self) -> None:
+        """Check that the database opened is still the one the URL names (a file not replaced).
+
+        Raises:
+            StoreFileLostError: it is not; nothing written from now on would be seen.
         """
         ...
 

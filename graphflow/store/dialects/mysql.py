@@ -43,7 +43,7 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql import sqltypes
 
-from ...errors import StoreError
+from ...errors import StoreError, StoreUnavailableError
 from .._tx import Tx
 from .base import Claim, conditional_row
 
@@ -63,6 +63,21 @@ _ER_DEADLOCK = 1213
 _OPTIONS = {"unix_socket": str, "connect_timeout": int}
 
 
+_MYSQL_UNAVAILABLE: dict[object, str] = {
+    1021: "the server's disk is full",
+    1114: "a table on the server is full (its disk, or a size limit)",
+    1040: "the server has too many connections",
+    1053: "the server is shutting down",
+    1205: "a row lock was held by another transaction for longer than the lock wait timeout",
+    2002: "the server cannot be reached",
+    2003: "the server cannot be reached",
+    2006: "the server has gone away (restarted, or closed the connection)",
+    2013: "the connection to the server was lost",
+    4031: "the server closed the connection",
+}
+"""Error codes that say the server cannot serve now, in plain words."""
+
+
 class MysqlDialect:
     """The ``Dialect`` of MySQL 8.0+ and MariaDB 10.6+ (``mysql://`` and ``mariadb://`` URLs)."""
 
@@ -74,6 +89,8 @@ class MysqlDialect:
     lock_share = " LOCK IN SHARE MODE"  # MariaDB has no FOR SHARE; MySQL 8 takes both
     lock_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    read_only = False
+    lock_wait = 0.0
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -169,6 +186,25 @@ class MysqlDialect:
         import pymysql
 
         return isinstance(exc, pymysql.err.OperationalError) and exc.args[:1] == (_ER_DEADLOCK,)
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailableError | None:
+        """A lost or refused connection, a server going away, a full disk, a lock wait timeout."""
+        import pymysql
+
+        if isinstance(exc, pymysql.err.InterfaceError):
+            problem: str | None = "the connection to the server is closed"
+        elif isinstance(exc, pymysql.err.OperationalError):
+            problem = _MYSQL_UNAVAILABLE.get(exc.args[0] if exc.args else None)
+        else:
+            problem = None
+        return None if problem is None else StoreUnavailableError(url=_safe(self.url), problem=problem)
+
+    def busy(self, exc: BaseException) -> bool:
+        """Never: statements run in threads, where waiting for a lock blocks no event loop."""
+        return False
+
+    def verify_open(self) -> None:
+        """Nothing to check: a server's database cannot be swapped under a connection."""
 
     def lock_key(self, tx: Tx, key: str) -> None:
         """A row lock (``FOR UPDATE``) on the key's own ``gf_meta`` row, held to the commit.

@@ -24,7 +24,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import Dialect as SqlAlchemyDialect
 from sqlalchemy.exc import ArgumentError
 
-from ...errors import StoreError
+from ...errors import StoreError, StoreUnavailableError
 from .._backoff import reconnect_delays
 from .._tx import Tx
 from ..base import LISTEN_BACK, LISTEN_LOST
@@ -38,6 +38,19 @@ _KEY_LOCKS = 7474  # the class of lock_key's two-key advisory locks (apart from 
 _LOG = logging.getLogger("graphflow")
 
 
+_PG_UNAVAILABLE = {
+    "53100": "the server's disk is full",
+    "53200": "the server ran out of memory",
+    "53300": "the server has too many connections",
+    "53": "the server ran out of resources",
+    "57P01": "the server is shutting down or restarting (or terminated the connection)",
+    "57P02": "the server is shutting down or restarting",
+    "57P03": "the server is starting up and accepts no connections yet",
+    "08": "the connection to the server was lost or refused",
+}
+"""SQLSTATEs (and their classes) that say the server cannot serve now, in plain words."""
+
+
 class PostgresDialect:
     """The ``Dialect`` of PostgreSQL."""
 
@@ -49,6 +62,8 @@ class PostgresDialect:
     lock_share = " FOR SHARE"
     lock_update = " FOR UPDATE"
     skip_locked = " FOR UPDATE SKIP LOCKED"
+    read_only = False
+    lock_wait = 0.0
 
     def __init__(self, url: str) -> None:
         self.url = url
@@ -134,6 +149,25 @@ class PostgresDialect:
         return isinstance(
             exc, psycopg.errors.DeadlockDetected | psycopg.errors.SerializationFailure
         )
+
+    def unavailable(self, exc: BaseException) -> StoreUnavailableError | None:
+        """A lost or refused connection, a server shutting down, a full disk, out of resources."""
+        import psycopg
+
+        if not isinstance(exc, psycopg.OperationalError | psycopg.InterfaceError):
+            return None
+        state = getattr(getattr(exc, "diag", None), "sqlstate", None) or ""
+        problem = _PG_UNAVAILABLE.get(state) or _PG_UNAVAILABLE.get(state[:2])
+        if problem is None:
+            problem = f"the connection to the server failed ({str(exc).strip() or type(exc).__name__})"
+        return StoreUnavailableError(url=self.url, problem=problem)
+
+    def busy(self, exc: BaseException) -> bool:
+        """Never: statements run in threads, where waiting for a lock blocks no event loop."""
+        return False
+
+    def verify_open(self) -> None:
+        """Nothing to check: a server's database cannot be swapped under a connection."""
 
     def lock_key(self, tx: Tx, key: str) -> None:
         """A transaction-scoped advisory lock on the key's hash: released by the commit."""

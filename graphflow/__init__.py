@@ -50,6 +50,7 @@ if _TYPE_CHECKING:  # the names below, imported on first use (see __getattr__)
     from .errors import OutsideStepError as OutsideStepError
     from .errors import PatchIdError as PatchIdError
     from .errors import PruneStateError as PruneStateError
+    from .errors import ReadOnlyStoreError as ReadOnlyStoreError
     from .errors import RecoveryLimitError as RecoveryLimitError
     from .errors import RegistrationError as RegistrationError
     from .errors import RunConflictError as RunConflictError
@@ -67,7 +68,6 @@ if _TYPE_CHECKING:  # the names below, imported on first use (see __getattr__)
     from .errors import StoreError as StoreError
     from .errors import StoreFileLostError as StoreFileLostError
     from .errors import StoreUnavailableError as StoreUnavailableError
-    from .errors import ReadOnlyStoreError as ReadOnlyStoreError
     from .errors import SuspendTimeout as SuspendTimeout
     from .errors import UnknownFunctionError as UnknownFunctionError
     from .errors import UnknownWorkflowError as UnknownWorkflowError

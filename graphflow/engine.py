@@ -102,6 +102,13 @@ class Engine(RepairOperations):
         for option, value in (("max_runs", max_runs), ("max_jobs", max_jobs)):
             if value < 1:
                 raise EngineConfigError(option=option, value=value, expected="at least 1")
+        if isinstance(store, str) and not store.strip():
+            raise EngineConfigError(
+                option="store",
+                value=store,
+                expected="a store URL such as 'sqlite:///graphflow.db' or 'postgresql://host/db'"
+                " (or None for $GRAPHFLOW_STORE, else sqlite:///graphflow.db)",
+            )
         self.store: Store = open_store(store) if store is None or isinstance(store, str) else store
         self.registry = registry or DEFAULT_REGISTRY
         self.worker = worker
@@ -202,6 +209,8 @@ class Engine(RepairOperations):
                 self._events.close()
 
     def _require_open(self) -> None:
+        if self._worker is not None and self._worker.failure is not None:
+            raise self._worker.failure  # the engine stopped on its own: say why
         if self._tg is None:
             raise EngineStateError(operation="start or inspect runs", is_open=False)
 

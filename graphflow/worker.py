@@ -24,12 +24,20 @@ import anyio.abc
 from ._start import RunStarter
 from ._types import JSON
 from ._watch import RunEvents, until_terminal
-from .errors import EngineStateError, RecoveryLimitError, RunNotFoundError, StoreError
+from .errors import (
+    EngineStateError,
+    RecoveryLimitError,
+    RunNotFoundError,
+    StoreError,
+    StoreFileLostError,
+    StoreUnavailableError,
+)
 from .functions import Registry, WorkflowDefinition
 from .runtime import logs
 from .runtime.clock import Clock
 from .runtime.execution import LiveStep, RunExecution
 from .runtime.failures import error_info
+from .runtime.faults import fault_backoff
 from .runtime.gates import Gates
 from .runtime.host import Slots
 from .runtime.jobs import run_job
@@ -120,6 +128,8 @@ class Worker:
         self._job_events: dict[str, anyio.Event] = {}
         self._wake_claimer = anyio.Event()
         self._tg: anyio.abc.TaskGroup | None = None
+        self.failure: StoreError | None = None
+        """Why the worker stopped on its own (the store file was lost), if it did."""
         self.gates = Gates(
             store=store, clock=clock, owner_id=owner_id, lease=lease, poll=poll_interval
         )
@@ -176,7 +186,10 @@ class Worker:
             self.threads.shutdown(wait=False, cancel_futures=True)
             self.threads = self._new_threads()
             with anyio.CancelScope(shield=True):
-                await self.store.remove_owner(self.owner_id)
+                try:
+                    await self.store.remove_owner(self.owner_id)
+                except StoreError as exc:  # its heartbeat stops: it expires like a dead owner's
+                    logs.store_fault("unregistering this engine", exc, retry_in=None)
 
     # --- RunHost ------------------------------------------------------------------------------
 
@@ -264,8 +277,13 @@ class Worker:
     async def _drive(
         self, held: _Held, previous: _Held | None, load_history: bool, data: Any
     ) -> None:
-        execution = held.execution
-        run_id = execution.run_id
+        """Drive the run; after a store fault, replay it from the store (backing off) until done.
+
+        A store fault is treated as a crash of this run alone: its memory is dropped and it is
+        replayed from its stored steps, keeping its lease (so no other engine takes it meanwhile
+        unless renewals fail too). It is never failed for the store's sake.
+        """
+        run_id = held.execution.run_id
         try:
             with held.scope:
                 if previous is not None:
@@ -273,10 +291,21 @@ class Worker:
                     # than a lease) and it claimed the run again: the stale execution stops first.
                     previous.scope.cancel()
                     await previous.done.wait()
-                if load_history:
-                    execution.set_history(await self.store.load_steps(run_id))
-                definition = self.registry.get_workflow(execution.workflow)
-                await drive_run(self, definition, execution, data)
+                faults = 0
+                while (fault := await self._drive_once(held, load_history, data)) is not None:
+                    faults += 1
+                    delay = fault_backoff(faults)
+                    logs.store_fault(
+                        f"run {run_id} of workflow {held.execution.workflow!r} was interrupted",
+                        fault,
+                        retry_in=delay,
+                        run_id=run_id,
+                    )
+                    await self.clock.sleep_until(self.clock.time() + delay)
+                    if self.closing:
+                        return
+                    held.execution = _replayable(self, held.execution)
+                    load_history, data = True, UNSET
         finally:
             if self._held.get(run_id) is held:
                 del self._held[run_id]
@@ -284,6 +313,20 @@ class Worker:
             held.done.set()
             self._events.run_changed(run_id)
             self._wake_claimer.set()
+
+    async def _drive_once(
+        self, held: _Held, load_history: bool, data: Any
+    ) -> StoreUnavailableError | None:
+        """Drive the run once; the store fault that interrupted it, if one did."""
+        execution = held.execution
+        try:
+            if load_history:
+                execution.set_history(await self.store.load_steps(execution.run_id))
+            definition = self.registry.get_workflow(execution.workflow)
+            await drive_run(self, definition, execution, data)
+        except StoreUnavailableError as exc:
+            execution.store_failed(exc)
+        return execution.store_fault
 
     def with_live_steps(self, status: RunStatus, lease_expires_at: float | None) -> RunStatus:
         """``status`` with the steps its run executes here now (``running``, or ``queued``)."""
@@ -384,9 +427,24 @@ class Worker:
             )
             claimed = await self.store.claim_runs(query, self.clock.time())
             for run in claimed:
-                await self._take(tg, run)
+                try:
+                    await self._take(tg, run)
+                except StoreError as exc:  # the run stays claimed here: settle it later
+                    tg.start_soon(self._take_later, tg, run, exc)
             if len(claimed) < batch:
                 return
+
+    async def _take_later(self, tg: anyio.abc.TaskGroup, run: RunRecord, exc: StoreError) -> None:
+        """``_take`` again, backing off, after the store failed to take ``run``."""
+        faults = 1
+        while True:
+            delay = fault_backoff(faults)
+            logs.store_fault(f"taking run {run.run_id}", exc, retry_in=delay, run_id=run.run_id)
+            await anyio.sleep(delay)
+            try:
+                return await self._take(tg, run)
+            except StoreError as again:
+                exc, faults = again, faults + 1
 
     async def _take(self, tg: anyio.abc.TaskGroup, run: RunRecord) -> None:
         fence = Fence(run_id=run.run_id, owner_id=self.owner_id, epoch=run.lease_epoch)
@@ -418,6 +476,7 @@ class Worker:
         self._events.run_changed(run.run_id)
 
     async def _claim_loop(self) -> None:
+        faults = 0
         while True:
             try:
                 next_wake = await self.store.next_wake_at(self.registry.workflow_names)
@@ -428,8 +487,12 @@ class Worker:
             try:
                 await self._claim()
                 await self._claim_jobs()
-            except StoreError:
-                await anyio.sleep(self.poll_interval)
+                faults = 0
+            except StoreError as exc:
+                faults += 1
+                delay = max(fault_backoff(faults), self.poll_interval)
+                logs.store_fault("looking for runs to execute", exc, retry_in=delay)
+                await anyio.sleep(delay)
 
     async def _claim_jobs(self) -> None:
         tg = self._tg
@@ -508,7 +571,11 @@ class Worker:
             )
             try:
                 owned = await self.store.renew_leases(self.owner_id, self.lease, published)
-            except StoreError:
+            except StoreFileLostError as exc:
+                self._stop(exc)
+                return
+            except StoreError as exc:
+                logs.store_fault("renewing the leases of this engine", exc, retry_in=self.lease / 3)
                 continue
             self._published.renewed(published)
             for run_id, held in list(self._held.items()):
@@ -516,3 +583,25 @@ class Worker:
                     held.scope.cancel()  # taken over by another engine: commit nothing more
                 elif owned[run_id]:
                     held.execution.stop(cancel=True)
+
+    def _stop(self, failure: StoreError) -> None:
+        """Stop executing for good (the store file is lost): runs unwind, writing nothing more.
+
+        Callers waiting on runs wake and get ``failure``; the engine's calls raise it.
+        """
+        logs.store_fault("the store", failure, retry_in=None)
+        self.failure = failure
+        self.closing = True
+        for held in self._held.values():
+            held.scope.cancel()
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+        self._events.close()
+
+
+def _replayable(host: Worker, interrupted: RunExecution) -> RunExecution:
+    """A fresh execution of an interrupted run, to replay from the store (a cancel carries on)."""
+    execution = RunExecution(host, interrupted.run, interrupted.fence, [])
+    if interrupted.cancelling:
+        execution.stop(cancel=True)
+    return execution

@@ -24,6 +24,7 @@ from ..errors import (
     NonRetryableError,
     StepFailed,
     StepTimeout,
+    StoreUnavailableError,
 )
 from ..functions import StepOptions
 from ..store.base import AttemptRecord, StepRecord
@@ -199,6 +200,8 @@ async def _gated_attempt(execution: RunExecution, spec: StepCall, live: LiveStep
         )
     except InputValidationError as exc:
         raise _FinalFailure(exc) from exc
+    except StoreUnavailableError as exc:
+        raise execution.store_failed(exc) from exc  # the gate's store, not the step, failed
     finally:
         if live.queued:
             live.queued = False

@@ -16,7 +16,7 @@ from typing import Literal
 import anyio
 
 from .._types import StepState
-from ..errors import DuplicateStepError, GraphflowError, NonDeterminismError
+from ..errors import DuplicateStepError, GraphflowError, NonDeterminismError, StoreUnavailableError
 from ..store.base import AttemptRecord, Fence, RunRecord, StepRecord
 from .failures import Closing
 from .host import RunHost
@@ -129,6 +129,7 @@ class RunExecution:
             start=run.started_at or run.created_at,
         )
         self._fatal: GraphflowError | None = None
+        self._store_fault: StoreUnavailableError | None = None
         self._live: dict[str, LiveStep] = {}
         self._settled: set[str] = set()
         self._working = 0
@@ -181,7 +182,8 @@ class RunExecution:
             DuplicateStepError, NonDeterminismError: the step breaks the replay rules (the run
                 fails with it even if the workflow catches it).
         """
-        if self.host.closing or self._parking is not None or self._cancelling:
+        stopping = self._parking is not None or self._cancelling or self._store_fault is not None
+        if stopping or self.host.closing:
             raise Closing
         self._progress += 1
         try:
@@ -195,8 +197,15 @@ class RunExecution:
         self.replay.completed(name, parents, finished_at)
 
     async def record_step(self, step: StepRecord, failed: AttemptRecord | None = None) -> None:
-        """Store a step of this run (fenced by its lease), with any patch markers it carries."""
-        await self.host.store.record_step(self.fence, self.replay.with_markers(step), failed)
+        """Store a step of this run (fenced by its lease), with any patch markers it carries.
+
+        Raises:
+            Closing: the store is unavailable (``store_failed``).
+        """
+        try:
+            await self.host.store.record_step(self.fence, self.replay.with_markers(step), failed)
+        except StoreUnavailableError as exc:
+            raise self.store_failed(exc) from exc
 
     async def stop_point(
         self, name: str, kind: str, function: str | None, parents: tuple[str, ...]
@@ -216,6 +225,23 @@ class RunExecution:
         if self._fatal is None:
             self._fatal = error
         return error
+
+    @property
+    def store_fault(self) -> StoreUnavailableError | None:
+        """The store error that stopped this execution, if one did (the run is to be replayed)."""
+        return self._store_fault
+
+    def store_failed(self, error: StoreUnavailableError) -> Closing:
+        """The store cannot serve the run now: stop it as a crash would, to be replayed later.
+
+        Returns the ``Closing`` to raise: a ``BaseException``, so the workflow's own ``except
+        Exception`` cannot swallow the fault and go on without its write.
+        """
+        if self._store_fault is None:
+            self._store_fault = error
+        if self._scope is not None:
+            self._scope.cancel()
+        return Closing()
 
     # --- steps executing ----------------------------------------------------------------------
 

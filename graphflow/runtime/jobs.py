@@ -19,6 +19,7 @@ from ..functions import Function
 from ..store.base import JobRecord
 from .context import StepInfo, enter_step, exit_step
 from .failures import contained, error_info, escaped
+from .faults import write_until_stored
 from .host import RunHost
 
 __all__ = ("run_job",)
@@ -61,6 +62,10 @@ async def run_job(host: RunHost, fn: Function[..., Any], job: JobRecord) -> None
         error, retryable = contained(exc, f"step {job.step_name!r}").info.model_dump_json(), False
     finally:
         exit_step(token)
-    await host.store.finish_job(
-        job, output=output, error=error, retryable=retryable, at=host.clock.time()
+    at = host.clock.time()
+    await write_until_stored(
+        f"storing the outcome of job {job.job_id} (step {job.step_name!r})",
+        lambda: host.store.finish_job(job, output=output, error=error, retryable=retryable, at=at),
+        host.clock,
+        run_id=job.run_id,
     )

@@ -13,7 +13,7 @@ import logging
 
 from ..errors import ErrorInfo
 
-__all__ = ("LOGGER", "attempt_failed", "run_state")
+__all__ = ("LOGGER", "attempt_failed", "run_state", "store_fault")
 
 LOGGER = logging.getLogger("graphflow")
 """The logger every graphflow record goes to."""
@@ -61,3 +61,17 @@ def attempt_failed(
         error,
         extra={"run_id": run_id, "workflow": workflow, "step": step, "attempt": attempt},
     )
+
+
+def store_fault(
+    what: str, error: BaseException, *, retry_in: float | None, run_id: str | None = None
+) -> None:
+    """The store failed ``what`` (a run, a claim, a lease renewal); it is retried (WARNING).
+
+    With ``retry_in=None`` nothing is retried: the engine stops (ERROR).
+    """
+    level = logging.WARNING if retry_in is not None else logging.ERROR
+    if not LOGGER.isEnabledFor(level):
+        return
+    then = f"; trying again in {retry_in:.2g} s" if retry_in is not None else "; the engine stops"
+    LOGGER.log(level, "%s: %s%s", what, error, then, extra={"run_id": run_id, "step": None})

@@ -15,6 +15,7 @@ from ..errors import (
     LeaseLostError,
     NonDeterminismError,
     NonRetryableError,
+    StoreUnavailableError,
     WorkflowDefinitionError,
 )
 from ..functions import WorkflowDefinition
@@ -47,7 +48,9 @@ async def drive_run(
     """Run the workflow (replaying recorded steps) and store its outcome.
 
     Returns the state written, or ``None`` when the run was given up (engine closing, lease lost)
-    and stays for another engine to finish. With tracing on, the execution is one span.
+    and stays for another engine to finish, or when the store failed (``execution.store_fault``):
+    a store fault is never the run's failure; the worker replays the run once the store is back.
+    With tracing on, the execution is one span.
     """
     run = execution.run
     if host.tracer is None:
@@ -81,12 +84,16 @@ async def _drive(
             raw = await _run_body(_kinded(definition), execution, data)
     except (Closing, LeaseLostError):
         pass
+    except StoreUnavailableError as exc:
+        execution.store_failed(exc)
     except Exception as exc:
         error = exc
     except BaseException as exc:
         if not escaped(exc):
             raise
         error = contained(exc, f"workflow {run.workflow!r}")
+    if execution.store_fault is not None:
+        return None
     if raw is not None and definition.kind == "imperative":
         error = error or _unreplayed(execution)
     try:
@@ -100,6 +107,8 @@ async def _drive(
             return await _store_parked(host, execution)
     except LeaseLostError:
         pass
+    except StoreUnavailableError as exc:
+        execution.store_failed(exc)
     return None
 
 
@@ -221,6 +230,9 @@ async def _end_run(
             at=host.clock.time(),
         )
     except LeaseLostError:
+        return None
+    except StoreUnavailableError as exc:
+        execution.store_failed(exc)
         return None
     if error is not None and execution.trace is not None:
         execution.trace.fail(error)

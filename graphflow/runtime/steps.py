@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .._types import JSON
-from ..errors import ErrorInfo
+from ..errors import ErrorInfo, StoreUnavailableError
 from ..functions import Function, StepOptions, TypedIO, WorkflowDefinition, dump_any, load_any
 from ..store.base import JobRecord
 from .attempts import StepCall
@@ -119,8 +119,11 @@ def child_step(
     run_id = child_run_id(execution.run_id, name)
 
     async def call() -> Any:
-        await host.start_run(child.name, data, run_id, (execution.run_id, name))
-        status = await host.wait_run(run_id)
+        try:
+            await host.start_run(child.name, data, run_id, (execution.run_id, name))
+            status = await host.wait_run(run_id)
+        except StoreUnavailableError as exc:
+            raise execution.store_failed(exc) from exc  # not the step's failure: replayed later
         if status.state != "completed":
             info = status.error or ErrorInfo(
                 type="RunFailed",
@@ -151,6 +154,12 @@ def remote_step(
     host = execution.host
 
     async def call() -> str:
+        try:
+            return await queued()
+        except StoreUnavailableError as exc:
+            raise execution.store_failed(exc) from exc  # not the step's failure: replayed later
+
+    async def queued() -> str:
         attempt = current_step().attempt
         job_id = str(uuid.uuid5(_JOB_NAMESPACE, f"{execution.run_id}\x00{name}\x00{attempt}"))
         await host.store.enqueue_job(

@@ -40,4 +40,4 @@ def open_store(url: str | None = None) -> Store:
     """
     from .sql import SqlStore
 
-    return SqlStore(url or default_store_url())
+    return SqlStore(default_store_url() if url is None else url)

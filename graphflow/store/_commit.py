@@ -31,7 +31,7 @@ Offload = Callable[[Callable[[Any], Any], Any], Awaitable[Any]]
 """Awaits ``fn(arg)`` run away from the event loop (in a worker thread)."""
 
 
-class Busy(Exception):  # noqa: N818 - a signal between the store and its committer
+class Busy(Exception):
     """Another process holds the database's write lock: nothing of the batch ran."""
 
     def __init__(self, error: BaseException) -> None:
@@ -120,8 +120,10 @@ class GroupCommitter(Generic[OpT]):
             batch, results = self._take()
             if results is None:
                 with anyio.CancelScope(shield=True):  # submitted writes are still committed
-                    batch, results = await self._take_when_unlocked(batch)
-            self._settle(batch, results)
+                    batch, settled = await self._take_when_unlocked(batch)
+                self._settle(batch, settled)
+            else:
+                self._settle(batch, results)
         finally:
             self._leading = False
             finished, self._round = self._round, None

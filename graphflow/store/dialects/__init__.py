@@ -28,6 +28,8 @@ def dialect_for(url: str, *, host_time: Callable[[], float] | None = None) -> Di
     Raises:
         StoreError: the scheme is not supported, or one of the URL's options is invalid.
     """
+    if not url.strip():
+        raise StoreError("the store URL is empty: use sqlite:///path.db, postgresql://... etc.")
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
     if scheme in _MYSQL_SCHEMES:

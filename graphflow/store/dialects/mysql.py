@@ -197,7 +197,9 @@ class MysqlDialect:
             problem = _MYSQL_UNAVAILABLE.get(exc.args[0] if exc.args else None)
         else:
             problem = None
-        return None if problem is None else StoreUnavailableError(url=_safe(self.url), problem=problem)
+        return (
+            None if problem is None else StoreUnavailableError(url=_safe(self.url), problem=problem)
+        )
 
     def busy(self, exc: BaseException) -> bool:
         """Never: statements run in threads, where waiting for a lock blocks no event loop."""

@@ -159,7 +159,9 @@ class PostgresDialect:
         state = getattr(getattr(exc, "diag", None), "sqlstate", None) or ""
         problem = _PG_UNAVAILABLE.get(state) or _PG_UNAVAILABLE.get(state[:2])
         if problem is None:
-            problem = f"the connection to the server failed ({str(exc).strip() or type(exc).__name__})"
+            problem = (
+                f"the connection to the server failed ({str(exc).strip() or type(exc).__name__})"
+            )
         return StoreUnavailableError(url=self.url, problem=problem)
 
     def busy(self, exc: BaseException) -> bool:

@@ -169,8 +169,8 @@ class SqliteDialect:
             return StoreUnavailableError(url=self.url, problem=problem)
         if code & 0xFF == sqlite3.SQLITE_READONLY:
             return ReadOnlyStoreError(url=self.url, problem=self._why_read_only())
-        problem = _UNAVAILABLE.get(code & 0xFF)
-        return None if problem is None else StoreUnavailableError(url=self.url, problem=problem)
+        plain = _UNAVAILABLE.get(code & 0xFF)
+        return None if plain is None else StoreUnavailableError(url=self.url, problem=plain)
 
     def _why_read_only(self) -> str:
         if self.read_only and "mode=ro" in self.url:

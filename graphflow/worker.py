@@ -585,7 +585,7 @@ class Worker:
                     held.execution.stop(cancel=True)
 
     def _stop(self, failure: StoreError) -> None:
-        """Stop executing for good (the store file is lost): runs unwind, writing nothing more.
+        """Stop executing for good (the store file is lost): runs unwind, nothing more is claimed.
 
         Callers waiting on runs wake and get ``failure``; the engine's calls raise it.
         """
@@ -594,8 +594,6 @@ class Worker:
         self.closing = True
         for held in self._held.values():
             held.scope.cancel()
-        if self._tg is not None:
-            self._tg.cancel_scope.cancel()
         self._events.close()
 
 

@@ -68,10 +68,10 @@ def store_fault(
 ) -> None:
     """The store failed ``what`` (a run, a claim, a lease renewal); it is retried (WARNING).
 
-    With ``retry_in=None`` nothing is retried: the engine stops (ERROR).
+    With ``retry_in=None`` nothing is retried (ERROR).
     """
     level = logging.WARNING if retry_in is not None else logging.ERROR
     if not LOGGER.isEnabledFor(level):
         return
-    then = f"; trying again in {retry_in:.2g} s" if retry_in is not None else "; the engine stops"
+    then = f"; trying again in {retry_in:.2g} s" if retry_in is not None else "; not retried"
     LOGGER.log(level, "%s: %s%s", what, error, then, extra={"run_id": run_id, "step": None})

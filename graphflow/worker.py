@@ -429,13 +429,15 @@ class Worker:
             for run in claimed:
                 try:
                     await self._take(tg, run)
-                except StoreError as exc:  # the run stays claimed here: settle it later
+                except StoreUnavailableError as exc:  # the run stays claimed here: take it later
                     tg.start_soon(self._take_later, tg, run, exc)
             if len(claimed) < batch:
                 return
 
-    async def _take_later(self, tg: anyio.abc.TaskGroup, run: RunRecord, exc: StoreError) -> None:
-        """``_take`` again, backing off, after the store failed to take ``run``."""
+    async def _take_later(
+        self, tg: anyio.abc.TaskGroup, run: RunRecord, exc: StoreUnavailableError
+    ) -> None:
+        """``_take`` again, backing off, after the store could not take ``run``."""
         faults = 1
         while True:
             delay = fault_backoff(faults)
@@ -443,8 +445,10 @@ class Worker:
             await anyio.sleep(delay)
             try:
                 return await self._take(tg, run)
-            except StoreError as again:
+            except StoreUnavailableError as again:
                 exc, faults = again, faults + 1
+            except StoreError:
+                return  # the lease was lost meanwhile: another engine has the run
 
     async def _take(self, tg: anyio.abc.TaskGroup, run: RunRecord) -> None:
         fence = Fence(run_id=run.run_id, owner_id=self.owner_id, epoch=run.lease_epoch)

@@ -96,6 +96,13 @@ async def _drive(
         return None
     if raw is not None and definition.kind == "imperative":
         error = error or _unreplayed(execution)
+    return await _store_outcome(host, execution, raw, error)
+
+
+async def _store_outcome(
+    host: RunHost, execution: RunExecution, raw: bytes | None, error: Exception | None
+) -> RunState | None:
+    """Store how the execution ended: cancelled, failed, completed or parked (else nothing)."""
     try:
         if execution.cancelling:
             return await cancel_run(host, execution)

@@ -37,7 +37,7 @@ from .runtime import logs
 from .runtime.clock import Clock
 from .runtime.execution import LiveStep, RunExecution
 from .runtime.failures import error_info
-from .runtime.faults import fault_backoff
+from .runtime.faults import fault_backoff, replayable
 from .runtime.gates import Gates
 from .runtime.host import Slots
 from .runtime.jobs import run_job
@@ -279,9 +279,7 @@ class Worker:
     ) -> None:
         """Drive the run; after a store fault, replay it from the store (backing off) until done.
 
-        A store fault is treated as a crash of this run alone: its memory is dropped and it is
-        replayed from its stored steps, keeping its lease (so no other engine takes it meanwhile
-        unless renewals fail too). It is never failed for the store's sake.
+        A store fault is a crash of this run alone: it is replayed, keeping its lease, never failed.
         """
         run_id = held.execution.run_id
         try:
@@ -304,7 +302,7 @@ class Worker:
                     await self.clock.sleep_until(self.clock.time() + delay)
                     if self.closing:
                         return
-                    held.execution = _replayable(self, held.execution)
+                    held.execution = replayable(held.execution)
                     load_history, data = True, UNSET
         finally:
             if self._held.get(run_id) is held:
@@ -589,21 +587,10 @@ class Worker:
                     held.execution.stop(cancel=True)
 
     def _stop(self, failure: StoreError) -> None:
-        """Stop executing for good (the store file is lost): runs unwind, nothing more is claimed.
-
-        Callers waiting on runs wake and get ``failure``; the engine's calls raise it.
-        """
+        """Stop for good (the store file is lost): runs unwind; callers get ``failure``."""
         logs.store_fault("the store", failure, retry_in=None)
         self.failure = failure
         self.closing = True
         for held in self._held.values():
             held.scope.cancel()
         self._events.close()
-
-
-def _replayable(host: Worker, interrupted: RunExecution) -> RunExecution:
-    """A fresh execution of an interrupted run, to replay from the store (a cancel carries on)."""
-    execution = RunExecution(host, interrupted.run, interrupted.fence, [])
-    if interrupted.cancelling:
-        execution.stop(cancel=True)
-    return execution

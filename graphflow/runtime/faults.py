@@ -14,8 +14,9 @@ from typing import TypeVar
 from ..errors import StoreError, StoreUnavailableError
 from . import logs
 from .clock import Clock
+from .execution import RunExecution
 
-__all__ = ("fault_backoff", "write_until_stored")
+__all__ = ("fault_backoff", "replayable", "write_until_stored")
 
 T = TypeVar("T")
 
@@ -49,3 +50,11 @@ async def write_until_stored(
         except StoreError as exc:
             logs.store_fault(what, exc, retry_in=None, run_id=run_id)
             return None
+
+
+def replayable(interrupted: RunExecution) -> RunExecution:
+    """A fresh execution of an interrupted run, to replay from the store (a cancel carries on)."""
+    execution = RunExecution(interrupted.host, interrupted.run, interrupted.fence, [])
+    if interrupted.cancelling:
+        execution.stop(cancel=True)
+    return execution

@@ -75,8 +75,7 @@ class Engine(RepairOperations):
     """Runs workflows durably on a store.
 
     Args:
-        store: a URL (``sqlite:///path.db``, ``postgresql://...``, ``memory://``) or a ``Store``;
-            default ``$GRAPHFLOW_STORE`` or ``sqlite:///graphflow.db``.
+        store: a URL (``sqlite:///x.db``, ``postgresql://...``) or a ``Store``; ``None``: default.
         registry: where workflows and functions are looked up (default: the decorators' one).
         worker: ``False`` makes a client that starts and inspects runs but executes nothing.
         max_runs: runs held at once; max_jobs: RPC jobs executing at once.
@@ -102,13 +101,6 @@ class Engine(RepairOperations):
         for option, value in (("max_runs", max_runs), ("max_jobs", max_jobs)):
             if value < 1:
                 raise EngineConfigError(option=option, value=value, expected="at least 1")
-        if isinstance(store, str) and not store.strip():
-            raise EngineConfigError(
-                option="store",
-                value=store,
-                expected="a store URL such as 'sqlite:///graphflow.db' or 'postgresql://host/db'"
-                " (or None for $GRAPHFLOW_STORE, else sqlite:///graphflow.db)",
-            )
         self.store: Store = open_store(store) if store is None or isinstance(store, str) else store
         self.registry = registry or DEFAULT_REGISTRY
         self.worker = worker
@@ -210,7 +202,7 @@ class Engine(RepairOperations):
 
     def _require_open(self) -> None:
         if self._worker is not None and self._worker.failure is not None:
-            raise self._worker.failure  # the engine stopped on its own: say why
+            raise self._worker.failure  # it stopped on its own (its store file was lost)
         if self._tg is None:
             raise EngineStateError(operation="start or inspect runs", is_open=False)
 

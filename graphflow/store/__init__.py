@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 
+from ..errors import EngineConfigError
 from .base import AttemptRecord as AttemptRecord
 from .base import Fence as Fence
 from .base import RunRecord as RunRecord
@@ -36,8 +37,17 @@ def open_store(url: str | None = None) -> Store:
     The returned store is not connected yet; the engine awaits ``open()``.
 
     Raises:
+        EngineConfigError: ``url`` is empty (``None`` means the default; ``""`` is a mistake).
         StoreError: the URL's scheme is not supported.
     """
     from .sql import SqlStore
+
+    if url is not None and not url.strip():
+        raise EngineConfigError(
+            option="store",
+            value=url,
+            expected="a store URL such as 'sqlite:///graphflow.db' or 'postgresql://host/db'"
+            " (or None for $GRAPHFLOW_STORE, else sqlite:///graphflow.db)",
+        )
 
     return SqlStore(default_store_url() if url is None else url)

@@ -18,8 +18,20 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 import pydantic
+from pydantic import TypeAdapter
+from pydantic_core import PydanticSerializationError
 
-__all__ = ("MAX_DEPTH", "JsonProblem", "find_problem", "may_hide_problem", "too_deep")
+__all__ = (
+    "ANY_ADAPTER",
+    "MAX_DEPTH",
+    "JsonProblem",
+    "dump_any",
+    "dump_json",
+    "find_problem",
+    "load_any",
+    "may_hide_problem",
+    "too_deep",
+)
 
 MAX_DEPTH: Final = 200
 """Levels of nested arrays and objects that pydantic's JSON parser reads back (it stops past
@@ -142,3 +154,47 @@ def _children(item: Any) -> list[tuple[str | int, Any]] | None:
     if dataclasses.is_dataclass(item) and not isinstance(item, type):
         return [(f.name, getattr(item, f.name)) for f in dataclasses.fields(item)]
     return None
+
+
+ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
+"""Validates and serialises values of no declared type."""
+
+
+def dump_any(value: Any) -> bytes:
+    """Serialise a value of no declared type to JSON bytes (the one codec for "any" values).
+
+    Raises:
+        PydanticSerializationError: ``value`` is not JSON, or holds what JSON cannot (NaN,
+            ±Infinity), named by its path.
+    """
+    return dump_json(ANY_ADAPTER, value)
+
+
+def dump_json(adapter: TypeAdapter[Any], value: Any) -> bytes:
+    """``adapter.dump_json(value)``, refusing what JSON cannot hold instead of changing it.
+
+    pydantic writes NaN and ±Infinity as ``null`` (whatever a model's ``allow_inf_nan``): they
+    are refused here. A value that cannot be serialised (a lone surrogate, bytes that are not
+    UTF-8, nesting too deep) is refused with the path of the culprit, which pydantic's own error
+    does not say.
+
+    Raises:
+        PydanticSerializationError: naming the path of the bad value.
+    """
+    try:
+        raw = adapter.dump_json(value)
+    except PydanticSerializationError as exc:
+        problem = find_problem(value, strings=True)
+        if problem is None:
+            raise
+        raise PydanticSerializationError(problem.message) from exc
+    if may_hide_problem(raw, value):
+        problem = find_problem(value)
+        if problem is not None:
+            raise PydanticSerializationError(problem.message)
+    return raw
+
+
+def load_any(raw: str | bytes) -> Any:
+    """Parse JSON of no declared type (the inverse of ``dump_any``)."""
+    return ANY_ADAPTER.validate_json(raw)

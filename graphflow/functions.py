@@ -32,7 +32,13 @@ from pydantic import TypeAdapter
 from pydantic_core import PydanticSerializationError
 from typing_extensions import is_typeddict
 
-from ._json import find_problem, may_hide_problem, too_deep
+from ._json import (
+    ANY_ADAPTER,
+    dump_json,
+    find_problem,
+    may_hide_problem,
+    too_deep,
+)
 from ._threads import run_in_thread
 from ._types import JSON
 from .cron import Cron
@@ -57,60 +63,15 @@ __all__ = (
     "TypedIO",
     "WorkflowDefinition",
     "WorkflowKind",
-    "dump_any",
-    "dump_json",
     "function",
-    "load_any",
 )
 
 P = ParamSpec("P")
 R = TypeVar("R")
 R_co = TypeVar("R_co", covariant=True)
 
-_ANY_ADAPTER: TypeAdapter[Any] = TypeAdapter(Any)
-
 WorkflowKind: TypeAlias = Literal["imperative", "graph"]
 """How a workflow is declared: ``@gf.workflow`` code, or a ``gf.workflow_graph`` of functions."""
-
-
-def dump_any(value: Any) -> bytes:
-    """Serialise a value of no declared type to JSON bytes (the one codec for "any" values).
-
-    Raises:
-        PydanticSerializationError: ``value`` is not JSON, or holds what JSON cannot (NaN,
-            ±Infinity), named by its path.
-    """
-    return dump_json(_ANY_ADAPTER, value)
-
-
-def dump_json(adapter: TypeAdapter[Any], value: Any) -> bytes:
-    """``adapter.dump_json(value)``, refusing what JSON cannot hold instead of changing it.
-
-    pydantic writes NaN and ±Infinity as ``null`` (whatever a model's ``allow_inf_nan``): they
-    are refused here. A value that cannot be serialised (a lone surrogate, bytes that are not
-    UTF-8, nesting too deep) is refused with the path of the culprit, which pydantic's own error
-    does not say.
-
-    Raises:
-        PydanticSerializationError: naming the path of the bad value.
-    """
-    try:
-        raw = adapter.dump_json(value)
-    except PydanticSerializationError as exc:
-        problem = find_problem(value, strings=True)
-        if problem is None:
-            raise
-        raise PydanticSerializationError(problem.message) from exc
-    if may_hide_problem(raw, value):
-        problem = find_problem(value)
-        if problem is not None:
-            raise PydanticSerializationError(problem.message)
-    return raw
-
-
-def load_any(raw: str | bytes) -> Any:
-    """Parse JSON of no declared type (the inverse of ``dump_any``)."""
-    return _ANY_ADAPTER.validate_json(raw)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -215,7 +176,7 @@ class TypedIO:
         self._extra = any(p.kind == p.VAR_KEYWORD for p in every)
         returns = hints.get("return", Any)
         self.output_adapter: TypeAdapter[Any] = (
-            _ANY_ADAPTER if returns is Any else TypeAdapter(returns)
+            ANY_ADAPTER if returns is Any else TypeAdapter(returns)
         )
         self._single_adapter: TypeAdapter[Any] | None = None
         self._input_model: type[pydantic.BaseModel] | None = None
@@ -270,7 +231,7 @@ class TypedIO:
 
     def dump_output(self, value: Any) -> bytes:
         """Validate ``value`` against the return type and serialise it to JSON bytes."""
-        if self.output_adapter is not _ANY_ADAPTER:
+        if self.output_adapter is not ANY_ADAPTER:
             value = self.output_adapter.validate_python(value)
         return dump_json(self.output_adapter, value)
 
@@ -382,7 +343,7 @@ class WorkflowDefinition:
     identity: str
     defined_at: str = ""
     """``file:line`` of the definition: the same identity at another place is a redefinition."""
-    input_adapter: TypeAdapter[Any] = field(default=_ANY_ADAPTER)
+    input_adapter: TypeAdapter[Any] = field(default=ANY_ADAPTER)
     retention: float | None = None
     """Seconds a finished run is kept before workers prune it (``None``: kept)."""
     schedule: Cron | None = None
@@ -418,7 +379,7 @@ class WorkflowDefinition:
                 read back: refused here, before anything is stored, rather than failing later.
         """
         try:
-            raw = _ANY_ADAPTER.dump_json(data)
+            raw = ANY_ADAPTER.dump_json(data)
         except PydanticSerializationError as exc:
             problem = find_problem(data, strings=True)
             errors = [problem.error()] if problem else [
@@ -438,7 +399,7 @@ class WorkflowDefinition:
 
     def load_output(self, raw: str | bytes) -> Any:
         """A run's stored output rehydrated as its caller (a parent step) receives it."""
-        return _ANY_ADAPTER.validate_json(raw)
+        return ANY_ADAPTER.validate_json(raw)
 
     @property
     def graph_hash(self) -> str | None:

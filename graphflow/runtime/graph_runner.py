@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import anyio
 import anyio.abc
 
+from .._json import dump_any, load_any
 from .._types import JSON, StepState
 from ..errors import (
     BranchError,
@@ -29,7 +30,7 @@ from ..errors import (
     NonDeterminismError,
     StepFailed,
 )
-from ..functions import StepOptions, dump_any, load_any
+from ..functions import StepOptions
 from ..graph.loops import pass_name, split_pass_name
 from ..graph.spec import GraphWorkflow
 from ..refs import SKIPPED, RefResolutionError, Scope

@@ -14,9 +14,10 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+from .._json import dump_any, load_any
 from .._types import JSON
 from ..errors import ErrorInfo, StoreUnavailableError
-from ..functions import Function, StepOptions, TypedIO, WorkflowDefinition, dump_any, load_any
+from ..functions import Function, StepOptions, TypedIO, WorkflowDefinition
 from ..store.base import JobRecord
 from .attempts import StepCall
 from .context import current_step

@@ -9,6 +9,7 @@ from typing import Any
 
 from pydantic_core import to_json
 
+from ._tx import Tx
 from .base import AttemptRecord, RunRecord, StepRecord
 
 __all__ = (
@@ -17,6 +18,8 @@ __all__ = (
     "RUN_SELECT",
     "STEP_COLUMNS",
     "json_text",
+    "load_attempts_of",
+    "load_steps_of",
     "record_params",
     "run_row",
     "step_params",
@@ -75,3 +78,25 @@ def step_params(step: StepRecord) -> dict[str, Any]:
 def json_text(value: Any) -> str:
     """``value`` as JSON text: ``pydantic_core``'s encoder, a fifth of ``json.dumps``'s cost."""
     return to_json(value).decode()
+
+
+def load_steps_of(
+    tx: Tx, run_id: str, where: str = "", params: dict[str, Any] | None = None
+) -> list[StepRecord]:
+    """A run's steps in issue order (``where``: a further condition on them)."""
+    rows = tx.query(
+        f"SELECT {', '.join(STEP_COLUMNS)} FROM gf_steps WHERE run_id = :run_id{where}"
+        " ORDER BY seq",
+        {"run_id": run_id, **(params or {})},
+    )
+    return [step_row(row) for row in rows]
+
+
+def load_attempts_of(tx: Tx, run_id: str) -> list[AttemptRecord]:
+    """A run's failed attempts, by step and attempt number."""
+    rows = tx.query(
+        f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM gf_attempts WHERE run_id = :run_id"
+        " ORDER BY step_name, attempt",
+        {"run_id": run_id},
+    )
+    return [AttemptRecord(**dict(zip(ATTEMPT_COLUMNS, row, strict=True))) for row in rows]

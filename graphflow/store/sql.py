@@ -27,7 +27,8 @@ from ._sql_rows import (
     ATTEMPT_COLUMNS,
     RUN_COLUMNS,
     RUN_SELECT,
-    STEP_COLUMNS,
+    load_attempts_of,
+    load_steps_of,
     record_params,
     run_row,
     step_params,
@@ -467,17 +468,17 @@ class SqlStore(MessageQueries, FlowQueries, ScheduleQueries):
 
     async def load_steps(self, run_id: str) -> list[StepRecord]:
         """Every step of a run in issue order (one query)."""
-        return await self._db.read(lambda tx: _load_steps(tx, run_id))
+        return await self._db.read(lambda tx: load_steps_of(tx, run_id))
 
     async def get_step(self, run_id: str, name: str) -> StepRecord | None:
         """One step of a run by name (``None``: none recorded under that name)."""
         where = " AND name = :name"
-        steps = await self._db.read(lambda tx: _load_steps(tx, run_id, where, {"name": name}))
+        steps = await self._db.read(lambda tx: load_steps_of(tx, run_id, where, {"name": name}))
         return steps[0] if steps else None
 
     async def waiting_steps(self, run_id: str) -> list[StepRecord]:
         """The run's steps waiting on a resume or a message (``suspended``), in issue order."""
-        return await self._db.read(lambda tx: _load_steps(tx, run_id, " AND state = 'suspended'"))
+        return await self._db.read(lambda tx: load_steps_of(tx, run_id, " AND state = 'suspended'"))
 
     async def load_run(
         self, run_id: str
@@ -488,7 +489,7 @@ class SqlStore(MessageQueries, FlowQueries, ScheduleQueries):
             rows = tx.query(f"{RUN_SELECT} WHERE run_id = :run_id", {"run_id": run_id})
             if not rows:
                 return None, [], []
-            return run_row(rows[0]), _load_steps(tx, run_id), _load_attempts(tx, run_id)
+            return run_row(rows[0]), load_steps_of(tx, run_id), load_attempts_of(tx, run_id)
 
         return await self._db.read(read)
 
@@ -573,26 +574,6 @@ def _record_step(dialect: Dialect) -> Insert:
     # notifies tells the owner of a cancel at once; elsewhere the write itself refuses.
     fence = _FENCE_HOLDS if dialect.notifies else _FENCE_HOLDS_UNCANCELLED
     return dialect.upsert(STEPS, ["run_id", "name"], where=fence)
-
-
-def _load_steps(
-    tx: Tx, run_id: str, where: str = "", params: dict[str, Any] | None = None
-) -> list[StepRecord]:
-    rows = tx.query(
-        f"SELECT {', '.join(STEP_COLUMNS)} FROM gf_steps WHERE run_id = :run_id{where}"
-        " ORDER BY seq",
-        {"run_id": run_id, **(params or {})},
-    )
-    return [step_row(row) for row in rows]
-
-
-def _load_attempts(tx: Tx, run_id: str) -> list[AttemptRecord]:
-    rows = tx.query(
-        f"SELECT {', '.join(ATTEMPT_COLUMNS)} FROM gf_attempts WHERE run_id = :run_id"
-        " ORDER BY step_name, attempt",
-        {"run_id": run_id},
-    )
-    return [AttemptRecord(**dict(zip(ATTEMPT_COLUMNS, row, strict=True))) for row in rows]
 
 
 def _cancel_steps(tx: Tx, params: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import os
 import socket
 from collections.abc import Callable, Coroutine
-from concurrent.futures import Executor, ThreadPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,6 +22,7 @@ import anyio
 import anyio.abc
 
 from ._start import RunStarter
+from ._threads import CallThreads
 from ._types import JSON
 from ._watch import RunEvents, until_terminal
 from .errors import (
@@ -147,9 +148,9 @@ class Worker:
 
     # --- lifecycle ----------------------------------------------------------------------------
 
-    def _new_threads(self) -> ThreadPoolExecutor:
+    def _new_threads(self) -> CallThreads:
         # One thread per job slot at most, started on demand; the slots bound the calls anyway.
-        return ThreadPoolExecutor(self.max_jobs, thread_name_prefix="graphflow-step")
+        return CallThreads(self.max_jobs, "graphflow-step")
 
     async def open(self) -> None:
         """Register this worker, take the runs waiting for one, and start the loops."""

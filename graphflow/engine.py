@@ -183,7 +183,7 @@ class Engine(RepairOperations):
         return None
 
     async def aclose(self, grace: float = 5.0) -> None:
-        """Stop claiming, let in-flight steps persist (``grace`` seconds), release every run."""
+        """Stop claiming, let in-flight steps persist (``grace`` s), release runs: Worker.aclose."""
         if not self._open or self._tg is None:
             return
         self._open = False

@@ -43,6 +43,7 @@ from .runtime.gates import Gates
 from .runtime.host import Slots
 from .runtime.jobs import run_job
 from .runtime.published import LivePublisher
+from .runtime.release import HeldAtClose, release_held
 from .runtime.retention import retention_loop
 from .runtime.runner import UNSET, cancel_run, drive_run
 from .runtime.schedules import Scheduler
@@ -171,13 +172,15 @@ class Worker:
             self._tg.start_soon(loop)
 
     async def aclose(self, grace: float) -> None:
-        """Stop claiming, let in-flight steps persist (``grace`` seconds), release every run."""
+        """Stop claiming, let in-flight steps persist for ``grace`` s, release (runtime.release)."""
         self.closing = True
+        at_close = HeldAtClose()
         try:
             if self._tg is not None:
                 with anyio.move_on_after(grace, shield=True):
                     while self.in_flight:  # noqa: ASYNC110 - a counter many tasks decrement
                         await anyio.sleep(0.01)
+                at_close = HeldAtClose.of((h.execution for h in self._held.values()), self.registry)
                 self._tg.cancel_scope.cancel()
                 await self._tg.__aexit__(None, None, None)
         finally:
@@ -188,7 +191,7 @@ class Worker:
             self.threads = self._new_threads()
             with anyio.CancelScope(shield=True):
                 try:
-                    await self.store.remove_owner(self.owner_id)
+                    await release_held(self.store, self.owner_id, self.lease, at_close)
                 except StoreError as exc:  # its heartbeat stops: it expires like a dead owner's
                     logs.store_fault("unregistering this engine", exc, retry_in=None)
 

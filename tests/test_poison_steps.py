@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -204,10 +205,19 @@ def test_step_exiting_in_a_subprocess_is_contained(tmp_path: Path) -> None:
     }
 
 
-def test_run_killing_its_process_fails_after_max_recoveries(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("workflow", "death"),
+    [("dies_hard", 1), ("interrupts_itself", -signal.SIGINT)],
+    ids=["os._exit", "graceful shutdown mid-step"],
+)
+def test_run_killing_its_process_fails_after_max_recoveries(
+    tmp_path: Path, workflow: str, death: int
+) -> None:
+    """A process that dies under a step, even through a graceful shutdown, counts a recovery."""
     url = f"sqlite:///{tmp_path / 'poison.db'}"
-    outcomes = [worker(url, "loop", 2, "dies_hard")]
-    while outcomes[-1] == 1 and len(outcomes) < 6:
+    outcomes = [worker(url, "loop", 2, workflow)]
+    while isinstance(outcomes[-1], int) and len(outcomes) < 6:
         outcomes.append(worker(url, "loop", 2))
     # The first execution and two recoveries die; the third recovery gives up.
-    assert outcomes == [1, 1, 1, {"state": "failed", "error": "RecoveryLimitError", "output": None}]
+    failed = {"state": "failed", "error": "RecoveryLimitError", "output": None}
+    assert outcomes == [death, death, death, failed]

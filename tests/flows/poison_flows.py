@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 
 import anyio
@@ -29,6 +30,18 @@ def exit_in_thread() -> None:
 @gf.function
 async def exit_async() -> None:
     raise SystemExit(3)
+
+
+@gf.function
+async def interrupt_own_process() -> None:
+    os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C: the worker shuts down gracefully
+    await anyio.sleep(30)
+
+
+@gf.workflow
+async def interrupts_itself(wf: gf.Workflow, data: None) -> str:
+    await wf.do("interrupt", interrupt_own_process)
+    return "unreachable"
 
 
 @gf.workflow

@@ -42,7 +42,7 @@ _Outcome: TypeAlias = tuple[bytes, str | None, Any]
 """A successful attempt: the result's JSON, its ``detail``, and the result as read back."""
 
 
-@dataclass(kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class StepCall:
     """How to execute one step: what to call and how to (de)serialise its result."""
 

@@ -44,29 +44,47 @@ def rpc_step(
     kind: str = "rpc",
 ) -> StepCall:
     """A step that runs registered function ``fn`` as a job of this engine's worker."""
-    host = execution.host
-    slots = host.job_slots
-
-    async def call() -> Any:
-        args, kwargs = fn.validate_input(
-            data, workflow=execution.workflow, run_id=execution.run_id, step=name
-        )
-        await slots.acquire()
-        try:
-            return await fn.invoke(args, kwargs, host.threads)
-        finally:
-            slots.release()
-
     return StepCall(
         name=name,
         kind=kind,
         function=fn.name,
-        call=call,
+        call=_RpcCall(execution, name, fn, data),
         dump=fn.io.dump_output,
         load=fn.io.load_output,
         options=options.over(fn.options) if options is not NO_OPTIONS else fn.options,
         gate=execution.host.gates.gate(fn, data),
     )
+
+
+class _RpcCall:
+    """An RPC step's call: validate its input, take a job slot, invoke the function.
+
+    An object, not a closure: one allocation per step instead of a function and its six cells,
+    so a fan-out in flight gives the cyclic garbage collector fewer objects to track.
+    """
+
+    __slots__ = ("data", "execution", "fn", "name")
+
+    def __init__(
+        self, execution: RunExecution, name: str, fn: Function[..., Any], data: JSON
+    ) -> None:
+        self.execution = execution
+        self.name = name
+        self.fn = fn
+        self.data = data
+
+    async def __call__(self) -> Any:
+        execution = self.execution
+        args, kwargs = self.fn.validate_input(
+            self.data, workflow=execution.workflow, run_id=execution.run_id, step=self.name
+        )
+        host = execution.host
+        slots = host.job_slots
+        await slots.acquire()
+        try:
+            return await self.fn.invoke(args, kwargs, host.threads)
+        finally:
+            slots.release()
 
 
 def inline_step(name: str, target: Callable[[], Any], options: StepOptions) -> StepCall:

@@ -77,15 +77,20 @@ class GroupCommitter(Generic[OpT]):
         self.batches = 0
         self.ops = 0
 
-    async def submit(self, op: OpT) -> Any:
-        """Run ``op`` in the next batch; return its result or raise its exception.
+    def submit(self, op: OpT) -> Awaitable[Any]:
+        """Run ``op`` in the next batch; await its result (or its exception).
 
         A write, once submitted, is committed even if its caller is cancelled meanwhile. Inline
         batches need no shield for that (a cancelled leader commits synchronously before it
         unwinds); threaded ones are shielded, so leadership always passes to a live waiter.
+        Returns the awaitable of the write's path rather than awaiting it in a coroutine of its
+        own: one coroutine less for every write (a step's), and for every resumption of one.
         """
         if self._inline:
-            return await self._submit_inline(op)
+            return self._submit_inline(op)
+        return self._submit_shielded(op)
+
+    async def _submit_shielded(self, op: OpT) -> Any:
         pending = _Pending(op, anyio.Event())
         self._queue.append(pending)
         with anyio.CancelScope(shield=True):

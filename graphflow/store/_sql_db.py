@@ -17,7 +17,7 @@ import functools
 import logging
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
@@ -126,9 +126,12 @@ class SqlDatabase:
             self._threads.shutdown(wait=False)
             self._threads = ThreadPoolExecutor(2, "graphflow-store")  # if opened again
 
-    async def write(self, op: Op) -> Any:
-        """Run ``op`` in the next group-committed transaction; return its result."""
-        return await self._committer.submit(op)
+    def write(self, op: Op) -> Awaitable[Any]:
+        """Run ``op`` in the next group-committed transaction; await its result.
+
+        The committer's awaitable itself (no coroutine of this method's: one less per write).
+        """
+        return self._committer.submit(op)
 
     async def read(self, fn: Callable[[Tx], T]) -> T:
         """Run ``fn`` on the read connection."""

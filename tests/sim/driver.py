@@ -159,6 +159,10 @@ class Simulation:
         self.clock = LoopClock()
         self.outcome = _Outcome()
         self.resumed: set[tuple[str, str]] = set()
+        self.engines = 1 if faults.random() < 0.5 else 2
+        """Engine processes sharing the database (each restarted when it dies)."""
+        self.incarnations = 0
+        self.finished: anyio.Event
         self._shared: Store | None = None
         self._path: Path | None = None
 
@@ -167,6 +171,7 @@ class Simulation:
     async def run(self) -> SeedResult:
         """Simulate until every run ended (or a problem showed), then judge."""
         use_ledger(self.ledger)
+        self.finished = anyio.Event()
         try:
             with self._database():
                 if self._shared is not None:
@@ -206,16 +211,23 @@ class Simulation:
         return SqlStore(url, host_time=self.clock.time), True
 
     async def _until_done(self) -> None:
-        number = 0
-        while not self.outcome.done and not self.outcome.problems:
-            number += 1
-            await self._incarnation(number)
-            if not self.outcome.done:
-                await anyio.sleep(self.restarts.uniform(0.5, 5.0))  # the supervisor's restart
+        async with anyio.create_task_group() as tg:
+            for slot in range(self.engines):
+                tg.start_soon(self._slot, slot)
+            await self.finished.wait()
+            self.plan.stop()  # the engines close gracefully, as an operator would stop them
+            tg.cancel_scope.cancel()
+
+    async def _slot(self, slot: int) -> None:
+        """One engine process, restarted by its supervisor each time it dies."""
+        while not self.finished.is_set():
+            self.incarnations += 1
+            await self._incarnation(self.incarnations, driving=slot == 0)
+            await anyio.sleep(self.restarts.uniform(0.5, 5.0))
 
     # --- one engine's life ----------------------------------------------------------------------
 
-    async def _incarnation(self, number: int) -> None:
+    async def _incarnation(self, number: int, *, driving: bool) -> None:
         incarnation = Incarnation(number)
         inner, owns_inner = self._store_for()
         store = FaultyStore(
@@ -237,9 +249,15 @@ class Simulation:
             with incarnation.scope:
                 async with engine:
                     opened = True
-                    await self._drive(engine)
+                    if driving:
+                        await self._drive(engine)
+                    else:
+                        await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            raise
         except BaseException as exc:
-            self._ended_by(exc, incarnation, opened)
+            if not self.finished.is_set():
+                self._ended_by(exc, incarnation, opened)
         finally:
             INCARNATION.reset(token)
 
@@ -254,11 +272,9 @@ class Simulation:
         if not opened and all(isinstance(e, gf.StoreError) for e in others):
             self.ledger.note(f"engine failed to open: {others[0]}")
             return
-        problem = "engine: the engine died: " + "; ".join(
-            f"{type(e).__name__}: {e}" for e in others
+        self._problem(
+            "engine: the engine died: " + "; ".join(f"{type(e).__name__}: {e}" for e in others)
         )
-        self.ledger.note(problem)
-        self.outcome.problems.append(problem)
 
     async def _drive(self, engine: gf.Engine) -> None:
         for run_id, run in self.runs.items():
@@ -267,6 +283,7 @@ class Simulation:
         while True:
             if await self._all_ended(engine):
                 self.outcome.done = True
+                self.finished.set()
                 return
             if self.ledger.now > self.plan.quiet_at + LIVENESS:
                 self._stuck()
@@ -317,12 +334,15 @@ class Simulation:
 
     def _stuck(self) -> None:
         waiting = [run_id for run_id, run in self.runs.items() if run.status is None]
-        problem = (
+        self._problem(
             f"stuck: runs {waiting} had not ended {LIVENESS:.0f} virtual seconds after the"
             f" faults stopped (t={self.plan.quiet_at:.1f})"
         )
+
+    def _problem(self, problem: str) -> None:
         self.ledger.note(problem)
         self.outcome.problems.append(problem)
+        self.finished.set()
 
     def _judge(self) -> None:
         problems = self.outcome.problems

@@ -31,7 +31,14 @@ __all__ = (
 )
 
 FaultKind = Literal[
-    "fail_before", "fail_after", "crash_before", "crash_after", "disconnect", "stall", "disk_full"
+    "fail_before",
+    "fail_after",
+    "crash_before",
+    "crash_after",
+    "disconnect",
+    "stall",
+    "freeze",
+    "disk_full",
 ]
 ALL_KINDS: tuple[FaultKind, ...] = get_args(FaultKind)
 
@@ -42,6 +49,7 @@ _WEIGHTS: dict[FaultKind, float] = {
     "crash_after": 1.0,
     "disconnect": 1.0,
     "stall": 2.0,
+    "freeze": 1.0,
     "disk_full": 1.0,
 }
 _CRASHES = ("crash_before", "crash_after")
@@ -152,6 +160,8 @@ class FaultPlan:
                 return Fault(
                     kind, duration=self.rng.uniform(1.0, 3.0) * (self.lease if long else 0.3)
                 )
+            case "freeze":  # the whole process: a lock wait on the loop, a VM pause
+                return Fault(kind, duration=self.rng.uniform(0.1, 3.0) * self.lease)
             case "disconnect":
                 return Fault(
                     kind, duration=self.rng.uniform(0.1, 20.0), committed=self.rng.random() < 0.5
@@ -160,6 +170,12 @@ class FaultPlan:
                 return Fault(kind, duration=self.rng.uniform(0.1, 30.0))
             case _:
                 return Fault(kind)
+
+    def stop(self) -> None:
+        """No fault from now on, and no outage left."""
+        self.quiet_at = 0.0
+        self.schedule = {}
+        self.offline_until = self.disk_full_until = 0.0
 
     def outage(self, now: float, write: bool) -> str | None:
         """Why every call fails now (``"offline"``, ``"disk_full"`` for writes), or ``None``."""

@@ -55,12 +55,17 @@ class Ledger:
         """Append ``text`` to the trace, stamped with the virtual time and the incarnation."""
         self.trace.append(f"t={self.now:9.3f} #{INCARNATION.get()} {text}")
 
+    async def executing(self, run_id: str, step: str, attempt: int) -> None:
+        """A step function begins executing (an attempt of ``step`` in ``run_id``)."""
+        self.executed(run_id, step, attempt)
+
     def executed(self, run_id: str, step: str, attempt: int) -> None:
         """A step function began executing (an attempt of ``step`` in ``run_id``)."""
         if INCARNATION.get() in self.dead:
             raise ProcessDied
         key = (run_id, step)
         self.executions[key] += 1
+        self.note(f"run {run_id[:12]} step {step!r} attempt {attempt} executes")
         committed_at = self.committed.get(key)
         if committed_at is not None:
             problem = (
@@ -73,6 +78,7 @@ class Ledger:
 
     def step_committed(self, run_id: str, step: str) -> None:
         """The completed record of ``step`` reached the database."""
+        self.note(f"run {run_id[:12]} step {step!r} committed")
         self.committed.setdefault((run_id, step), self.now)
 
 

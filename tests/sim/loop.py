@@ -19,7 +19,14 @@ from typing import Any, TypeVar
 
 import anyio
 
-__all__ = ("EPOCH", "LoopClock", "SimulationStuck", "VirtualTimeLoop", "run_simulated")
+__all__ = (
+    "EPOCH",
+    "LoopClock",
+    "SimulationStuck",
+    "VirtualTimeLoop",
+    "freeze",
+    "run_simulated",
+)
 
 T = TypeVar("T")
 
@@ -82,6 +89,10 @@ class VirtualTimeLoop(asyncio.SelectorEventLoop):
     def time(self) -> float:
         return self._virtual.now
 
+    def freeze(self, seconds: float) -> None:
+        """Move the time ``seconds`` on, as a call that blocks the loop that long would."""
+        self._virtual.now += seconds
+
 
 class LoopClock:
     """The engine's ``Clock`` (and the store's lease clock) on the running loop's virtual time."""
@@ -93,6 +104,13 @@ class LoopClock:
     async def sleep_until(self, deadline: float) -> None:
         """Wait until the virtual time reaches ``deadline``."""
         await anyio.sleep(max(0.0, deadline - self.time()))
+
+
+def freeze(seconds: float) -> None:
+    """Block the running ``VirtualTimeLoop`` for ``seconds``: time jumps, no task runs meanwhile."""
+    loop = asyncio.get_running_loop()
+    assert isinstance(loop, VirtualTimeLoop)
+    loop.freeze(seconds)
 
 
 def run_simulated(main: Callable[[], Awaitable[T]]) -> T:

@@ -170,7 +170,7 @@ async def sim_effect(value: int, cost: float) -> int:
 async def sim_flaky(value: int, fails: int) -> int:
     """Fails its first ``fails`` attempts, then returns like ``sim_effect``."""
     step = gf.current_step()
-    current_ledger().executed(step.run_id, step.step_name, step.attempt)
+    await current_ledger().executing(step.run_id, step.step_name, step.attempt)
     if step.attempt <= fails:
         raise RuntimeError(f"planned failure of attempt {step.attempt} of {fails}")
     return mix(step.step_name, value)
@@ -178,7 +178,7 @@ async def sim_flaky(value: int, fails: int) -> int:
 
 async def _effect(value: int, cost: float) -> int:
     step = gf.current_step()
-    current_ledger().executed(step.run_id, step.step_name, step.attempt)
+    await current_ledger().executing(step.run_id, step.step_name, step.attempt)
     if cost:
         await anyio.sleep(cost)
     return mix(step.step_name, value)

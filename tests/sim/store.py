@@ -11,6 +11,9 @@ seed's ``FaultPlan`` what happens to it:
 - ``disconnect``: the connection is lost (the call committed or not) and the database is out of
   reach for a while: every call fails;
 - ``stall``: the call waits (virtual seconds) before it reaches the database;
+- ``freeze``: the call blocks the event loop (as a SQLite lock wait did, or a VM pause): the
+  virtual time jumps with no task running, so every engine of the process finds its leases
+  expired at once;
 - ``disk_full``: writes fail with the disk-full error for a while (reads still work).
 
 The completed step records that reach the database are reported to the ledger (the oracle's
@@ -43,6 +46,7 @@ from graphflow.store.base import (
 
 from .faults import FaultPlan, disk_full_error, lost_connection_error, transient_error
 from .ledger import Ledger, ProcessDied
+from .loop import freeze
 
 __all__ = ("FaultyStore", "Incarnation", "Mutation", "Ordinals")
 
@@ -147,6 +151,9 @@ class FaultyStore:
             case "stall":
                 await anyio.sleep(fault.duration)
                 self._alive()
+                return await op()
+            case "freeze":
+                freeze(fault.duration)
                 return await op()
             case "disk_full":
                 if not write:
@@ -410,7 +417,13 @@ class FaultyStore:
         )
 
     async def claim_runs(self, query: ClaimQuery, now: float) -> list[RunRecord]:
-        return await self._write("claim_runs", lambda: self._inner.claim_runs(query, now))
+        async def op() -> list[RunRecord]:
+            claimed = await self._inner.claim_runs(query, now)
+            for run in claimed:
+                self._ledger.note(f"run {run.run_id[:12]} claimed, epoch {run.lease_epoch}")
+            return claimed
+
+        return await self._write("claim_runs", op)
 
     async def fork_run(self, run: RunRecord, source_run_id: str, steps: Sequence[str]) -> None:
         await self._write("fork_run", lambda: self._inner.fork_run(run, source_run_id, steps))

@@ -129,6 +129,10 @@ class Worker:
         self._published = LivePublisher()
         self._job_events: dict[str, anyio.Event] = {}
         self._wake_claimer = anyio.Event()
+        self._renewal_wanted = anyio.Event()
+        self._renewed = anyio.Event()
+        self._taking: set[str] = set()
+        """Runs claimed whose executions are being set up, or will be (not orphans)."""
         self._tg: anyio.abc.TaskGroup | None = None
         self.failure: StoreError | None = None
         """Why the worker stopped on its own (the store file was lost), if it did."""
@@ -214,6 +218,7 @@ class Worker:
         # A child run is held beside its waiting parent even at max_runs: parents holding every
         # slot while their children wait for one would deadlock.
         owned = len(self._held) < self.max_runs or parent is not None
+        leased_since = anyio.current_time()
         new = await self._starter.create(
             workflow,
             data,
@@ -227,7 +232,7 @@ class Worker:
         if new.created:
             if run.owner_id == self.owner_id:
                 fence = Fence(run_id=run.run_id, owner_id=self.owner_id, epoch=1)
-                self._hold(tg, run, fence, [], new.validated)
+                self._hold(tg, run, fence, leased_since, [], new.validated)
             else:
                 self._wake_claimer.set()
         return run.run_id
@@ -269,10 +274,13 @@ class Worker:
         tg: anyio.abc.TaskGroup,
         run: RunRecord,
         fence: Fence,
+        leased_since: float,
         history: list[Any] | None,
         data: Any = UNSET,
     ) -> None:
+        """Execute ``run`` here, leased since ``leased_since`` (``anyio.current_time()``)."""
         held = _Held(RunExecution(self, run, fence, history or []))
+        held.execution.lease_renewed(leased_since + self.lease)
         previous = self._held.get(run.run_id)
         self._held[run.run_id] = held
         self._events.local.add(run.run_id)
@@ -309,6 +317,7 @@ class Worker:
                     held.execution = replayable(held.execution)
                     load_history, data = True, UNSET
         finally:
+            held.execution.end()
             if self._held.get(run_id) is held:
                 del self._held[run_id]
                 self._events.local.discard(run_id)
@@ -427,32 +436,46 @@ class Worker:
                     if d.concurrency is not None
                 },
             )
+            leased_since = anyio.current_time()
             claimed = await self.store.claim_runs(query, self.clock.time())
+            self._taking.update(run.run_id for run in claimed)
             for run in claimed:
                 try:
-                    await self._take(tg, run)
+                    await self._take(tg, run, leased_since)
                 except StoreUnavailableError as exc:  # the run stays claimed here: take it later
-                    tg.start_soon(self._take_later, tg, run, exc)
+                    tg.start_soon(self._take_later, tg, run, leased_since, exc)
+                else:
+                    self._taking.discard(run.run_id)
             if len(claimed) < batch:
                 return
 
     async def _take_later(
-        self, tg: anyio.abc.TaskGroup, run: RunRecord, exc: StoreUnavailableError
+        self,
+        tg: anyio.abc.TaskGroup,
+        run: RunRecord,
+        leased_since: float,
+        exc: StoreUnavailableError,
     ) -> None:
         """``_take`` again, backing off, after the store could not take ``run``."""
         faults = 1
-        while True:
-            delay = fault_backoff(faults)
-            logs.store_fault(f"taking run {run.run_id}", exc, retry_in=delay, run_id=run.run_id)
-            await anyio.sleep(delay)
-            try:
-                return await self._take(tg, run)
-            except StoreUnavailableError as again:
-                exc, faults = again, faults + 1
-            except StoreError:
-                return  # the lease was lost meanwhile: another engine has the run
+        try:
+            while True:
+                delay = fault_backoff(faults)
+                logs.store_fault(
+                    f"taking run {run.run_id}", exc, retry_in=delay, run_id=run.run_id
+                )
+                await anyio.sleep(delay)
+                try:
+                    return await self._take(tg, run, leased_since)
+                except StoreUnavailableError as again:
+                    exc, faults = again, faults + 1
+                except StoreError:
+                    return  # the lease was lost meanwhile: another engine has the run
+        finally:
+            self._taking.discard(run.run_id)
 
-    async def _take(self, tg: anyio.abc.TaskGroup, run: RunRecord) -> None:
+
+    async def _take(self, tg: anyio.abc.TaskGroup, run: RunRecord, leased_since: float) -> None:
         fence = Fence(run_id=run.run_id, owner_id=self.owner_id, epoch=run.lease_epoch)
         if run.cancel_requested:
             await cancel_run(self, RunExecution(self, run, fence, []))
@@ -462,7 +485,7 @@ class Worker:
         else:
             why = "claimed" if not run.recoveries else f"recovered, {run.recoveries} time(s)"
             logs.run_state(run.run_id, run.workflow, "running", why=why)
-            self._hold(tg, run, fence, None)
+            self._hold(tg, run, fence, leased_since, None)
 
     async def _give_up(self, run: RunRecord, fence: Fence) -> None:
         error = RecoveryLimitError(
@@ -571,10 +594,13 @@ class Worker:
 
     async def _lease_loop(self) -> None:
         while True:
-            await anyio.sleep(self.lease / 3)
+            with anyio.move_on_after(self.lease / 3):
+                await self._renewal_wanted.wait()
+            self._renewal_wanted = anyio.Event()
             published = self._published.changes(
                 {run_id: held.execution for run_id, held in self._held.items()}, self.clock.time()
             )
+            sent = anyio.current_time()
             try:
                 owned = await self.store.renew_leases(self.owner_id, self.lease, published)
             except StoreFileLostError as exc:
@@ -587,8 +613,42 @@ class Worker:
             for run_id, held in list(self._held.items()):
                 if run_id not in owned:
                     held.scope.cancel()  # taken over by another engine: commit nothing more
-                elif owned[run_id]:
+                    continue
+                held.execution.lease_renewed(sent + self.lease)
+                if owned[run_id]:
                     held.execution.stop(cancel=True)
+            renewed, self._renewed = self._renewed, anyio.Event()
+            renewed.set()
+            orphans = owned.keys() - self._held.keys() - self._taking
+            if orphans:
+                await self._release_orphans(orphans)
+
+    async def _release_orphans(self, run_ids: set[str]) -> None:
+        """Give back runs this worker owns in the store but does not execute.
+
+        A claim (or a start) whose commit reached the database while its caller saw an error
+        leaves such a run, and the renewals would keep it leased here forever: released, it is
+        claimed again (here or elsewhere) and replayed.
+        """
+        for run_id in sorted(run_ids):
+            try:
+                run = await self.store.get_run(run_id)
+                if run is None or run.owner_id != self.owner_id:
+                    continue
+                if run_id in self._held or run_id in self._taking:
+                    continue  # taken meanwhile
+                fence = Fence(run_id=run_id, owner_id=self.owner_id, epoch=run.lease_epoch)
+                await self.store.release_run(fence)
+            except StoreError:
+                return  # the next renewal finds them again
+            logs.run_state(run_id, run.workflow, run.state, why="released: held by no execution")
+        self._wake_claimer.set()
+
+    async def renewal(self) -> None:
+        """Wait for the next renewal of this worker's leases (asking for one now)."""
+        renewed = self._renewed
+        self._renewal_wanted.set()
+        await renewed.wait()
 
     def _stop(self, failure: StoreError) -> None:
         """Stop for good (the store file is lost): runs unwind; callers get ``failure``."""

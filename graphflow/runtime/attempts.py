@@ -21,6 +21,7 @@ from ..errors import (
     ErrorInfo,
     GraphflowError,
     InputValidationError,
+    LeaseLostError,
     NonRetryableError,
     StepFailed,
     StepTimeout,
@@ -123,6 +124,8 @@ async def _attempts(
     execution.step_began()
     try:
         while True:
+            if execution.lease_doubtful():  # no attempt starts on a lease that may have lapsed
+                await execution.leased()
             live.attempt += 1
             started = clock.time()
             if live.started_at is None:
@@ -130,6 +133,8 @@ async def _attempts(
             execution.attempt_began(live)
             try:
                 raw, detail, value = await _gated_attempt(execution, spec, live)
+            except LeaseLostError:
+                raise  # the run is another engine's now: not a failure of the attempt
             except Exception as exc:
                 final = isinstance(exc, _FinalFailure) or live.attempt > retries
                 info = error_info(_cause(exc))

@@ -117,6 +117,10 @@ class _DryHost:
     def step_changed(self, run_id: str) -> None:
         """Nobody watches a dry replay."""
 
+    async def renewal(self) -> None:
+        """Never called: a dry replay holds no lease and stops before any attempt."""
+        raise AssertionError("a dry replay renews no lease")
+
 
 class _DryExecution(RunExecution):
     """A run replayed from its history that blocks where it would act, remembering where."""

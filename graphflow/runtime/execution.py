@@ -7,6 +7,7 @@ park, the engine delivers resumes and stops the run; nobody writes its fields.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -16,7 +17,13 @@ from typing import Literal
 import anyio
 
 from .._types import StepState
-from ..errors import DuplicateStepError, GraphflowError, NonDeterminismError, StoreUnavailableError
+from ..errors import (
+    DuplicateStepError,
+    GraphflowError,
+    LeaseLostError,
+    NonDeterminismError,
+    StoreUnavailableError,
+)
 from ..store.base import AttemptRecord, Fence, RunRecord, StepRecord
 from .failures import Closing
 from .host import RunHost
@@ -142,6 +149,8 @@ class RunExecution:
         self._cancelling = False
         self._live_at_cancel: tuple[LiveStep, ...] = ()
         self._trace: RunTrace | None = None
+        self._leased_until = math.inf
+        self._ended = False
 
     @property
     def run_id(self) -> str:
@@ -183,7 +192,7 @@ class RunExecution:
                 fails with it even if the workflow catches it).
         """
         stopping = self._parking is not None or self._cancelling or self._store_fault is not None
-        if stopping or self.host.closing:
+        if stopping or self._ended or self.host.closing:
             raise Closing
         self._progress += 1
         try:
@@ -355,6 +364,52 @@ class RunExecution:
     def parking(self) -> Parking | None:
         """How the run parked, once it decided to."""
         return self._parking
+
+    # --- the lease ------------------------------------------------------------------------------
+
+    def lease_renewed(self, until: float) -> None:
+        """This engine's lease on the run surely holds until ``until`` (``anyio.current_time()``).
+
+        The worker sets it when it claims the run and moves it on at every renewal: a renewal
+        sent at ``t`` makes the lease last at least until ``t + lease``.
+        """
+        self._leased_until = until
+
+    @property
+    def leased_until(self) -> float:
+        """Until when (``anyio.current_time()``) this engine's lease on the run surely holds."""
+        return self._leased_until
+
+    def end(self) -> None:
+        """The execution is over (the run ended, parked, was given back or lost).
+
+        Tasks of it may outlive it: the branches of an ``asyncio.gather`` keep running after one
+        of them failed. From now on they issue and attempt nothing (they unwind with ``Closing``).
+        """
+        self._ended = True
+
+    def lease_doubtful(self) -> bool:
+        """Whether ``leased`` must be awaited before an attempt (checked without a coroutine)."""
+        return self._ended or self.host.clock.time() >= self._leased_until
+
+    async def leased(self) -> None:
+        """Return at once while the lease surely holds; else wait for a renewal first.
+
+        A process that stalled longer than its lease (a frozen event loop, a VM pause) may have
+        lost the run to another engine, which may have completed the very step this one is about
+        to start. So no step attempt starts on an expired lease: the renewal tells whether the
+        run is still held here (then it goes on) or lost (then the worker cancels it here).
+
+        Raises:
+            Closing: the execution is over (a stray task of it asks).
+            LeaseLostError: the renewal did not extend this execution's lease (the run was lost).
+        """
+        if self._ended:
+            raise Closing
+        if anyio.current_time() >= self._leased_until:
+            await self.host.renewal()
+            if anyio.current_time() >= self._leased_until:
+                raise LeaseLostError(run_id=self.run_id)
 
     # --- stopping -----------------------------------------------------------------------------
 

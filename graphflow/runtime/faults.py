@@ -55,6 +55,8 @@ async def write_until_stored(
 def replayable(interrupted: RunExecution) -> RunExecution:
     """A fresh execution of an interrupted run, to replay from the store (a cancel carries on)."""
     execution = RunExecution(interrupted.host, interrupted.run, interrupted.fence, [])
+    execution.lease_renewed(interrupted.leased_until)
+    interrupted.end()  # its stray tasks (gather branches) issue nothing more
     if interrupted.cancelling:
         execution.stop(cancel=True)
     return execution

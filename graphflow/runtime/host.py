@@ -98,3 +98,7 @@ class RunHost(Protocol):
     def step_changed(self, run_id: str) -> None:
         """A step of ``run_id`` changed (issued, attempt started, recorded): wakes watchers."""
         ...
+
+    async def renewal(self) -> None:
+        """Wait for the next renewal of this engine's leases (asking for one now)."""
+        ...

@@ -82,6 +82,8 @@ class _RpcCall:
         slots = host.job_slots
         await slots.acquire()
         try:
+            if execution.lease_doubtful():  # it may have lapsed while the slot was awaited
+                await execution.leased()
             return await self.fn.invoke(args, kwargs, host.threads)
         finally:
             slots.release()

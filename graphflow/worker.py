@@ -42,12 +42,13 @@ from .runtime.faults import fault_backoff, replayable
 from .runtime.gates import Gates
 from .runtime.host import Slots
 from .runtime.jobs import run_job
-from .runtime.published import LivePublisher
+from .runtime.leases import Leases
+from .runtime.published import LivePublisher, with_live_steps
 from .runtime.release import HeldAtClose, release_held
 from .runtime.retention import retention_loop
 from .runtime.runner import UNSET, cancel_run, drive_run
 from .runtime.schedules import Scheduler
-from .runtime.status import RunStatus, StepStatus, run_status, step_status
+from .runtime.status import RunStatus, run_status
 from .store.base import ClaimQuery, Fence, JobRecord, OwnerRecord, RunRecord, Store
 
 if TYPE_CHECKING:
@@ -78,16 +79,6 @@ class _Held:
     execution: RunExecution
     scope: anyio.CancelScope = field(default_factory=anyio.CancelScope)
     done: anyio.Event = field(default_factory=anyio.Event)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 class Worker:
@@ -129,8 +120,7 @@ class Worker:
         self._published = LivePublisher()
         self._job_events: dict[str, anyio.Event] = {}
         self._wake_claimer = anyio.Event()
-        self._renewal_wanted = anyio.Event()
-        self._renewed = anyio.Event()
+        self.leases = Leases(store, owner_id)
         self._taking: set[str] = set()
         """Runs claimed whose executions are being set up, or will be (not orphans)."""
         self._tg: anyio.abc.TaskGroup | None = None
@@ -343,22 +333,7 @@ class Worker:
         """``status`` with the steps its run executes here now (``running``, or ``queued``)."""
         held = self._held.get(status.run_id)
         live_steps = held.execution.live_steps() if held is not None else ()
-        if not live_steps:
-            return status
-        owner = (self.owner_id, lease_expires_at)
-        live: dict[str, StepStatus] = {
-            step.name: step_status(step.live_record(), owner=owner) for step in live_steps
-        }
-        # A live step keeps the errors of its stored failed attempts (shown while it retries).
-        merged = [
-            live.pop(step.name).model_copy(update={"attempt_errors": step.attempt_errors})
-            if step.name in live
-            else step
-            for step in status.steps
-        ]
-        seqs = {step.name: step.seq for step in live_steps}
-        merged.extend(sorted(live.values(), key=lambda s: seqs.get(s.name, 0)))
-        return status.model_copy(update={"steps": merged})
+        return with_live_steps(status, live_steps, (self.owner_id, lease_expires_at))
 
     def live_steps(self, run_id: str) -> tuple[LiveStep, ...]:
         """The steps of ``run_id`` executing here now (none if the run is not held here)."""
@@ -408,17 +383,9 @@ class Worker:
 
     # --- claiming and leases --------------------------------------------------------------------
 
-    async def _dead_owners(self) -> list[str]:
-        owners = await self.store.owners_on_host(self.hostname)
-        return [
-            o.owner_id
-            for o in owners
-            if o.owner_id != self.owner_id and o.pid != os.getpid() and not _pid_alive(o.pid)
-        ]
-
     async def _claim(self) -> None:
         """Take runnable runs, a small batch at a time, so idle workers woken together share."""
-        dead_owners = await self._dead_owners()
+        dead_owners = await self.leases.dead_owners(self.hostname)
         while True:
             tg = self._tg
             batch = min(self.max_runs - len(self._held), _CLAIM_BATCH)
@@ -461,9 +428,7 @@ class Worker:
         try:
             while True:
                 delay = fault_backoff(faults)
-                logs.store_fault(
-                    f"taking run {run.run_id}", exc, retry_in=delay, run_id=run.run_id
-                )
+                logs.store_fault(f"taking run {run.run_id}", exc, retry_in=delay, run_id=run.run_id)
                 await anyio.sleep(delay)
                 try:
                     return await self._take(tg, run, leased_since)
@@ -473,7 +438,6 @@ class Worker:
                     return  # the lease was lost meanwhile: another engine has the run
         finally:
             self._taking.discard(run.run_id)
-
 
     async def _take(self, tg: anyio.abc.TaskGroup, run: RunRecord, leased_since: float) -> None:
         fence = Fence(run_id=run.run_id, owner_id=self.owner_id, epoch=run.lease_epoch)
@@ -594,9 +558,7 @@ class Worker:
 
     async def _lease_loop(self) -> None:
         while True:
-            with anyio.move_on_after(self.lease / 3):
-                await self._renewal_wanted.wait()
-            self._renewal_wanted = anyio.Event()
+            await self.leases.due(self.lease / 3)
             published = self._published.changes(
                 {run_id: held.execution for run_id, held in self._held.items()}, self.clock.time()
             )
@@ -610,45 +572,22 @@ class Worker:
                 logs.store_fault("renewing the leases of this engine", exc, retry_in=self.lease / 3)
                 continue
             self._published.renewed(published)
+            executions = {run_id: held.execution for run_id, held in self._held.items()}
+            for run_id in self.leases.renewed(executions, owned, sent + self.lease):
+                self._held[run_id].scope.cancel()  # taken over elsewhere: commit nothing more
             for run_id, held in list(self._held.items()):
-                if run_id not in owned:
-                    held.scope.cancel()  # taken over by another engine: commit nothing more
-                    continue
-                held.execution.lease_renewed(sent + self.lease)
-                if owned[run_id]:
+                if owned.get(run_id):
                     held.execution.stop(cancel=True)
-            renewed, self._renewed = self._renewed, anyio.Event()
-            renewed.set()
             orphans = owned.keys() - self._held.keys() - self._taking
             if orphans:
-                await self._release_orphans(orphans)
-
-    async def _release_orphans(self, run_ids: set[str]) -> None:
-        """Give back runs this worker owns in the store but does not execute.
-
-        A claim (or a start) whose commit reached the database while its caller saw an error
-        leaves such a run, and the renewals would keep it leased here forever: released, it is
-        claimed again (here or elsewhere) and replayed.
-        """
-        for run_id in sorted(run_ids):
-            try:
-                run = await self.store.get_run(run_id)
-                if run is None or run.owner_id != self.owner_id:
-                    continue
-                if run_id in self._held or run_id in self._taking:
-                    continue  # taken meanwhile
-                fence = Fence(run_id=run_id, owner_id=self.owner_id, epoch=run.lease_epoch)
-                await self.store.release_run(fence)
-            except StoreError:
-                return  # the next renewal finds them again
-            logs.run_state(run_id, run.workflow, run.state, why="released: held by no execution")
-        self._wake_claimer.set()
+                await self.leases.release_orphans(
+                    orphans, lambda run_id: run_id in self._held or run_id in self._taking
+                )
+                self._wake_claimer.set()
 
     async def renewal(self) -> None:
         """Wait for the next renewal of this worker's leases (asking for one now)."""
-        renewed = self._renewed
-        self._renewal_wanted.set()
-        await renewed.wait()
+        await self.leases.renewal()
 
     def _stop(self, failure: StoreError) -> None:
         """Stop for good (the store file is lost): runs unwind; callers get ``failure``."""

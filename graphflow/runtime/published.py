@@ -9,12 +9,12 @@ step but its input and its last error (a retried step has those stored), for at 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
-from .execution import RunExecution
-from .status import encode_live_steps
+from .execution import LiveStep, RunExecution
+from .status import RunStatus, StepStatus, encode_live_steps, step_status
 
-__all__ = ("MAX_PUBLISHED", "PUBLISH_AFTER", "LivePublisher")
+__all__ = ("MAX_PUBLISHED", "PUBLISH_AFTER", "LivePublisher", "with_live_steps")
 
 MAX_PUBLISHED = 200
 """The most steps of one run a heartbeat publishes (the first issued): a bounded write."""
@@ -56,3 +56,24 @@ class LivePublisher:
                 self._published.pop(run_id, None)
             else:
                 self._published[run_id] = text
+
+
+def with_live_steps(
+    status: RunStatus, live_steps: Sequence[LiveStep], owner: tuple[str, float | None]
+) -> RunStatus:
+    """``status`` with ``live_steps`` (executing now) shown by ``owner`` (id, lease expiry)."""
+    if not live_steps:
+        return status
+    live: dict[str, StepStatus] = {
+        step.name: step_status(step.live_record(), owner=owner) for step in live_steps
+    }
+    # A live step keeps the errors of its stored failed attempts (shown while it retries).
+    merged = [
+        live.pop(step.name).model_copy(update={"attempt_errors": step.attempt_errors})
+        if step.name in live
+        else step
+        for step in status.steps
+    ]
+    seqs = {step.name: step.seq for step in live_steps}
+    merged.extend(sorted(live.values(), key=lambda s: seqs.get(s.name, 0)))
+    return status.model_copy(update={"steps": merged})

@@ -20,7 +20,7 @@ from pydantic import TypeAdapter
 
 from .._types import StepState
 from ..durations import Duration, to_seconds
-from ..errors import GraphflowError, SuspendTimeout
+from ..errors import GraphflowError, StoreUnavailableError, SuspendTimeout
 from ..store.base import StepRecord
 from .execution import RunExecution, Wait
 from .failures import error_info
@@ -254,7 +254,11 @@ async def until_changed(
         async def poll_store(look: Callable[[], Awaitable[bool]]) -> None:
             while True:
                 await anyio.sleep(STORE_POLL)
-                if await look():
+                try:
+                    found = await look()
+                except StoreUnavailableError:
+                    continue  # a look missed while the store is out of reach: the next one
+                if found:
                     tg.cancel_scope.cancel()
 
         if deadline is not None:

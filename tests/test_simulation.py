@@ -13,7 +13,7 @@ import pytest
 
 import graphflow as gf
 from graphflow.store.sql import SqlStore
-from tests.sim import ALL_KINDS, FaultKind, SeedConfig, SeedResult, run_seed
+from tests.sim import ALL_KINDS, Fault, FaultKind, SeedConfig, SeedResult, run_seed
 from tests.sim.loop import LoopClock, run_simulated
 from tests.sim.runner import CI_KINDS, describe, run_seeds, shrink
 from tests.sim.store import Mutation
@@ -98,6 +98,51 @@ def test_a_failure_shrinks_to_the_faults_it_needs() -> None:
     assert minimal.faults == []
     assert "stuck" in _tags(minimal)
     assert "minimal trace: 0 of" in describe(failing)
+
+
+_TRANSIENT: tuple[FaultKind, ...] = ("fail_before", "fail_after", "disconnect", "disk_full")
+
+
+@pytest.mark.parametrize(
+    ("seed", "kinds", "schedule"),
+    [
+        pytest.param(
+            266,
+            ("freeze",),
+            {47: Fault("freeze", 33.84074223705378), 54: Fault("freeze", 64.13738645346955)},
+            id="an-engine-frozen-past-its-lease-reran-a-step-another-engine-completed",
+        ),
+        pytest.param(
+            4270,
+            ("crash_before", "crash_after", "stall", "freeze"),
+            {26: Fault("freeze", 85.58844360969118), 46: Fault("freeze", 81.78100800780705)},
+            id="a-gather-branch-left-by-a-superseded-execution-reran-a-completed-step",
+        ),
+        pytest.param(
+            16,
+            _TRANSIENT,
+            {5: Fault("fail_after")},
+            id="a-start-committed-unseen-left-its-run-leased-to-nobody-forever",
+        ),
+        pytest.param(
+            236,
+            ALL_KINDS,
+            {20: Fault("fail_before")},
+            id="a-store-fault-while-a-suspend-polled-the-store-failed-the-run",
+        ),
+    ],
+)
+def test_what_the_simulation_found_stays_fixed(
+    seed: int, kinds: tuple[FaultKind, ...], schedule: dict[int, Fault]
+) -> None:
+    """Failures the simulation found, replayed from their shrunk fault schedules.
+
+    Each failed before its fix. A schedule names store calls by their ordinal in this version of
+    the simulation: a change to the programs or the driver moves them, so re-derive them then
+    (``python -m tests.sim`` prints a failing seed's shrunk schedule).
+    """
+    result = run_seed(SeedConfig(seed=seed, kinds=kinds, schedule=schedule))
+    assert result.ok, describe(result, shrunk=False)
 
 
 def test_waiting_on_a_run_parked_for_long_keeps_polling() -> None:

@@ -14,6 +14,7 @@ executed again (``ledger``).
 from __future__ import annotations
 
 import logging
+import random
 import shutil
 import tempfile
 from collections.abc import Awaitable, Callable, Iterator, Mapping
@@ -105,6 +106,9 @@ def run_seed(config: SeedConfig) -> SeedResult:
     logger = logging.getLogger("graphflow")
     level = logger.level
     logger.setLevel(logging.CRITICAL)  # the planned failures would flood the log
+    # The engine jitters its backoffs with the process's RNG: part of the simulated world too.
+    jitter = random.getstate()
+    random.seed(f"jitter:{config.seed}")
     simulation = Simulation(config)
     try:
         return run_simulated(simulation.run)
@@ -112,6 +116,7 @@ def run_seed(config: SeedConfig) -> SeedResult:
         return simulation.stuck_loop(exc)
     finally:
         logger.setLevel(level)
+        random.setstate(jitter)
 
 
 @dataclass(slots=True)
@@ -197,6 +202,7 @@ class Simulation:
         shm = Path("/dev/shm")
         directory = tempfile.mkdtemp(prefix="graphflow-sim-", dir=shm if shm.is_dir() else None)
         self._path = Path(directory) / "sim.db"
+        self.ledger.redact = directory  # the trace reads the same whatever the directory
         try:
             yield
         finally:

@@ -42,6 +42,8 @@ class Ledger:
     dead: set[int] = field(default_factory=set)
     violations: list[str] = field(default_factory=list)
     trace: list[str] = field(default_factory=list)
+    redact: str | None = None
+    """Text the trace leaves out (the database's temporary directory)."""
 
     @property
     def now(self) -> float:
@@ -53,6 +55,8 @@ class Ledger:
 
     def note(self, text: str) -> None:
         """Append ``text`` to the trace, stamped with the virtual time and the incarnation."""
+        if self.redact is not None:
+            text = text.replace(self.redact, "<tmp>")
         self.trace.append(f"t={self.now:9.3f} #{INCARNATION.get()} {text}")
 
     async def executing(self, run_id: str, step: str, attempt: int) -> None:

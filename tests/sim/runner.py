@@ -15,14 +15,12 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field, replace
 
 from .driver import SeedConfig, SeedResult, run_seed
-from .faults import FaultKind
+from .faults import ALL_KINDS, FaultKind
 
 __all__ = ("CI_KINDS", "Report", "describe", "reproduce_command", "run_seeds", "shrink")
 
-CI_KINDS: tuple[FaultKind, ...] = ("crash_before", "crash_after", "stall")
-"""The fault kinds CI injects. Left out until issue 14 defect 1 is fixed (a store fault fails
-the run, or kills the engine, instead of being handled like a crash): ``fail_before``,
-``fail_after``, ``disconnect`` and ``disk_full``."""
+CI_KINDS: tuple[FaultKind, ...] = ALL_KINDS
+"""The fault kinds CI injects: all of them."""
 
 _CHUNK = 50
 _TRACE_LINES = 80

@@ -208,7 +208,7 @@ class Worker:
         # A child run is held beside its waiting parent even at max_runs: parents holding every
         # slot while their children wait for one would deadlock.
         owned = len(self._held) < self.max_runs or parent is not None
-        leased_since = anyio.current_time()
+        leased_since = self.clock.time()
         new = await self._starter.create(
             workflow,
             data,
@@ -268,7 +268,7 @@ class Worker:
         history: list[Any] | None,
         data: Any = UNSET,
     ) -> None:
-        """Execute ``run`` here, leased since ``leased_since`` (``anyio.current_time()``)."""
+        """Execute ``run`` here, leased since ``leased_since`` (engine clock)."""
         held = _Held(RunExecution(self, run, fence, history or []))
         held.execution.lease_renewed(leased_since + self.lease)
         previous = self._held.get(run.run_id)
@@ -403,7 +403,7 @@ class Worker:
                     if d.concurrency is not None
                 },
             )
-            leased_since = anyio.current_time()
+            leased_since = self.clock.time()
             claimed = await self.store.claim_runs(query, self.clock.time())
             self._taking.update(run.run_id for run in claimed)
             for run in claimed:
@@ -562,7 +562,7 @@ class Worker:
             published = self._published.changes(
                 {run_id: held.execution for run_id, held in self._held.items()}, self.clock.time()
             )
-            sent = anyio.current_time()
+            sent = self.clock.time()
             try:
                 owned = await self.store.renew_leases(self.owner_id, self.lease, published)
             except StoreFileLostError as exc:

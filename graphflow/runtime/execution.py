@@ -368,7 +368,7 @@ class RunExecution:
     # --- the lease ------------------------------------------------------------------------------
 
     def lease_renewed(self, until: float) -> None:
-        """This engine's lease on the run surely holds until ``until`` (``anyio.current_time()``).
+        """This engine's lease on the run surely holds until ``until`` (engine clock).
 
         The worker sets it when it claims the run and moves it on at every renewal: a renewal
         sent at ``t`` makes the lease last at least until ``t + lease``.
@@ -377,7 +377,7 @@ class RunExecution:
 
     @property
     def leased_until(self) -> float:
-        """Until when (``anyio.current_time()``) this engine's lease on the run surely holds."""
+        """Until when (engine clock) this engine's lease on the run surely holds."""
         return self._leased_until
 
     def end(self) -> None:
@@ -406,9 +406,10 @@ class RunExecution:
         """
         if self._ended:
             raise Closing
-        if anyio.current_time() >= self._leased_until:
+        clock = self.host.clock
+        if clock.time() >= self._leased_until:
             await self.host.renewal()
-            if anyio.current_time() >= self._leased_until:
+            if clock.time() >= self._leased_until:
                 raise LeaseLostError(run_id=self.run_id)
 
     # --- stopping -----------------------------------------------------------------------------

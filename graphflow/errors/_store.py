@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from ._base import GraphflowError
 
 __all__ = (
@@ -12,7 +14,19 @@ __all__ = (
     "SchemaVersionError",
     "LeaseLostError",
     "NonRetryableError",
+    "hide_password",
 )
+
+_PASSWORD = re.compile(r"(\w[\w+.-]*://[^\s:/@'\"]*:)[^\s@'\"]+@")
+
+
+def hide_password(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***``.
+
+    Store errors name the store's URL, and end up in logs, HTTP answers and tracebacks: never with
+    the database password in them.
+    """
+    return _PASSWORD.sub(r"\1***@", text)
 
 
 # --- store ------------------------------------------------------------------------------------
@@ -22,7 +36,7 @@ class StoreError(GraphflowError):
     """The store failed or is unusable."""
 
     def __init__(self, message: str) -> None:
-        super().__init__(message)
+        super().__init__(hide_password(message))
 
 
 class StoreUnavailableError(StoreError):
@@ -36,6 +50,7 @@ class StoreUnavailableError(StoreError):
     problem: str
 
     def __init__(self, *, url: str, problem: str) -> None:
+        url = hide_password(url)
         GraphflowError.__init__(
             self,
             f"store {url!r} is unavailable: {problem}; runs wait and go on once it is back",
@@ -48,6 +63,7 @@ class ReadOnlyStoreError(StoreUnavailableError):
     """The store can be read but not written (a read-only file, directory or volume)."""
 
     def __init__(self, *, url: str, problem: str) -> None:
+        url = hide_password(url)
         GraphflowError.__init__(
             self,
             f"store {url!r} is read-only: {problem}; make it writable to start or change runs"
@@ -82,6 +98,7 @@ class SchemaVersionError(StoreError):
     expected: int
 
     def __init__(self, *, url: str, found: int, expected: int) -> None:
+        url = hide_password(url)
         newer = "newer" if found > expected else "older"
         fix = "upgrade graphflow" if found > expected else "migrate it or point at a fresh database"
         GraphflowError.__init__(

@@ -12,13 +12,14 @@ does not notify (SQLite).
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol, TypeVar
 
 import anyio
 
 from ._types import TERMINAL
 
-__all__ = ("RunEvents", "changes")
+__all__ = ("RunEvents", "changes", "terminal_status", "time_limit", "until_terminal")
 
 _FIRST_POLL = 0.005
 """The first fallback poll (seconds); each poll doubles it, up to the engine's poll interval."""
@@ -139,8 +140,44 @@ async def until_terminal(
     poll_interval: float,
 ) -> S:
     """The run's record (or status) once it is terminal."""
+    await _until_left(run_id, events)
     last: S | None = None
     async for current in changes(run_id, fetch, events, steps=False, poll_interval=poll_interval):
         last = current
     assert last is not None  # changes yields at least once
     return last
+
+
+async def terminal_status(
+    run_id: str,
+    status: Callable[[str], Awaitable[S]],
+    get_run: Callable[[str], Awaitable[_Stated]],
+    events: RunEvents,
+    *,
+    poll_interval: float,
+) -> S:
+    """The run's full ``status`` once it is terminal.
+
+    A run that ends while this process executes it costs one full load: its record alone is
+    read only while it is not over (looks that would be discarded otherwise).
+    """
+    await _until_left(run_id, events)
+    current = await status(run_id)
+    if current.state in TERMINAL:
+        return current
+    await until_terminal(run_id, get_run, events, poll_interval=poll_interval)
+    return await status(run_id)
+
+
+async def _until_left(run_id: str, events: RunEvents) -> None:
+    """Until the run held here changes (it leaves memory once its end is stored), without reads.
+
+    A look at the store before would find it unfinished. Any change, or ``wake_all``, ends this.
+    """
+    if run_id in events.local:
+        await events.next_change(run_id, steps=False).wait()
+
+
+def time_limit(timeout: float | None) -> AbstractContextManager[object]:
+    """``anyio.fail_after(timeout)``; nothing without a timeout (saves a cancel scope per wait)."""
+    return nullcontext() if timeout is None else anyio.fail_after(timeout)

@@ -26,7 +26,7 @@ from ._repair import RepairOperations
 from ._schedules import Schedules
 from ._start import RunStarter
 from ._types import JSON, TERMINAL
-from ._watch import RunEvents, changes, until_terminal
+from ._watch import RunEvents, changes, terminal_status, time_limit, until_terminal
 from .durations import Duration, to_seconds
 from .errors import (
     AmbiguousResumeError,
@@ -365,13 +365,14 @@ class Engine(RepairOperations):
             TimeoutError: ``timeout`` seconds passed first.
             RunNotFoundError: no run has this id.
         """
-        await self._until_terminal(run_id, timeout)
-        return await self.status(run_id)
+        with time_limit(timeout):
+            return await terminal_status(
+                run_id, self.status, self._get_run, self._events, poll_interval=self.poll_interval
+            )
 
     async def _until_terminal(self, run_id: str, timeout: float | None) -> RunRecord:
-        # Waits on run state changes only (``watch`` without its per-step wake-ups): the record
-        # is enough to see the end, and a long run costs nothing per step.
-        with anyio.fail_after(timeout):
+        # Run state changes only (no per-step wake-ups): a long run costs nothing per step.
+        with time_limit(timeout):
             return await until_terminal(
                 run_id, self._get_run, self._events, poll_interval=self.poll_interval
             )
@@ -594,7 +595,6 @@ def run(
 def _in_event_loop() -> bool:
     """Whether an asyncio event loop runs in this thread now (as in Jupyter, or async code)."""
     try:
-        asyncio.get_running_loop()
+        return asyncio.get_running_loop() is not None
     except RuntimeError:
         return False
-    return True

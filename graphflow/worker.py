@@ -35,7 +35,7 @@ from .errors import (
 )
 from .functions import Registry, WorkflowDefinition
 from .runtime import logs
-from .runtime.clock import Clock
+from .runtime.clock import Clock, until_set
 from .runtime.execution import LiveStep, RunExecution
 from .runtime.failures import error_info
 from .runtime.faults import fault_backoff, replayable
@@ -117,6 +117,8 @@ class Worker:
         self._starter = starter
         self._events = events
         self._held: dict[str, _Held] = {}
+        self._starting = 0
+        """Slots taken by runs being stored or claimed to be held here (not in ``_held`` yet)."""
         self._published = LivePublisher()
         self._job_events: dict[str, anyio.Event] = {}
         self._wake_claimer = anyio.Event()
@@ -207,17 +209,21 @@ class Worker:
             raise EngineStateError(operation="start runs", is_open=False)
         # A child run is held beside its waiting parent even at max_runs: parents holding every
         # slot while their children wait for one would deadlock.
-        owned = len(self._held) < self.max_runs or parent is not None
+        owned = len(self._held) + self._starting < self.max_runs or parent is not None
         leased_since = self.clock.time()
-        new = await self._starter.create(
-            workflow,
-            data,
-            run_id=run_id,
-            parent=parent,
-            owner_id=self.owner_id if owned else None,
-            priority=priority,
-            dedup_key=dedup_key,
-        )
+        self._starting += owned
+        try:
+            new = await self._starter.create(
+                workflow,
+                data,
+                run_id=run_id,
+                parent=parent,
+                owner_id=self.owner_id if owned else None,
+                priority=priority,
+                dedup_key=dedup_key,
+            )
+        finally:
+            self._starting -= owned
         run = new.record
         if new.created:
             if run.owner_id == self.owner_id:
@@ -388,7 +394,7 @@ class Worker:
         dead_owners = await self.leases.dead_owners(self.hostname)
         while True:
             tg = self._tg
-            batch = min(self.max_runs - len(self._held), _CLAIM_BATCH)
+            batch = min(self.max_runs - len(self._held) - self._starting, _CLAIM_BATCH)
             if tg is None or batch <= 0 or self.closing:
                 return
             query = ClaimQuery(
@@ -404,7 +410,11 @@ class Worker:
                 },
             )
             leased_since = self.clock.time()
-            claimed = await self.store.claim_runs(query, self.clock.time())
+            self._starting += batch
+            try:
+                claimed = await self.store.claim_runs(query, self.clock.time())
+            finally:
+                self._starting -= batch
             self._taking.update(run.run_id for run in claimed)
             for run in claimed:
                 try:
@@ -540,18 +550,7 @@ class Worker:
 
     async def _idle(self, next_wake: float | None) -> None:
         """Until: woken locally, the next parked run is due (engine clock), or a poll interval."""
-        wake = self._wake_claimer
-        with anyio.move_on_after(self.poll_interval):
-            async with anyio.create_task_group() as tg:
-
-                async def timer(deadline: float) -> None:
-                    await self.clock.sleep_until(deadline)
-                    tg.cancel_scope.cancel()
-
-                if next_wake is not None:
-                    tg.start_soon(timer, next_wake)
-                await wake.wait()
-                tg.cancel_scope.cancel()
+        await until_set(self._wake_claimer, self.clock, next_wake, self.poll_interval)
 
     async def _retention_loop(self) -> None:
         await retention_loop(self.store, self.registry, self.clock)

@@ -404,3 +404,31 @@ async def test_list_runs_filters_newest_first(sqlite_url: str, registry: gf.Regi
         assert [r.workflow for r in failed] == ["b"]
         assert len(await e.list_runs(limit=2)) == 2
         assert all(r.steps == [] for r in runs)
+
+
+async def test_runs_started_at_once_hold_at_most_max_runs(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
+    release = asyncio.Event()
+    most_held = 0
+
+    @gf.function(registry=registry)
+    async def hold_until_released(i: int) -> int:
+        nonlocal most_held
+        most_held = max(most_held, e.stats().held_runs)
+        await release.wait()
+        return i
+
+    @gf.workflow(registry=registry)
+    async def held(wf: gf.Workflow, data: int) -> int:
+        result: int = await wf.do("hold", hold_until_released, {"i": data})
+        return result
+
+    async with engine(sqlite_url, registry, max_runs=2) as e:
+        run_ids = await asyncio.gather(*(e.start("held", i) for i in range(10)))
+        held_after_starts = e.stats().held_runs
+        release.set()
+        statuses = await asyncio.gather(*(e.wait(run_id) for run_id in run_ids))
+    assert held_after_starts <= 2
+    assert most_held <= 2
+    assert [s.output for s in statuses] == list(range(10))

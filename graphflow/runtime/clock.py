@@ -11,7 +11,7 @@ from typing import Protocol
 
 import anyio
 
-__all__ = ("Clock", "SystemClock")
+__all__ = ("Clock", "SystemClock", "until_set")
 
 
 class Clock(Protocol):
@@ -36,3 +36,18 @@ class SystemClock:
         delay = deadline - time.time()
         if delay > 0:
             await anyio.sleep(delay)
+
+
+async def until_set(event: anyio.Event, clock: Clock, deadline: float | None, poll: float) -> None:
+    """Until ``event`` is set, ``deadline`` passes on ``clock`` (if any), or ``poll`` seconds."""
+    with anyio.move_on_after(poll):
+        async with anyio.create_task_group() as tg:
+
+            async def timer(when: float) -> None:
+                await clock.sleep_until(when)
+                tg.cancel_scope.cancel()
+
+            if deadline is not None:
+                tg.start_soon(timer, deadline)
+            await event.wait()
+            tg.cancel_scope.cancel()

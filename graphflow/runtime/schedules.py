@@ -22,7 +22,7 @@ from ..cron import CatchUp, Cron, check_catch_up, due_ticks, scheduled_at, tick_
 from ..errors import ScheduleError, StoreError
 from ..functions import Registry, WorkflowDefinition
 from ..store.base import RunRecord, ScheduleRecord, Store
-from .clock import Clock
+from .clock import Clock, until_set
 from .status import to_datetime
 
 __all__ = ("ScheduleInfo", "Scheduler", "schedule_info", "schedule_record", "tick_input")
@@ -222,15 +222,4 @@ class Scheduler:
 
     async def _idle(self, next_tick: float | None) -> None:
         """Until the next tick (engine clock), a change, or a poll interval (other processes)."""
-        changed = self.changed
-        with anyio.move_on_after(self.poll):
-            async with anyio.create_task_group() as tg:
-
-                async def timer(deadline: float) -> None:
-                    await self.clock.sleep_until(deadline)
-                    tg.cancel_scope.cancel()
-
-                if next_tick is not None:
-                    tg.start_soon(timer, next_tick)
-                await changed.wait()
-                tg.cancel_scope.cancel()
+        await until_set(self.changed, self.clock, next_tick, self.poll)

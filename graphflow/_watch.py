@@ -158,24 +158,27 @@ async def terminal_status(
 ) -> S:
     """The run's full ``status`` once it is terminal.
 
-    A run that ends while this process executes it costs one full load: its record alone is
-    read only while it is not over (looks that would be discarded otherwise).
+    A run that ends while this process executes it costs one full load, once it left memory (a
+    look before would find it unfinished). Other runs are looked at through their record alone
+    until they end, as a full load would mostly be discarded.
     """
-    await _until_left(run_id, events)
-    current = await status(run_id)
-    if current.state in TERMINAL:
-        return current
+    if await _until_left(run_id, events):
+        current = await status(run_id)
+        if current.state in TERMINAL:
+            return current
     await until_terminal(run_id, get_run, events, poll_interval=poll_interval)
     return await status(run_id)
 
 
-async def _until_left(run_id: str, events: RunEvents) -> None:
+async def _until_left(run_id: str, events: RunEvents) -> bool:
     """Until the run held here changes (it leaves memory once its end is stored), without reads.
 
-    A look at the store before would find it unfinished. Any change, or ``wake_all``, ends this.
+    Any change, or ``wake_all``, ends this. Whether the run was held here.
     """
-    if run_id in events.local:
-        await events.next_change(run_id, steps=False).wait()
+    if run_id not in events.local:
+        return False
+    await events.next_change(run_id, steps=False).wait()
+    return True
 
 
 def time_limit(timeout: float | None) -> AbstractContextManager[object]:

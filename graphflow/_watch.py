@@ -11,7 +11,8 @@ does not notify (SQLite).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
 from typing import Protocol, TypeVar
 
@@ -35,34 +36,40 @@ class RunEvents:
     """
 
     def __init__(self) -> None:
-        self._steps: dict[str, anyio.Event] = {}
-        self._runs: dict[str, anyio.Event] = {}
+        self._steps: dict[str, list[asyncio.Future[None]]] = {}
+        self._runs: dict[str, list[asyncio.Future[None]]] = {}
         self.local: set[str] = set()
         """Runs held by this process's worker: every change of theirs sets an event."""
         self.notifies = False
         """Whether the store reports run changes from other processes (PostgreSQL NOTIFY)."""
 
-    def next_change(self, run_id: str, *, steps: bool) -> anyio.Event:
-        """An event set at the run's next change (of any step too, with ``steps``)."""
-        events = self._steps if steps else self._runs
-        event = events.get(run_id)
-        if event is None:
-            event = events[run_id] = anyio.Event()
-        return event
+    def next_change(self, run_id: str, *, steps: bool) -> asyncio.Future[None]:
+        """A future done at the run's next change (of any step too, with ``steps``); ``forget`` it.
+
+        One plain future per watcher and look: a watcher that polls (a run executed elsewhere)
+        makes one per look, where an event and a cancel scope for its timeout cost twice as much.
+        """
+        change: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        (self._steps if steps else self._runs).setdefault(run_id, []).append(change)
+        return change
+
+    def forget(self, run_id: str, change: asyncio.Future[None], *, steps: bool) -> None:
+        """Stop tracking ``change`` (its watcher looks again, or stopped watching)."""
+        watchers = (self._steps if steps else self._runs).get(run_id)
+        if watchers is not None and change in watchers:
+            watchers.remove(change)
+            if not watchers:
+                del (self._steps if steps else self._runs)[run_id]
 
     def step_changed(self, run_id: str) -> None:
         """A step of ``run_id`` changed: wake its watchers of every change."""
         if self._steps:
-            event = self._steps.pop(run_id, None)
-            if event is not None:
-                event.set()
+            _wake(self._steps.pop(run_id, ()))
 
     def run_changed(self, run_id: str) -> None:
         """The run's state changed (or may have): wake all its watchers."""
         self.step_changed(run_id)
-        event = self._runs.pop(run_id, None)
-        if event is not None:
-            event.set()
+        _wake(self._runs.pop(run_id, ()))
 
     def close(self) -> None:
         """Wake every watcher (the engine is closing: their next look fails)."""
@@ -78,10 +85,10 @@ class RunEvents:
 
     def wake_all(self) -> None:
         """Wake every watcher: each looks at the store again (changes may have gone unreported)."""
-        for events in (self._steps, self._runs):
-            for event in events.values():
-                event.set()
-            events.clear()
+        for watched in (self._steps, self._runs):
+            for watchers in watched.values():
+                _wake(watchers)
+            watched.clear()
 
     def fallback(self, run_id: str, *, steps: bool, polls: int, poll_interval: float) -> float:
         """How long to wait for an event before looking at the store anyway."""
@@ -92,6 +99,21 @@ class RunEvents:
             return poll_interval
         # Bounded exponent: 2.0 ** 1024 overflows, and a run may be waited on for days.
         return min(_FIRST_POLL * 2.0 ** min(polls, 30), poll_interval)
+
+
+def _wake(watchers: Iterable[asyncio.Future[None]]) -> None:
+    for change in watchers:
+        if not change.done():  # cancelled with its watcher, or woken by its timeout
+            change.set_result(None)
+
+
+async def _changed_within(change: asyncio.Future[None], timeout: float) -> None:
+    """Until ``change`` is done, or ``timeout`` seconds passed."""
+    timer = asyncio.get_running_loop().call_later(timeout, _wake, (change,))
+    try:
+        await change
+    finally:
+        timer.cancel()
 
 
 class _Stated(Protocol):
@@ -119,16 +141,18 @@ async def changes(
     polls = 0
     while True:
         # Subscribe before looking, so a change between the look and the wait is not lost.
-        event = events.next_change(run_id, steps=steps)
-        current = await fetch(run_id)
-        if current != last:
-            last = current
-            yield current
-        if current.state in TERMINAL:
-            return
-        timeout = events.fallback(run_id, steps=steps, polls=polls, poll_interval=poll_interval)
-        with anyio.move_on_after(timeout):
-            await event.wait()
+        change = events.next_change(run_id, steps=steps)
+        try:
+            current = await fetch(run_id)
+            if current != last:
+                last = current
+                yield current
+            if current.state in TERMINAL:
+                return
+            timeout = events.fallback(run_id, steps=steps, polls=polls, poll_interval=poll_interval)
+            await _changed_within(change, timeout)
+        finally:
+            events.forget(run_id, change, steps=steps)
         polls += 1
 
 
@@ -177,7 +201,11 @@ async def _until_left(run_id: str, events: RunEvents) -> bool:
     """
     if run_id not in events.local:
         return False
-    await events.next_change(run_id, steps=False).wait()
+    change = events.next_change(run_id, steps=False)
+    try:
+        await change
+    finally:
+        events.forget(run_id, change, steps=False)
     return True
 
 

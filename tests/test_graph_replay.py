@@ -9,7 +9,7 @@ from typing import Any
 import anyio
 
 import graphflow as gf
-from tests.test_graph_runs import engine, states
+from tests.graph_helpers import engine, states
 
 
 class Gate:

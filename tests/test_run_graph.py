@@ -12,7 +12,7 @@ import pytest
 
 import graphflow as gf
 from tests.flows import graph_flows
-from tests.test_graph_runs import echo_function, engine, failed_run, states
+from tests.graph_helpers import echo_function, engine, failed_run, states
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -42,6 +42,8 @@ class RunEvents:
         """Runs held by this process's worker: every change of theirs sets an event."""
         self.notifies = False
         """Whether the store reports run changes from other processes (PostgreSQL NOTIFY)."""
+        self.claims: Callable[[str], bool] = _claims_nothing
+        """Whether this process's worker claims pending runs of a workflow (and says so)."""
 
     def next_change(self, run_id: str, *, steps: bool) -> asyncio.Future[None]:
         """A future done at the run's next change (of any step too, with ``steps``); ``forget`` it.
@@ -90,15 +92,26 @@ class RunEvents:
                 _wake(watchers)
             watched.clear()
 
-    def fallback(self, run_id: str, *, steps: bool, polls: int, poll_interval: float) -> float:
-        """How long to wait for an event before looking at the store anyway."""
-        if run_id in self.local:
+    def fallback(
+        self, run_id: str, *, steps: bool, polls: int, poll_interval: float, claimable: bool = False
+    ) -> float:
+        """How long to wait for an event before looking at the store anyway.
+
+        ``claimable``: the run is pending and this process's worker claims it, which sets an event
+        when it does; until then a look every ``poll_interval`` is enough (another process may
+        take it), where quick looks at a thousand pending runs would cost more than running them.
+        """
+        if run_id in self.local or claimable:
             # Everything is signalled; a slow poll only guards against a change no hook reports.
-            return poll_interval if steps else 3600.0
+            return poll_interval if steps or claimable else 3600.0
         if self.notifies and not steps:
             return poll_interval
         # Bounded exponent: 2.0 ** 1024 overflows, and a run may be waited on for days.
         return min(_FIRST_POLL * 2.0 ** min(polls, 30), poll_interval)
+
+
+def _claims_nothing(workflow: str) -> bool:
+    return False
 
 
 def _wake(watchers: Iterable[asyncio.Future[None]]) -> None:
@@ -119,6 +132,9 @@ async def _changed_within(change: asyncio.Future[None], timeout: float) -> None:
 class _Stated(Protocol):
     @property
     def state(self) -> str: ...
+
+    @property
+    def workflow(self) -> str: ...
 
 
 S = TypeVar("S", bound=_Stated)
@@ -149,7 +165,10 @@ async def changes(
                 yield current
             if current.state in TERMINAL:
                 return
-            timeout = events.fallback(run_id, steps=steps, polls=polls, poll_interval=poll_interval)
+            claimable = not steps and current.state == "pending" and events.claims(current.workflow)
+            timeout = events.fallback(
+                run_id, steps=steps, polls=polls, poll_interval=poll_interval, claimable=claimable
+            )
             await _changed_within(change, timeout)
         finally:
             events.forget(run_id, change, steps=steps)

@@ -45,12 +45,11 @@ from .runtime.resume import check_message, check_resume_data
 from .runtime.schedules import ScheduleInfo
 from .runtime.status import (
     RunList,
-    RunOwner,
     RunStatus,
+    find_owner,
     load_error,
     parse_cursor,
     run_cursor,
-    run_owner,
     run_status,
 )
 from .store import open_store
@@ -68,6 +67,7 @@ class EventLook:
     """What ``get_event`` sees of a run at one look: its state and the event's value (JSON)."""
 
     state: str
+    workflow: str
     value: str | None
 
 
@@ -276,16 +276,10 @@ class Engine(RepairOperations):
         run, steps, attempts = await self.store.load_run(run_id)
         if run is None:
             raise RunNotFoundError(run_id=run_id)
-        status = run_status(run, steps, attempts, owner=await self._owner_of(run))
+        status = run_status(run, steps, attempts, owner=await find_owner(self.store, run))
         if self._worker is None:
             return status
         return self._worker.with_live_steps(status, run.lease_expires_at)
-
-    async def _owner_of(self, run: RunRecord) -> RunOwner | None:
-        """Who holds a running run, and whether that process is still alive."""
-        if run.state != "running" or run.owner_id is None:
-            return None
-        return run_owner(run, await self.store.get_owner(run.owner_id), await self.store.now())
 
     async def run_graph(self, run_id: str) -> nx.DiGraph[str]:
         """The run as a graph: each step a node (kind, function, state, attempts, timings).
@@ -482,7 +476,8 @@ class Engine(RepairOperations):
 
         async def look(run_id: str) -> EventLook:
             run = await self._get_run(run_id)
-            return EventLook(state=run.state, value=await self.store.get_event(run_id, key))
+            event = await self.store.get_event(run_id, key)
+            return EventLook(state=run.state, workflow=run.workflow, value=event)
 
         with anyio.move_on_after(timeout):
             async for found in changes(

@@ -116,6 +116,7 @@ class Worker:
         self.hostname = socket.gethostname()
         self._starter = starter
         self._events = events
+        events.claims = lambda name: registry.find_workflow(name) is not None
         self._held: dict[str, _Held] = {}
         self._starting = 0
         """Slots taken by runs being stored or claimed to be held here (not in ``_held`` yet)."""
@@ -460,6 +461,7 @@ class Worker:
             why = "claimed" if not run.recoveries else f"recovered, {run.recoveries} time(s)"
             logs.run_state(run.run_id, run.workflow, "running", why=why)
             self._hold(tg, run, fence, leased_since, None)
+            self._events.run_changed(run.run_id)  # its waiters stop looking at the store
 
     async def _give_up(self, run: RunRecord, fence: Fence) -> None:
         error = RecoveryLimitError(

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .._types import JSON, TERMINAL, RunState, StepState
 from ..errors import ErrorInfo, InputValidationError
-from ..store.base import AttemptRecord, OwnerRecord, RunRecord, StepRecord
+from ..store.base import AttemptRecord, OwnerRecord, RunRecord, StepRecord, Store
 
 __all__ = (
     "RunList",
@@ -21,6 +21,7 @@ __all__ = (
     "RunStatus",
     "StepStatus",
     "encode_live_steps",
+    "find_owner",
     "load_error",
     "parse_cursor",
     "run_cursor",
@@ -204,6 +205,13 @@ def run_owner(run: RunRecord, owner: OwnerRecord | None, now: float) -> RunOwner
         lease_expires_at=to_datetime(lease),
         alive=lease is not None and lease > now,
     )
+
+
+async def find_owner(store: Store, run: RunRecord) -> RunOwner | None:
+    """Who holds ``run`` if it is running, and whether that process is still alive."""
+    if run.state != "running" or run.owner_id is None:
+        return None
+    return run_owner(run, await store.get_owner(run.owner_id), await store.now())
 
 
 def run_status(

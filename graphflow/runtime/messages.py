@@ -26,12 +26,12 @@ from ..durations import Duration, to_seconds
 from ..errors import InputValidationError
 from ..store.base import StepRecord, receive_input
 from .execution import RunExecution, Wait
-from .resume import remember_schema
 from .waiting import (
     ended_record,
     quiet,
     record_waiting,
     until_changed,
+    wait_detail,
     waiting_record,
 )
 
@@ -63,12 +63,8 @@ async def receive(
         await execution.stop_point(name, "receive", None, parents)
     if recorded is None:
         deadline = None if seconds is None else execution.host.clock.time() + seconds
-        detail = {
-            "schema": remember_schema(adapter) if adapter is not None else None,
-            "timeout": seconds,
-        }
         waiting = waiting_record(
-            execution, name, seq, parents, "receive", deadline, json.dumps(detail)
+            execution, name, seq, parents, "receive", deadline, wait_detail(adapter, seconds)
         )
         recorded = dataclasses.replace(waiting, input=receive_input(topic))
         # A message sent before the run got here is taken at once: one write, no wait.

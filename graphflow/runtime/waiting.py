@@ -36,6 +36,7 @@ __all__ = (
     "sleep",
     "suspend",
     "until_changed",
+    "wait_detail",
     "waiting_record",
 )
 
@@ -92,12 +93,8 @@ async def suspend(
         await execution.stop_point(reason, "suspend", None, parents)
     if recorded is None:
         deadline = None if seconds is None else execution.host.clock.time() + seconds
-        detail = {
-            "schema": remember_schema(adapter) if adapter is not None else None,
-            "timeout": seconds,
-        }
         recorded = waiting_record(
-            execution, reason, seq, parents, "suspend", deadline, json.dumps(detail)
+            execution, reason, seq, parents, "suspend", deadline, wait_detail(adapter, seconds)
         )
         if payload is not None:
             recorded = replace(recorded, input=json.dumps(payload))
@@ -117,6 +114,12 @@ async def suspend(
             return _load(adapter, outcome)
         await record_end(execution, recorded, parents, state="failed", output=None, error=error)
     raise error
+
+
+def wait_detail(adapter: TypeAdapter[Any] | None, seconds: float | None) -> str:
+    """What a waiting step stores of its wait: the JSON Schema its data must pass, its timeout."""
+    schema = remember_schema(adapter) if adapter is not None else None
+    return json.dumps({"schema": schema, "timeout": seconds})
 
 
 async def record_waiting(execution: RunExecution, record: StepRecord) -> None:

@@ -44,6 +44,7 @@ from sqlalchemy.schema import CreateTable
 from sqlalchemy.sql import sqltypes
 
 from ...errors import StoreError, StoreUnavailableError
+from ...errors._store import hide_password
 from .._tx import Tx
 from .base import Claim, conditional_row
 
@@ -135,7 +136,7 @@ class MysqlDialect:
                 cursor.execute(_ISOLATION)
             conn.commit()
         except pymysql.Error as exc:
-            raise StoreError(f"cannot connect to {_safe(self.url)!r}: {exc}") from exc
+            raise StoreError(f"cannot connect to {hide_password(self.url)!r}: {exc}") from exc
         return conn
 
     def begin(self, conn: Any, cursor: Any) -> None:
@@ -198,7 +199,9 @@ class MysqlDialect:
         else:
             problem = None
         return (
-            None if problem is None else StoreUnavailableError(url=_safe(self.url), problem=problem)
+            None
+            if problem is None
+            else StoreUnavailableError(url=hide_password(self.url), problem=problem)
         )
 
     def busy(self, exc: BaseException) -> bool:
@@ -249,14 +252,6 @@ class MysqlDialect:
             tx.cursor.execute(_create_table(table, collation))
 
 
-def _safe(url: str) -> str:
-    """``url`` without its password, for messages."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url
-
-
 def _connect_args(url: str) -> dict[str, Any]:
     """PyMySQL's ``connect`` arguments for ``mysql://user:password@host:port/db?options``.
 
@@ -267,10 +262,10 @@ def _connect_args(url: str) -> dict[str, Any]:
     try:
         parts = make_url(url)
     except ArgumentError as exc:
-        raise StoreError(f"invalid store URL {_safe(url)!r}: {exc}") from exc
+        raise StoreError(f"invalid store URL {hide_password(url)!r}: {exc}") from exc
     if not parts.database:
         raise StoreError(
-            f"store URL {_safe(url)!r} names no database: use mysql://user@host/database"
+            f"store URL {hide_password(url)!r} names no database: use mysql://user@host/database"
         )
     args: dict[str, Any] = {
         "host": parts.host or "localhost",
@@ -283,13 +278,15 @@ def _connect_args(url: str) -> dict[str, Any]:
         convert = _OPTIONS.get(name)
         if convert is None or not isinstance(value, str):
             raise StoreError(
-                f"unsupported option {name!r} in store URL {_safe(url)!r}:"
+                f"unsupported option {name!r} in store URL {hide_password(url)!r}:"
                 f" use {' or '.join(sorted(_OPTIONS))}"
             )
         try:
             args[name] = convert(value)
         except ValueError as exc:
-            raise StoreError(f"invalid {name} {value!r} in store URL {_safe(url)!r}") from exc
+            raise StoreError(
+                f"invalid {name} {value!r} in store URL {hide_password(url)!r}"
+            ) from exc
     return args
 
 
@@ -335,7 +332,7 @@ def _named_lock(tx: Tx, url: str) -> Iterator[None]:
     (got,) = tx.query(f"SELECT GET_LOCK({_SCHEMA_LOCK}, {_SCHEMA_LOCK_WAIT})")[0]
     if got != 1:
         raise StoreError(
-            f"store {_safe(url)!r}: another process held the schema lock for"
+            f"store {hide_password(url)!r}: another process held the schema lock for"
             f" {_SCHEMA_LOCK_WAIT} s; is a schema creation stuck? Retry, or check the server"
         )
     try:

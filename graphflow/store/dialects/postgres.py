@@ -20,11 +20,10 @@ import anyio.lowlevel
 import anyio.to_thread
 from sqlalchemy import ColumnElement, Insert, MetaData, Table
 from sqlalchemy.dialects import postgresql
-from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import Dialect as SqlAlchemyDialect
-from sqlalchemy.exc import ArgumentError
 
 from ...errors import StoreError, StoreUnavailableError
+from ...errors._store import hide_password
 from .._backoff import reconnect_delays
 from .._tx import Tx
 from ..base import LISTEN_BACK, LISTEN_LOST
@@ -190,14 +189,14 @@ class PostgresDialect:
         while True:
             conn = await self._listening_connection()
             if lost:
-                _LOG.info("listening to %s again", _safe(self.url))
+                _LOG.info("listening to %s again", hide_password(self.url))
                 on_notify(LISTEN_BACK)
             try:
                 await self._pump(conn, on_notify, token)
             except Exception as exc:  # whatever ended the connection: replace it
                 _LOG.warning(
                     "lost the notification connection to %s (polling until it is back): %s",
-                    _safe(self.url),
+                    hide_password(self.url),
                     exc,
                 )
                 lost = True
@@ -209,7 +208,7 @@ class PostgresDialect:
             try:
                 return await anyio.to_thread.run_sync(self._subscribe, abandon_on_cancel=True)
             except Exception as exc:
-                _LOG.debug("cannot listen to %s yet: %s", _safe(self.url), exc)
+                _LOG.debug("cannot listen to %s yet: %s", hide_password(self.url), exc)
             await anyio.sleep(delay)
         raise AssertionError("unreachable: reconnect_delays never ends")  # pragma: no cover
 
@@ -262,11 +261,3 @@ class PostgresDialect:
 def _advisory_lock(tx: Tx) -> Iterator[None]:
     tx.execute(f"SELECT pg_advisory_xact_lock({_SCHEMA_LOCK})")
     yield
-
-
-def _safe(url: str) -> str:
-    """``url`` without its password, for logs."""
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return url

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import AbstractContextManager, nullcontext
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, cast
 
 import anyio
 
@@ -183,12 +183,7 @@ async def until_terminal(
     poll_interval: float,
 ) -> S:
     """The run's record (or status) once it is terminal."""
-    await _until_left(run_id, events)
-    last: S | None = None
-    async for current in changes(run_id, fetch, events, steps=False, poll_interval=poll_interval):
-        last = current
-    assert last is not None  # changes yields at least once
-    return last
+    return await _terminal(run_id, fetch, fetch, events, poll_interval=poll_interval)
 
 
 async def terminal_status(
@@ -201,16 +196,51 @@ async def terminal_status(
 ) -> S:
     """The run's full ``status`` once it is terminal.
 
-    A run that ends while this process executes it costs one full load, once it left memory (a
-    look before would find it unfinished). Other runs are looked at through their record alone
-    until they end, as a full load would mostly be discarded.
+    Other runs are looked at through their record alone until they end, as a full load would
+    mostly be discarded.
     """
-    if await _until_left(run_id, events):
-        current = await status(run_id)
-        if current.state in TERMINAL:
-            return current
-    await until_terminal(run_id, get_run, events, poll_interval=poll_interval)
-    return await status(run_id)
+    return await _terminal(run_id, status, get_run, events, poll_interval=poll_interval)
+
+
+async def _terminal(
+    run_id: str,
+    final: Callable[[str], Awaitable[S]],
+    look: Callable[[str], Awaitable[_Stated]],
+    events: RunEvents,
+    *,
+    poll_interval: float,
+) -> S:
+    """``final(run_id)`` once the run is terminal, looking at it through ``look`` meanwhile.
+
+    While this process's worker holds the run nothing is read: it leaves memory once its end (or
+    its parking) is stored, and only then does ``final`` read it. A run held elsewhere, or not
+    yet claimed, is looked at after each change, or when the fallback poll says so; one that this
+    worker claims meanwhile is waited for in memory from then on.
+    """
+    polls = 0
+    while True:
+        if await _until_left(run_id, events):
+            current = await final(run_id)
+            if current.state in TERMINAL:
+                return current
+        # Subscribe before looking, so a change between the look and the wait is not lost.
+        change = events.next_change(run_id, steps=False)
+        try:
+            record = await look(run_id)
+            if record.state in TERMINAL:
+                if final is look:  # the record is what ``final`` returns: no second read
+                    return cast(S, record)
+                return await final(run_id)
+            if run_id in events.local:
+                continue  # claimed here since: wait for it in memory
+            claimable = record.state == "pending" and events.claims(record.workflow)
+            timeout = events.fallback(
+                run_id, steps=False, polls=polls, poll_interval=poll_interval, claimable=claimable
+            )
+            await _changed_within(change, timeout)
+        finally:
+            events.forget(run_id, change, steps=False)
+        polls += 1
 
 
 async def _until_left(run_id: str, events: RunEvents) -> bool:

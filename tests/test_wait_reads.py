@@ -24,7 +24,7 @@ class CountingStore(SqlStore):
         return await super().get_run(run_id)
 
 
-async def test_waiting_on_pending_runs_this_worker_claims_reads_each_run_a_few_times(
+async def test_waiting_on_pending_runs_this_worker_claims_reads_each_run_once(
     tmp_path: Path,
 ) -> None:
     registry = gf.Registry()
@@ -47,6 +47,25 @@ async def test_waiting_on_pending_runs_this_worker_claims_reads_each_run_a_few_t
         ids = [await engine.start("three", i) for i in range(40)]
         done = await asyncio.gather(*(engine.wait(run_id, timeout=60) for run_id in ids))
     assert [status.output for status in done] == [i + 3 for i in range(40)]
-    # A waiter reads its pending run, again when this worker claims it, and at its end; it
-    # used to look every 5, 10, 20... ms while the run waited (about 7 reads a run here).
-    assert store.run_reads <= 3 * 40
+    # A waiter reads its pending run once, then waits for it in memory once this worker claims
+    # it: the status at its end is the only other read. It used to look every 5, 10, 20... ms
+    # while the run waited (about 7 reads a run), then on the claim and at the end (3 a run).
+    assert store.run_reads <= 40
+
+
+async def test_run_of_a_pending_run_this_worker_claims_reads_it_twice(tmp_path: Path) -> None:
+    registry = gf.Registry()
+
+    @gf.workflow(registry=registry)
+    async def slow(wf: gf.Workflow, data: int) -> int:
+        await wf.do("nap", lambda: anyio.sleep(0.01))
+        return data
+
+    store = CountingStore(f"sqlite:///{tmp_path / 'r.db'}")
+    async with gf.Engine(store, registry=registry, max_runs=1, poll_interval=30) as engine:
+        first = await engine.start("slow", 0)
+        before = store.run_reads
+        # Pending behind ``first``: one look, then in memory once claimed, one read at its end.
+        assert await engine.run("slow", 1, timeout=60) == 1
+        assert store.run_reads - before == 2
+        assert (await engine.wait(first, timeout=60)).output == 0

@@ -7,7 +7,9 @@ branches join, the code after the join sees the latest of their finishes.
 from __future__ import annotations
 
 import asyncio
+import gc
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -112,3 +114,32 @@ async def test_a_branch_does_not_see_its_siblings_finish(registry: gf.Registry) 
         _, output = await run_parked_then_replayed(e, "siblings")
     assert output["replay"] == output["first"]
     assert datetime.fromisoformat(output["first"]).timestamp() < START + 60
+
+
+async def test_branches_of_a_gather_are_freed_without_the_garbage_collector(
+    registry: gf.Registry, tmp_path: Path
+) -> None:
+    # Each branch's now() mark lives in the branch task's context: it must not hold the task
+    # itself, or every branch (task, context, mark) waits for a collection to be freed.
+    @gf.function(registry=registry)
+    async def inc(x: int) -> int:
+        return x + 1
+
+    @gf.workflow(registry=registry)
+    async def fan(wf: gf.Workflow, data: int) -> int:
+        return sum(await asyncio.gather(*(wf.do(f"s{i}", inc, {"x": i}) for i in range(data))))
+
+    async with gf.Engine(f"sqlite:///{tmp_path / 'gc.db'}", registry=registry) as e:
+        await e.run("fan", 5)  # every import and cache is warm
+        gc.collect()
+        gc.disable()
+        gc.set_debug(gc.DEBUG_SAVEALL)
+        try:
+            assert await e.run("fan", 50) == sum(range(1, 51))
+            gc.collect()
+            cyclic_tasks = [o for o in gc.garbage if isinstance(o, asyncio.Task)]
+        finally:
+            gc.set_debug(0)
+            gc.garbage.clear()
+            gc.enable()
+    assert cyclic_tasks == []

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import json
+import weakref
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -33,13 +34,20 @@ class _Mark:
     sibling's progress, and the code after a join sees every branch's.
     """
 
-    __slots__ = ("joined", "mark", "replay", "task")
+    __slots__ = ("_task", "joined", "mark", "replay")
 
     def __init__(self, replay: Replay, task: object, mark: float) -> None:
         self.replay = replay
-        self.task = task
+        # Weak: the task's own context holds this mark, and a strong reference would make a
+        # cycle (task, context, mark) that only the garbage collector frees, a branch at a time.
+        self._task = weakref.ref(task) if isinstance(task, asyncio.Task) else task
         self.mark = mark
         self.joined = mark
+
+    def of(self, task: object) -> bool:
+        """Whether this is ``task``'s own mark."""
+        own = self._task
+        return own() is task if isinstance(own, weakref.ref) else own == task
 
     def join(self, branch: _Mark) -> None:
         self.joined = max(self.joined, branch.mark, branch.joined)
@@ -224,7 +232,7 @@ class Replay:
         if mark is None or mark.replay is not self:
             mark = _Mark(self, task, self._start)
             _NOW_MARK.set(mark)
-        elif mark.task is not task:
+        elif not mark.of(task):
             parent, mark = mark, _Mark(self, task, mark.mark)
             _NOW_MARK.set(mark)
             if isinstance(task, asyncio.Task):

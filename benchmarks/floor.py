@@ -4,7 +4,10 @@
   ~200-byte row: the cheapest durable write per row at the given ``synchronous`` level;
 - group commit: the same rows, all in one transaction: what a row costs when commits are shared;
 - thread hop: ``loop.run_in_executor`` of a trivial function, awaited one call at a time;
-- read + decode: one ``SELECT`` of a run's step rows and ``json.loads`` of each row's JSON columns.
+- read + decode: one ``SELECT`` of a run's step rows and ``json.loads`` of each row's JSON columns;
+- step row: graphflow's own row of a completed step, written the way graphflow writes it (a table
+  of the same columns and key, the same fenced upsert) by ``sqlite3`` alone, one commit per row or
+  all in one: what the database itself charges for a step, before any Python of graphflow's.
 """
 
 from __future__ import annotations
@@ -38,13 +41,18 @@ def _fresh(path: Path, mode: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(f"PRAGMA synchronous={mode.upper()}")
+    return conn
+
+
+def _rows_database(path: Path, mode: str) -> sqlite3.Connection:
+    conn = _fresh(path, mode)
     conn.execute("CREATE TABLE rows (id INTEGER PRIMARY KEY, run TEXT, body TEXT)")
     return conn
 
 
 def sqlite_floor_seconds(mode: str, rows: int, directory: Path) -> float:
     """Seconds per row, one commit each, in a fresh ``floor.db`` (``mode``: normal or full)."""
-    conn = _fresh(directory / "floor.db", mode)
+    conn = _rows_database(directory / "floor.db", mode)
     try:
         started = timer()
         for i in range(rows):
@@ -59,12 +67,90 @@ def sqlite_floor_seconds(mode: str, rows: int, directory: Path) -> float:
 
 def sqlite_group_floor_seconds(mode: str, rows: int, directory: Path) -> float:
     """Seconds per row when all ``rows`` share one commit, in a fresh ``group.db``."""
-    conn = _fresh(directory / "group.db", mode)
+    conn = _rows_database(directory / "group.db", mode)
     try:
         started = timer()
         conn.execute("BEGIN IMMEDIATE")
         for i in range(rows):
             conn.execute("INSERT INTO rows (run, body) VALUES (?, ?)", (f"run-{i}", ROW))
+        conn.execute("COMMIT")
+        elapsed = timer() - started
+    finally:
+        conn.close()
+    return elapsed / rows
+
+
+# The shape of graphflow's gf_steps and of its fenced step upsert (graphflow/store/sql.py), and
+# the gf_runs columns the fence reads.
+_STEP_TABLES = (
+    "CREATE TABLE gf_runs (run_id VARCHAR NOT NULL PRIMARY KEY, owner_id VARCHAR,"
+    " lease_epoch INTEGER NOT NULL, cancel_requested BOOLEAN NOT NULL)",
+    "CREATE TABLE gf_steps (run_id VARCHAR NOT NULL, name VARCHAR NOT NULL, seq INTEGER NOT NULL,"
+    " kind VARCHAR NOT NULL, function VARCHAR, state VARCHAR NOT NULL, attempts INTEGER NOT NULL,"
+    " input TEXT, output TEXT, error TEXT, parents TEXT NOT NULL, started_at DOUBLE,"
+    " finished_at DOUBLE, wake_at DOUBLE, detail TEXT, PRIMARY KEY (run_id, name)) WITHOUT ROWID",
+)
+_STEP_UPSERT = (
+    "INSERT INTO gf_steps (run_id, name, seq, kind, function, state, attempts, input, output,"
+    " error, parents, started_at, finished_at, wake_at, detail)"
+    " SELECT :run_id, :name, :seq, :kind, :function, :state, :attempts, :input, :output, :error,"
+    " :parents, :started_at, :finished_at, :wake_at, :detail"
+    " WHERE EXISTS (SELECT 1 FROM gf_runs WHERE run_id = :run_id AND owner_id = :owner_id"
+    " AND lease_epoch = :epoch AND (cancel_requested = 0 OR :state = 'cancelled'))"
+    " ON CONFLICT (run_id, name) DO UPDATE SET seq = excluded.seq, kind = excluded.kind,"
+    " function = excluded.function, state = excluded.state, attempts = excluded.attempts,"
+    " input = excluded.input, output = excluded.output, error = excluded.error,"
+    " parents = excluded.parents, started_at = excluded.started_at,"
+    " finished_at = excluded.finished_at, wake_at = excluded.wake_at, detail = excluded.detail"
+)
+_RUN_ID = "3e4d56fe-3366-47ec-840d-9367e7996988"
+
+
+def _step_rows(rows: int) -> list[dict[str, object]]:
+    """Completed steps as graphflow's write binds them: a name each, a small JSON output."""
+    now = time.time()
+    return [
+        {"run_id": _RUN_ID, "name": f"step {i}", "seq": i, "kind": "rpc", "function": "inc",
+         "state": "completed", "attempts": 1, "input": None, "output": str(i + 1),
+         "error": None, "parents": "[]", "started_at": now, "finished_at": now, "wake_at": None,
+         "detail": None, "owner_id": "owner", "epoch": 1}
+        for i in range(rows)
+    ]  # fmt: skip
+
+
+def _step_database(path: Path, mode: str) -> sqlite3.Connection:
+    conn = _fresh(path, mode)
+    for statement in _STEP_TABLES:
+        conn.execute(statement)
+    conn.execute("INSERT INTO gf_runs VALUES (?, 'owner', 1, 0)", (_RUN_ID,))
+    return conn
+
+
+def step_row_floor_seconds(mode: str, rows: int, directory: Path) -> float:
+    """Seconds per step row upserted as graphflow does, one commit each, in ``steps.db``."""
+    conn = _step_database(directory / "steps.db", mode)
+    params = _step_rows(rows)  # bound as graphflow binds them: built before, bound by name
+    try:
+        started = timer()
+        for row in params:
+            conn.execute("BEGIN IMMEDIATE")
+            conn.execute(_STEP_UPSERT, row)
+            conn.execute("COMMIT")
+        elapsed = timer() - started
+    finally:
+        conn.close()
+    return elapsed / rows
+
+
+def step_row_group_floor_seconds(mode: str, rows: int, directory: Path) -> float:
+    """Seconds per step row when all ``rows`` share one commit, in ``step_group.db``."""
+    conn = _step_database(directory / "step_group.db", mode)
+    params = _step_rows(rows)
+    try:
+        started = timer()
+        conn.execute("BEGIN IMMEDIATE")
+        for row in params:
+            conn.execute(_STEP_UPSERT, row)
         conn.execute("COMMIT")
         elapsed = timer() - started
     finally:

@@ -69,10 +69,27 @@ def record_params(record: Any, columns: Sequence[str]) -> dict[str, Any]:
 
 
 def step_params(step: StepRecord) -> dict[str, Any]:
-    """A step's fields as statement parameters (its parents as JSON text)."""
-    params = record_params(step, STEP_COLUMNS)
-    params["parents"] = json_text(step.parents)
-    return params
+    """A step's fields as statement parameters (its parents as JSON text).
+
+    Spelled out rather than ``record_params``: one is built for every step written.
+    """
+    return {
+        "run_id": step.run_id,
+        "name": step.name,
+        "seq": step.seq,
+        "kind": step.kind,
+        "function": step.function,
+        "state": step.state,
+        "attempts": step.attempts,
+        "input": step.input,
+        "output": step.output,
+        "error": step.error,
+        "parents": json_text(step.parents) if step.parents else "[]",
+        "started_at": step.started_at,
+        "finished_at": step.finished_at,
+        "wake_at": step.wake_at,
+        "detail": step.detail,
+    }
 
 
 def json_text(value: Any) -> str:

@@ -77,23 +77,30 @@ class FlowQueries:
         abandoned = f"owner_id IS NULL OR lease_expires_at < {self._clock}"
         if dead:
             abandoned += f" OR owner_id IN ({dead})"
-        runnable = (
-            f"(state IN ('pending', 'queued', 'running') AND ({abandoned}))"
-            " OR (state IN ('sleeping', 'suspended') AND owner_id IS NULL AND wake_at <= :now)"
+        # Disjoint by state: the queue of new runs, runs held by nobody (or a dead owner), and
+        # waits that are due; each read through an index (gf_runs_ready, _limit, _wake).
+        ready: tuple[str, ...] = (
+            f"state = 'pending' AND ({abandoned})",
+            f"state IN ('queued', 'running') AND ({abandoned})",
+            "state IN ('sleeping', 'suspended') AND owner_id IS NULL AND wake_at <= :now",
         )
+        runnable = " OR ".join(f"({part})" for part in ready)
         if query.run_id is not None:
             params["run_id"] = query.run_id
             runnable = f"run_id = :run_id AND ({runnable})"
+            ready = tuple(f"run_id = :run_id AND {part}" for part in ready)
         free = [w for w in query.workflows if w not in query.limits]
         limited = sorted(w for w in query.workflows if w in query.limits)
         free_params = dict(params)
+        served = f"workflow IN ({bind_list(free_params, 'w', free)})"
         claim = Claim(
             table="gf_runs",
             key="run_id",
-            where=f"workflow IN ({bind_list(free_params, 'w', free)}) AND ({runnable})",
+            where=f"{served} AND ({runnable})",
             order_by="priority DESC, created_at",
             assign=claim_assign(self._clock),
             columns=columns,
+            parts=tuple(f"{served} AND {part}" for part in ready),
         )
 
         def op(tx: Tx) -> list[Any]:

@@ -9,24 +9,35 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeAlias
 
-from sqlalchemy import Insert, MetaData, Select, Table, Update, bindparam, select, update
+from sqlalchemy import Index, Insert, MetaData, Select, Table, Update, bindparam, select, update
 from sqlalchemy.schema import CreateColumn, CreateIndex
 
 from ..errors import SchemaVersionError
 from ._sql_db import SqlDatabase
 from ._tx import Tx
 from .dialects import Dialect
-from .tables import EVENTS, GRAPHS, MESSAGES, META, METADATA, RATE_STARTS, RUNS, SCHEDULES, SLOTS
+from .tables import (
+    EVENTS,
+    GRAPHS,
+    MESSAGES,
+    META,
+    METADATA,
+    RATE_STARTS,
+    READY_INDEX,
+    RUNS,
+    SCHEDULES,
+    SLOTS,
+)
 
 __all__ = ("SCHEMA_VERSION", "SchemaCreator")
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 """The version of the tables in ``tables``; an older one is migrated, a newer one refused.
 
 2: ``gf_runs.trace_context``. 3: ``gf_runs.forked_from``, prune indexes. 4: messages, events and
 declared graphs (``gf_messages``, ``gf_events``, ``gf_graphs``). 5: schedules and flow control
 (``gf_schedules``, ``gf_slots``, ``gf_rate_starts``; the runs' priority, concurrency and dedup keys
-and live steps).
+and live steps). 6: the claim order index ``gf_runs_ready``.
 """
 
 Migration: TypeAlias = "str | Callable[[Tx, Dialect], None]"
@@ -40,6 +51,7 @@ _MIGRATIONS: dict[int, tuple[Migration, ...]] = {
     ),
     3: (lambda tx, dialect: _create(tx, dialect, MESSAGES, EVENTS, GRAPHS),),  # messages, events
     4: (lambda tx, dialect: _flow_control(tx, dialect),),  # schedules and flow control
+    5: (lambda tx, dialect: _create_index(tx, dialect, READY_INDEX),),  # claims in claim order
 }
 """The statements that bring a schema of version ``v`` to ``v + 1``, in one transaction."""
 
@@ -64,6 +76,10 @@ def _create(tx: Tx, dialect: Dialect, *tables: Table) -> None:
     for table in tables:
         table.to_metadata(added)
     dialect.create_tables(tx, added)
+
+
+def _create_index(tx: Tx, dialect: Dialect, index: Index) -> None:
+    tx.cursor.execute(str(CreateIndex(index).compile(dialect=dialect.sql_dialect)))
 
 
 def _flow_control(tx: Tx, dialect: Dialect) -> None:

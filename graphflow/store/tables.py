@@ -25,6 +25,7 @@ __all__ = (
     "METADATA",
     "OWNERS",
     "RATE_STARTS",
+    "READY_INDEX",
     "RUNS",
     "SCHEDULES",
     "SLOTS",
@@ -275,3 +276,7 @@ GRAPHS = _table(GraphRow)
 SCHEDULES = _table(ScheduleRow)
 SLOTS = _table(SlotRow)
 RATE_STARTS = _table(RateRow)
+
+# The runs waiting to be claimed, in claim order: a claim reads the first few instead of sorting
+# every unfinished run, or scanning every run of its workflows, finished ones included.
+READY_INDEX = Index("gf_runs_ready", RUNS.c.state, RUNS.c.priority.desc(), RUNS.c.created_at)

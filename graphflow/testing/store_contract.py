@@ -26,13 +26,14 @@ import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import anyio
 import pytest
 
 from .._types import RunState, StepState
 from ..errors import LeaseLostError
-from ..store.base import AttemptRecord, ClaimQuery, Fence, OwnerRecord, Store
+from ..store.base import AttemptRecord, ClaimQuery, Fence, OwnerRecord, RunRecord, Store
 from ._flow_contract import FlowControlContract
 from ._lifecycle_contract import LifecycleContract
 from ._records import _FENCE, _job, _run, _step
@@ -200,6 +201,36 @@ class StoreContract(FlowControlContract, LifecycleContract):
         assert dead.recoveries == 1 and dead.lease_epoch == 2 and dead.owner_id == "o2"
         assert await store.claim_runs(query, time.time()) == []
         assert set(await store.renew_leases("o2", 30)) == {"dead", "new"}
+
+    async def test_claims_go_by_priority_then_age_across_new_abandoned_and_due_runs(
+        self, store: Store
+    ) -> None:
+        """One claim order for every claimable run; finished and held runs are never taken."""
+        await store.register_owner(OwnerRecord(owner_id="o2", host="h", pid=1, started_at=0.0))
+        base = time.time() - 100
+
+        def run(run_id: str, age: int, **changes: Any) -> RunRecord:
+            record = _run(run_id, owner=None, state="pending")
+            return dataclasses.replace(record, created_at=base + age, **changes)
+
+        for record in (
+            run("finished", 0, state="completed", finished_at=base),
+            run("held", 0, state="running", owner_id="o3", lease_epoch=1,
+                lease_expires_at=base + 999),
+            run("old_new", 1),
+            run("dead_owner", 2, state="running", owner_id="gone", lease_epoch=1,
+                lease_expires_at=base + 999),
+            run("due_sleeper", 3, state="sleeping", wake_at=base),
+            run("young_new", 4),
+            run("urgent_new", 5, priority=5),
+            run("later_sleeper", 0, state="sleeping", wake_at=base + 999),
+        ):  # fmt: skip
+            await store.create_run(record)
+        query = ClaimQuery(owner_id="o2", workflows=["w"], dead_owners=["gone"], limit=1)
+        order = []
+        while claimed := await store.claim_runs(query, base + 50):
+            order += [r.run_id for r in claimed]
+        assert order == ["urgent_new", "old_new", "dead_owner", "due_sleeper", "young_new"]
 
     async def test_concurrent_claims_take_each_run_once(
         self, store: Store, new_store: StoreFactory

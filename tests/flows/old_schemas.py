@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-LATEST = 5
+LATEST = 6
 """The schema version graphflow writes now (``graphflow.store._sql_schema.SCHEMA_VERSION``)."""
 
 
@@ -16,6 +16,8 @@ def undone(version: int, url: str) -> tuple[str, ...]:
             f"DROP INDEX {index} ON {table}" if url.startswith("mariadb") else f"DROP INDEX {index}"
         )
 
+    if version == 6:  # the claim order index
+        return (drop_index("gf_runs_ready", "gf_runs"),)
     if version == 5:  # schedules and flow control
         return (
             drop_index("gf_runs_limit", "gf_runs"),

@@ -49,6 +49,10 @@ class Claim:
     order_by: str
     assign: str
     columns: Sequence[str]
+    parts: Sequence[str] = ()
+    """Disjoint conditions whose union is ``where``, each of which an index serves in ``order_by``
+    order: a claim may take the first rows of each and order those few, where one ``where`` with
+    ``OR`` in it makes the database sort every candidate (or scan the table) for each claim."""
 
 
 class Dialect(Protocol):
@@ -223,11 +227,26 @@ def conditional_row(table: Table, where: ColumnElement[bool], *, typed: bool) ->
 
 
 def claim_returning(tx: Tx, claim: Claim, params: dict[str, Any], skip_locked: str) -> list[Any]:
-    """A claim as one ``UPDATE ... WHERE key IN (SELECT ... LIMIT) RETURNING`` statement."""
+    """A claim as one ``UPDATE ... WHERE key IN (SELECT ... LIMIT) RETURNING`` statement.
+
+    Without row locks to skip (SQLite: writers are serialised), the candidates are the first
+    ``:limit`` rows of each of ``claim.parts``, ordered together.
+    """
+    if claim.parts and not skip_locked:
+        ordered = ", ".join(term.split()[0] for term in claim.order_by.split(","))
+        firsts = " UNION ALL ".join(
+            f"SELECT * FROM (SELECT {claim.key}, {ordered} FROM {claim.table} WHERE {part}"
+            f" ORDER BY {claim.order_by} LIMIT :limit)"
+            for part in claim.parts
+        )
+        candidates = f"SELECT {claim.key} FROM ({firsts}) ORDER BY {claim.order_by} LIMIT :limit"
+    else:
+        candidates = (
+            f"SELECT {claim.key} FROM {claim.table} WHERE {claim.where}"
+            f" ORDER BY {claim.order_by} LIMIT :limit{skip_locked}"
+        )
     sql = (
-        f"UPDATE {claim.table} SET {claim.assign}"
-        f" WHERE {claim.key} IN (SELECT {claim.key} FROM {claim.table} WHERE {claim.where}"
-        f" ORDER BY {claim.order_by} LIMIT :limit{skip_locked})"
+        f"UPDATE {claim.table} SET {claim.assign} WHERE {claim.key} IN ({candidates})"
         f" RETURNING {', '.join(claim.columns)}"
     )
     return tx.query(sql, params)

@@ -12,6 +12,8 @@ import sqlite3
 import time
 from pathlib import Path
 
+import pytest
+
 from graphflow.store.base import ClaimQuery, RunRecord
 from graphflow.store.sql import SqlStore
 
@@ -27,7 +29,10 @@ def _run(run_id: str, state: str, created_at: float) -> RunRecord:
     )
 
 
-async def test_a_claim_reads_ready_runs_through_indexes_not_every_run(tmp_path: Path) -> None:
+@pytest.mark.parametrize("limited", [False, True], ids=["free", "concurrency-limited"])
+async def test_a_claim_reads_ready_runs_through_indexes_not_every_run(
+    tmp_path: Path, limited: bool
+) -> None:
     path = tmp_path / "claims.db"
     store = SqlStore(f"sqlite:///{path}")
     await store.open()
@@ -42,14 +47,17 @@ async def test_a_claim_reads_ready_runs_through_indexes_not_every_run(tmp_path: 
         statements: list[str] = []
         writer: sqlite3.Connection = store._db._writer  # to see the claim's own SQL
         writer.set_trace_callback(statements.append)
-        (claimed,) = await store.claim_runs(ClaimQuery(owner_id="o", workflows=["w"]), time.time())
+        query = ClaimQuery(owner_id="o", workflows=["w"], limits={"w": 1} if limited else {})
+        (claimed,) = await store.claim_runs(query, time.time())
         writer.set_trace_callback(None)
     finally:
         await store.aclose()
     assert claimed.run_id == "new"
-    (claim,) = [s for s in statements if s.lstrip().upper().startswith("UPDATE GF_RUNS")]
+    # The statement that picks the candidates: the claim itself, or the limited claim's look.
+    start = "SELECT RUN_ID, CONCURRENCY_KEY" if limited else "UPDATE GF_RUNS"
+    (candidates,) = [s for s in statements if s.lstrip().upper().startswith(start)]
     with sqlite3.connect(path) as conn:
-        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {claim}")]
+        plan = [row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {candidates}")]
     reads = [step for step in plan if step.startswith(("SCAN", "SEARCH"))]
     assert any("gf_runs_ready (state=?)" in step for step in reads), plan
     # Every read of gf_runs is a search by state (or the update's by run id): no full scan, and

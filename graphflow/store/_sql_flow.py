@@ -17,6 +17,7 @@ from ._sql_db import SqlDatabase
 from ._tx import Tx
 from .base import ClaimQuery, RunLimit, RunRecord, SlotRequest
 from .dialects import Claim
+from .dialects.base import first_rows
 
 __all__ = ("QUEUED_WAIT", "FlowQueries", "bind_list", "claim_assign")
 
@@ -77,18 +78,18 @@ class FlowQueries:
         abandoned = f"owner_id IS NULL OR lease_expires_at < {self._clock}"
         if dead:
             abandoned += f" OR owner_id IN ({dead})"
-        # Disjoint by state: the queue of new runs, runs held by nobody (or a dead owner), and
-        # waits that are due; each read through an index (gf_runs_ready, _limit, _wake).
+        # Disjoint by state, each read through an index in claim order: new runs and queued ones
+        # (gf_runs_ready), runs held by nobody or a dead owner, and waits that are due (_wake).
         ready: tuple[str, ...] = (
             f"state = 'pending' AND ({abandoned})",
-            f"state IN ('queued', 'running') AND ({abandoned})",
+            f"state = 'queued' AND ({abandoned})",
+            f"state = 'running' AND ({abandoned})",
             "state IN ('sleeping', 'suspended') AND owner_id IS NULL AND wake_at <= :now",
         )
-        runnable = " OR ".join(f"({part})" for part in ready)
         if query.run_id is not None:
             params["run_id"] = query.run_id
-            runnable = f"run_id = :run_id AND ({runnable})"
             ready = tuple(f"run_id = :run_id AND {part}" for part in ready)
+        runnable = " OR ".join(f"({part})" for part in ready)
         free = [w for w in query.workflows if w not in query.limits]
         limited = sorted(w for w in query.workflows if w in query.limits)
         free_params = dict(params)
@@ -107,7 +108,7 @@ class FlowQueries:
             rows = dialect.claim(tx, claim, free_params) if free else []
             for workflow in limited:
                 rows += self._claim_limited(
-                    tx, workflow, query.limits[workflow], params, runnable, query.dead_owners,
+                    tx, workflow, query.limits[workflow], params, ready, query.dead_owners,
                     columns=columns,
                 )  # fmt: skip
             return rows
@@ -155,23 +156,28 @@ class FlowQueries:
         workflow: str,
         limit: int,
         base: dict[str, Any],
-        runnable: str,
+        ready: Sequence[str],
         dead: Sequence[str],
         *,
         columns: Sequence[str],
     ) -> list[Any]:
         """Claim runnable runs of ``workflow`` into its free slots; mark the rest ``queued``.
 
-        Highest priority first, then oldest. ``base`` holds the claim parameters, ``runnable``
-        the claimable filter.
+        Highest priority first, then oldest. ``base`` holds the claim parameters, ``ready`` the
+        claimable filter (its disjoint parts).
         """
+        runnable = " OR ".join(f"({part})" for part in ready)
         self._db.dialect.lock_key(tx, _run_scope(workflow))
         held = self._holders(tx, workflow, dead)
         params = base | {"w": workflow, "scan": max(base["limit"] * 4, 200)}
         candidates = tx.query(
-            "SELECT run_id, concurrency_key, owner_id, state FROM gf_runs"
-            f" WHERE workflow = :w AND ({runnable})"
-            " ORDER BY priority DESC, created_at, run_id LIMIT :scan",
+            first_rows(
+                "gf_runs",
+                ["run_id", "concurrency_key", "owner_id", "state"],
+                [f"workflow = :w AND {part}" for part in ready],
+                "priority DESC, created_at, run_id",
+                "scan",
+            ),
             params,
         )
         granted: list[str] = []

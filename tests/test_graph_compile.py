@@ -239,6 +239,26 @@ def test_same_spec_gives_same_plan_and_hash(registry: Registry) -> None:
     assert first.hash == second.hash
 
 
+def test_hash_is_the_one_stored_runs_carry(registry: Registry) -> None:
+    # Runs store their graph's hash and refuse to replay under another one: the same graph must
+    # hash the same in every version (computed on first use, as it is now, or at compile).
+    @function(registry=registry)
+    def a(x: int) -> int:
+        return x
+
+    graph = workflow_graph(
+        name="g",
+        nodes={"one": "a", "two": "a", "three": "a"},
+        config={
+            "one": {"next": {"k": "two", "j": ["three"]}, "branch": lambda o: "k"},
+            "two": {"input": {"v": ref("one")}},
+        },
+        registry=registry,
+    )
+    assert graph.hash == "161de8965a2f32ff28122c68810be76da675d0a6d8ea837d9dba5384994b452d"
+    assert graph.graph_hash == graph.hash
+
+
 def test_hash_ignores_options_and_declaration_order(registry: Registry) -> None:
     base = onboarding(registry).hash
     reordered = onboarding(

@@ -110,7 +110,7 @@ def compile_graph(*, name: str, specs: Sequence[NodeSpec], output: JSON | None) 
         entries=tuple(n for n in order if not nodes[n].parents and not nodes[n].handles),
         sinks=tuple(n for n in order if not by_id[n].next and not nodes[n].handles),
         output=output,
-        hash=_hash(name, specs),
+        digest=functools.partial(_hash, name, tuple(specs)),
         topology=topology,
         loops=loops,
     )

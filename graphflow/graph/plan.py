@@ -211,8 +211,10 @@ class Plan:
     sinks: tuple[str, ...]
     output: JSON | None
     """The ``output=`` template, or ``None``: the outputs of completed sink nodes."""
-    hash: str
-    """sha256 of the structure: nodes, functions, edges, keys, inputs, for_each, on_error."""
+    digest: Callable[[], str]
+    """Computes the sha256 of the structure (nodes, functions, edges, keys, inputs, for_each,
+    on_error): a fifth of a large graph's compile, so it is done when first needed (a run's
+    start), not when the graph is declared."""
     topology: Topology
     loops: tuple[LoopEdge, ...] = ()
     """The back edges (bounded loops), each with its body."""

@@ -105,15 +105,16 @@ class GraphWorkflow(WorkflowDefinition):
             return super().input_schema()
         return schemas[0] if len(schemas) == 1 else {"allOf": schemas}
 
-    @property
+    @functools.cached_property
     def hash(self) -> str:
-        """The stable sha256 of the graph's structure (stored with each run)."""
-        return self.plan.hash
+        """The stable sha256 of the graph's structure (stored with each run), once computed."""
+        with _cyclic_gc_paused():  # as while compiling: its allocations set off full collections
+            return self.plan.digest()
 
     @property
     def graph_hash(self) -> str:
         """The same as ``hash``: what every workflow kind stores with its runs."""
-        return self.plan.hash
+        return self.hash
 
     @property
     def declared_graph(self) -> DiGraph[str]:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -18,8 +16,7 @@ from graphflow.testing import VirtualClock
 from tests.flows import limit_flows
 from tests.flows.limit_flows import peak_concurrency
 from tests.flows.old_schemas import make_version
-
-ROOT = Path(__file__).resolve().parents[1]
+from tests.worker_pool import WorkerPool, worker_pool
 
 
 class Gauge:
@@ -211,51 +208,20 @@ async def test_executing_steps_show_in_status_from_another_process(sqlite_url: s
     assert {step.owner_id for step in done.steps} == {None}
 
 
-class Workers:
-    """Worker processes running ``tests.flows.limit_flows worker``."""
-
-    def __init__(self, url: str, log: Path) -> None:
-        self.url = url
-        self.log = log
-        self.env = os.environ | {"GF_LIMIT_LOG": str(log), "PYTHONPATH": str(ROOT)}
-        self.procs: list[subprocess.Popen[str]] = []
-
-    def spawn(self) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.flows.limit_flows", "worker", self.url],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        self.procs.append(proc)
-        return proc
-
-    def pids(self) -> set[int]:
-        return {int(line.split()[2]) for line in self.log.read_text().splitlines()}
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            proc.wait(timeout=30)
+def pids(workers: WorkerPool) -> set[int]:
+    """The processes that executed limited calls (from the flows' log)."""
+    return {int(line.split()[2]) for line in workers.log.read_text().splitlines()}
 
 
 @pytest.fixture
-def workers(tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(f"sqlite:///{tmp_path / 'shared.db'}?durability=normal", tmp_path / "log")
-    try:
-        yield pool
-    finally:
-        pool.stop()
+def workers(tmp_path: Path) -> Iterator[WorkerPool]:
+    url = f"sqlite:///{tmp_path / 'shared.db'}?durability=normal"
+    yield from worker_pool("tests.flows.limit_flows", url, tmp_path / "log", "GF_LIMIT_LOG")
 
 
 @pytest.mark.slow
 async def test_function_concurrency_holds_across_two_processes_on_sqlite(
-    workers: Workers,
+    workers: WorkerPool,
 ) -> None:
     workers.spawn()
     workers.spawn()
@@ -263,12 +229,12 @@ async def test_function_concurrency_holds_across_two_processes_on_sqlite(
         run_ids = [await client.start("limited_flow", {"i": i, "pause": 0.05}) for i in range(12)]
         statuses = [await client.wait(run_id, timeout=60) for run_id in run_ids]
     assert [s.output for s in statuses] == list(range(12))
-    assert len(workers.pids()) == 2  # each worker holds at most 3 runs: both executed calls
+    assert len(pids(workers)) == 2  # each worker holds at most 3 runs: both executed calls
     assert peak_concurrency(workers.log) == 2
 
 
 @pytest.mark.slow
-async def test_slots_of_a_killed_worker_are_taken_after_its_lease(workers: Workers) -> None:
+async def test_slots_of_a_killed_worker_are_taken_after_its_lease(workers: WorkerPool) -> None:
     victim = workers.spawn()
     async with gf.Engine(workers.url, worker=False) as client:
         first = await client.start("single_flow", {"i": 1, "hang": True})
@@ -283,7 +249,7 @@ async def test_slots_of_a_killed_worker_are_taken_after_its_lease(workers: Worke
         survivor = workers.spawn()
         statuses = [await client.wait(run_id, timeout=60) for run_id in (first, second)]
     assert [s.output for s in statuses] == [1, 2]
-    assert survivor.pid in workers.pids()
+    assert survivor.pid in pids(workers)
 
 
 async def test_rate_limit_never_starts_more_than_five_in_a_second(registry: gf.Registry) -> None:

@@ -16,69 +16,34 @@ import pytest
 
 import graphflow as gf
 from tests.flows import scale_flows  # noqa: F401  (registers the workflows for the client)
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-class Workers:
-    """Worker processes running ``tests.flows.scale_flows worker``."""
-
-    def __init__(self, url: str, log: Path) -> None:
-        self.url = url
-        self.env = os.environ | {"GF_SCALE_LOG": str(log), "PYTHONPATH": str(ROOT)}
-        self.procs: list[subprocess.Popen[str]] = []
-
-    def spawn(self) -> subprocess.Popen[str]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.flows.scale_flows", "worker", self.url],
-            cwd=ROOT,
-            env=self.env,
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        assert proc.stdout is not None
-        assert proc.stdout.readline().strip() == "ready"
-        self.procs.append(proc)
-        return proc
-
-    def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                os.kill(proc.pid, signal.SIGCONT)
-                proc.terminate()
-        for proc in self.procs:
-            proc.wait(timeout=30)
+from tests.worker_pool import ROOT, WorkerPool, worker_pool
 
 
-def _pool(url: str, tmp_path: Path) -> Iterator[Workers]:
-    pool = Workers(url, tmp_path / "log")
-    try:
-        yield pool
-    finally:
-        pool.stop()
+def _pool(url: str, tmp_path: Path) -> Iterator[WorkerPool]:
+    yield from worker_pool("tests.flows.scale_flows", url, tmp_path / "log", "GF_SCALE_LOG")
 
 
 @pytest.fixture
-def workers(pg_url: str, tmp_path: Path) -> Iterator[Workers]:
+def workers(pg_url: str, tmp_path: Path) -> Iterator[WorkerPool]:
     """Worker processes on PostgreSQL."""
     yield from _pool(pg_url, tmp_path)
 
 
 @pytest.fixture
-def server_workers(server_url: str, tmp_path: Path) -> Iterator[Workers]:
+def server_workers(server_url: str, tmp_path: Path) -> Iterator[WorkerPool]:
     """Worker processes on each database server in turn."""
     yield from _pool(server_url, tmp_path)
 
 
-def executions(workers: Workers) -> list[tuple[str, str, int]]:
-    log = Path(workers.env["GF_SCALE_LOG"])
+def executions(workers: WorkerPool) -> list[tuple[str, str, int]]:
+    log = workers.log
     if not log.exists():
         return []
     lines = [line.rsplit(" ", 1) for line in log.read_text().splitlines()]
     return [(head.split(" ", 1)[0], head.split(" ", 1)[1], int(pid)) for head, pid in lines]
 
 
-async def test_dead_worker_share_is_taken_over(server_workers: Workers) -> None:
+async def test_dead_worker_share_is_taken_over(server_workers: WorkerPool) -> None:
     workers = server_workers
     procs = [workers.spawn() for _ in range(3)]
     async with gf.Engine(workers.url, worker=False) as client:
@@ -106,7 +71,7 @@ async def test_dead_worker_share_is_taken_over(server_workers: Workers) -> None:
     assert took < 2 + 15 * 0.05 * 12  # lease + the remaining work, with margin
 
 
-async def test_stalled_worker_commits_nothing_after_takeover(server_workers: Workers) -> None:
+async def test_stalled_worker_commits_nothing_after_takeover(server_workers: WorkerPool) -> None:
     workers = server_workers
     stalled = workers.spawn()
     async with gf.Engine(workers.url, worker=False) as client:
@@ -148,7 +113,7 @@ async def test_concurrent_starts_with_one_run_id_make_one_run(
         assert [r.run_id for r in await client.list_runs()] == ["order-7"]
 
 
-async def test_sleepers_and_suspends_wake_once_across_workers(workers: Workers) -> None:
+async def test_sleepers_and_suspends_wake_once_across_workers(workers: WorkerPool) -> None:
     for _ in range(3):
         workers.spawn()
     async with gf.Engine(workers.url, worker=False) as client:
@@ -169,7 +134,7 @@ async def test_sleepers_and_suspends_wake_once_across_workers(workers: Workers) 
 
 
 async def test_function_served_only_by_another_worker_runs_there_as_a_job(
-    workers: Workers, registry: gf.Registry
+    workers: WorkerPool, registry: gf.Registry
 ) -> None:
     server = workers.spawn()
 

@@ -16,8 +16,10 @@ import asyncio
 import json
 import sqlite3
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 ROW = "x" * 200
 
@@ -50,34 +52,46 @@ def _rows_database(path: Path, mode: str) -> sqlite3.Connection:
     return conn
 
 
-def sqlite_floor_seconds(mode: str, rows: int, directory: Path) -> float:
-    """Seconds per row, one commit each, in a fresh ``floor.db`` (``mode``: normal or full)."""
-    conn = _rows_database(directory / "floor.db", mode)
+def _insert_seconds(
+    conn: sqlite3.Connection, statement: str, rows: Sequence[Any], *, one_commit: bool
+) -> float:
+    """Seconds per row of executing ``statement`` once per row of parameters, then close ``conn``.
+
+    A commit per row, or (``one_commit``) one commit for all of them.
+    """
     try:
         started = timer()
-        for i in range(rows):
+        if one_commit:
             conn.execute("BEGIN IMMEDIATE")
-            conn.execute("INSERT INTO rows (run, body) VALUES (?, ?)", (f"run-{i}", ROW))
+            for row in rows:
+                conn.execute(statement, row)
             conn.execute("COMMIT")
+        else:
+            for row in rows:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute(statement, row)
+                conn.execute("COMMIT")
         elapsed = timer() - started
     finally:
         conn.close()
-    return elapsed / rows
+    return elapsed / len(rows)
+
+
+_INSERT_ROW = "INSERT INTO rows (run, body) VALUES (?, ?)"
+
+
+def sqlite_floor_seconds(mode: str, rows: int, directory: Path) -> float:
+    """Seconds per row, one commit each, in a fresh ``floor.db`` (``mode``: normal or full)."""
+    conn = _rows_database(directory / "floor.db", mode)
+    params = [(f"run-{i}", ROW) for i in range(rows)]
+    return _insert_seconds(conn, _INSERT_ROW, params, one_commit=False)
 
 
 def sqlite_group_floor_seconds(mode: str, rows: int, directory: Path) -> float:
     """Seconds per row when all ``rows`` share one commit, in a fresh ``group.db``."""
     conn = _rows_database(directory / "group.db", mode)
-    try:
-        started = timer()
-        conn.execute("BEGIN IMMEDIATE")
-        for i in range(rows):
-            conn.execute("INSERT INTO rows (run, body) VALUES (?, ?)", (f"run-{i}", ROW))
-        conn.execute("COMMIT")
-        elapsed = timer() - started
-    finally:
-        conn.close()
-    return elapsed / rows
+    params = [(f"run-{i}", ROW) for i in range(rows)]
+    return _insert_seconds(conn, _INSERT_ROW, params, one_commit=True)
 
 
 # The shape of graphflow's gf_steps and of its fenced step upsert (graphflow/store/sql.py), and
@@ -129,33 +143,13 @@ def _step_database(path: Path, mode: str) -> sqlite3.Connection:
 def step_row_floor_seconds(mode: str, rows: int, directory: Path) -> float:
     """Seconds per step row upserted as graphflow does, one commit each, in ``steps.db``."""
     conn = _step_database(directory / "steps.db", mode)
-    params = _step_rows(rows)  # bound as graphflow binds them: built before, bound by name
-    try:
-        started = timer()
-        for row in params:
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute(_STEP_UPSERT, row)
-            conn.execute("COMMIT")
-        elapsed = timer() - started
-    finally:
-        conn.close()
-    return elapsed / rows
+    return _insert_seconds(conn, _STEP_UPSERT, _step_rows(rows), one_commit=False)
 
 
 def step_row_group_floor_seconds(mode: str, rows: int, directory: Path) -> float:
     """Seconds per step row when all ``rows`` share one commit, in ``step_group.db``."""
     conn = _step_database(directory / "step_group.db", mode)
-    params = _step_rows(rows)
-    try:
-        started = timer()
-        conn.execute("BEGIN IMMEDIATE")
-        for row in params:
-            conn.execute(_STEP_UPSERT, row)
-        conn.execute("COMMIT")
-        elapsed = timer() - started
-    finally:
-        conn.close()
-    return elapsed / rows
+    return _insert_seconds(conn, _STEP_UPSERT, _step_rows(rows), one_commit=True)
 
 
 def thread_hop_seconds(calls: int) -> float:

@@ -52,7 +52,7 @@ class Postgres:
     name = "PostgreSQL"
     key = "postgres"
     floor_label = "raw PostgreSQL: psycopg INSERT + COMMIT"
-    processes = ("postgres",)
+    processes: tuple[str, ...] = ("postgres",)
 
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url
@@ -106,7 +106,7 @@ class Mariadb:
     name = "MariaDB"
     key = "mariadb"
     floor_label = "raw MariaDB: PyMySQL INSERT + COMMIT"
-    processes = ("mariadbd", "mysqld")
+    processes: tuple[str, ...] = ("mariadbd", "mysqld")
 
     def __init__(self, admin_url: str) -> None:
         self.admin_url = admin_url

@@ -119,6 +119,7 @@ class SqlDatabase:
 
     async def aclose(self) -> None:
         """Close the connections."""
+        self.dialect.close()
         for conn in {id(c): c for c in (self._writer, self._reader) if c is not None}.values():
             conn.close()
         self._writer = self._reader = None

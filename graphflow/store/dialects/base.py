@@ -115,6 +115,9 @@ class Dialect(Protocol):
         """
         ...
 
+    def close(self) -> None:
+        """Release what the dialect holds besides the connections (called before they close)."""
+
     def begin(self, conn: Any, cursor: Any) -> None:
         """Start a write transaction on ``conn``."""
         ...

@@ -139,6 +139,9 @@ class MysqlDialect:
             raise StoreError(f"cannot connect to {hide_password(self.url)!r}: {exc}") from exc
         return conn
 
+    def close(self) -> None:
+        """Nothing besides the connections."""
+
     def begin(self, conn: Any, cursor: Any) -> None:
         """Nothing: without autocommit, the first statement opens a transaction."""
 

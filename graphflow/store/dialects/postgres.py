@@ -111,6 +111,9 @@ class PostgresDialect:
         except psycopg.Error as exc:
             raise StoreError(f"cannot connect to {self.url!r}: {exc}") from exc
 
+    def close(self) -> None:
+        """Nothing besides the connections."""
+
     def begin(self, conn: Any, cursor: Any) -> None:
         """Nothing: psycopg opens a transaction at the first statement."""
 

@@ -90,6 +90,8 @@ async def run_step(execution: RunExecution, spec: StepCall) -> Any:
     recorded = execution.replay.recorded(spec.name)
     if recorded is not None and recorded.state == "completed":
         execution.completed(spec.name, parents, recorded.finished_at)
+        if execution.turn_due():
+            await anyio.lowlevel.checkpoint()
         return spec.load(recorded.output or "null")
     if recorded is not None and recorded.state == "failed" and recorded.error is not None:
         await _raise_failed(execution, spec, ErrorInfo.model_validate_json(recorded.error), None)
@@ -109,6 +111,8 @@ async def run_step(execution: RunExecution, spec: StepCall) -> Any:
     )
     value, record = await _attempts(execution, spec, live)
     execution.completed(spec.name, parents, record.finished_at)
+    if execution.turn_due():
+        await anyio.lowlevel.checkpoint()
     return value
 
 

@@ -30,7 +30,11 @@ from .host import RunHost
 from .replay import Replay
 from .tracing import RunTrace
 
-__all__ = ("LiveStep", "Parking", "RunExecution", "Wait")
+__all__ = ("STEPS_PER_TURN", "LiveStep", "Parking", "RunExecution", "Wait")
+
+STEPS_PER_TURN = 16
+"""Completed steps after which a workflow yields to the event loop once (see ``completed``):
+about a millisecond of fast steps, for a loop turn of a few microseconds."""
 
 
 @dataclass(slots=True, kw_only=True)
@@ -143,6 +147,8 @@ class RunExecution:
         self._waits: dict[str, Wait] = {}
         self._deliveries: dict[str, str] = {}
         self._progress = 0
+        self._completions = 0
+        self._turned_at = 0
         self._changed = anyio.Event()
         self._scope: anyio.CancelScope | None = None
         self._parking: Parking | None = None
@@ -203,7 +209,22 @@ class RunExecution:
     def completed(self, name: str, parents: tuple[str, ...], finished_at: float | None) -> None:
         """Note a completed step: the frontier and ``now()`` move past it."""
         self._progress += 1
+        self._completions += 1
         self.replay.completed(name, parents, finished_at)
+
+    def turn_due(self) -> bool:
+        """Whether the workflow should give the event loop a turn now (every few steps).
+
+        Once per ``STEPS_PER_TURN`` completed steps. A step that completes at once (an async
+        function, a SQLite commit, a replayed result) never suspends its task, so a loop of them
+        would hold the event loop for the whole run, starving every other task on it: other
+        runs, lease renewals, HTTP handlers. Counted in steps, not time, so that a run's
+        interleavings stay reproducible.
+        """
+        if self._completions - self._turned_at < STEPS_PER_TURN:
+            return False
+        self._turned_at = self._completions
+        return True
 
     async def record_step(self, step: StepRecord, failed: AttemptRecord | None = None) -> None:
         """Store a step of this run (fenced by its lease), with any patch markers it carries.

@@ -73,8 +73,10 @@ class WalCheckpointer:
         """In the thread: a passive checkpoint; note whether the WAL grew past ``catch_up``."""
         try:
             if self._conn is None:
+                # A short busy wait: a checkpoint that cannot start now runs at the next turn,
+                # and closing the store waits for this thread.
                 self._conn = sqlite3.connect(
-                    self._uri, uri=True, isolation_level=None, check_same_thread=False
+                    self._uri, uri=True, isolation_level=None, check_same_thread=False, timeout=0.1
                 )
                 self._conn.execute(f"PRAGMA synchronous={self._synchronous}")
             row = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()

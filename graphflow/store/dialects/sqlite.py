@@ -26,7 +26,7 @@ from sqlalchemy.dialects import sqlite
 from sqlalchemy.engine.interfaces import Dialect as SqlAlchemyDialect
 
 from ...errors import ReadOnlyStoreError, StoreError, StoreFileLostError, StoreUnavailableError
-from .._checkpoint import WalCheckpointer
+from .._checkpoint import BACKSTOP_FRAMES, WalCheckpointer
 from .._tx import Tx
 from .base import Claim, claim_returning, conditional_row, create_tables_if_missing
 
@@ -99,10 +99,10 @@ class SqliteDialect:
                 return reader, reader
             writer = self._connect()
             if self.shared and self.durability != "full":
-                # Checkpoints run in a thread (WalCheckpointer), not inside the loop's commits.
-                # Not in ``full``, where every commit syncs: a checkpoint's syncs beside them
-                # slowed the median commit more than the stalls they spared cost.
-                writer.execute("PRAGMA wal_autocheckpoint=0")
+                # Checkpoints run in a thread (WalCheckpointer); the loop's commits only past the
+                # backstop. Not in ``full``, where every commit syncs: a checkpoint's syncs beside
+                # them slowed the median commit more than the stalls they spared cost.
+                writer.execute(f"PRAGMA wal_autocheckpoint={BACKSTOP_FRAMES}")
                 self._checkpointer = WalCheckpointer(self.path, synchronous=self._synchronous)
             return writer, (self._connect() if self.shared else writer)
         except (sqlite3.Error, OSError) as exc:
@@ -226,7 +226,7 @@ class SqliteDialect:
         """Commit (the connection is in autocommit mode: transactions are explicit)."""
         cursor.execute("COMMIT")
         if self._checkpointer is not None:
-            self._checkpointer.committed(conn)
+            self._checkpointer.committed()
 
     def rollback(self, conn: Any, cursor: Any) -> None:
         """Roll back the explicit transaction, unless SQLite already did (a full disk, I/O)."""

@@ -91,7 +91,7 @@ async def run_step(execution: RunExecution, spec: StepCall) -> Any:
     if recorded is not None and recorded.state == "completed":
         execution.completed(spec.name, parents, recorded.finished_at)
         if execution.turn_due():
-            await anyio.lowlevel.checkpoint()
+            await anyio.lowlevel.cancel_shielded_checkpoint()  # see RunExecution.turn_due
         return spec.load(recorded.output or "null")
     if recorded is not None and recorded.state == "failed" and recorded.error is not None:
         await _raise_failed(execution, spec, ErrorInfo.model_validate_json(recorded.error), None)
@@ -112,7 +112,7 @@ async def run_step(execution: RunExecution, spec: StepCall) -> Any:
     value, record = await _attempts(execution, spec, live)
     execution.completed(spec.name, parents, record.finished_at)
     if execution.turn_due():
-        await anyio.lowlevel.checkpoint()
+        await anyio.lowlevel.cancel_shielded_checkpoint()  # see RunExecution.turn_due
     return value
 
 

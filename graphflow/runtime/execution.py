@@ -219,7 +219,9 @@ class RunExecution:
         function, a SQLite commit, a replayed result) never suspends its task, so a loop of them
         would hold the event loop for the whole run, starving every other task on it: other
         runs, lease renewals, HTTP handlers. Counted in steps, not time, so that a run's
-        interleavings stay reproducible.
+        interleavings stay reproducible. The turn delivers no cancel: the step is recorded, and a
+        cancel (a user's ``fail_after`` around ``wf.do``) landing there would take the timeout's
+        branch where a replay, returning the recorded value, goes on.
         """
         if self._completions - self._turned_at < STEPS_PER_TURN:
             return False

@@ -41,7 +41,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.engine.interfaces import Dialect as SqlAlchemyDialect
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.schema import CreateTable
-from sqlalchemy.sql import sqltypes
+from sqlalchemy.sql import operators, sqltypes
 
 from ...errors import StoreError, StoreUnavailableError
 from ...errors._store import hide_password
@@ -363,13 +363,20 @@ class _DdlDialect(MySQLDialect_pymysql):
 _DDL = _DdlDialect()
 
 
+def _index_key(expression: Any) -> str:
+    """One key of an index, quoted, with its order: ``priority DESC`` as the migration makes it."""
+    column = getattr(expression, "element", expression)  # ``desc()`` wraps its column
+    descending = getattr(expression, "modifier", None) is operators.desc_op
+    return _DDL.identifier_preparer.quote(column.name) + (" DESC" if descending else "")
+
+
 def _create_table(table: Table, collation: str) -> str:
     """``CREATE TABLE IF NOT EXISTS`` with the table's indexes inline and its storage options."""
     ddl = str(CreateTable(table, if_not_exists=True).compile(dialect=_DDL)).rstrip()
     quote = _DDL.identifier_preparer.quote
     indexes = [
         f"{'UNIQUE ' if index.unique else ''}INDEX {quote(str(index.name))}"
-        f" ({', '.join(quote(column.name) for column in index.columns)})"
+        f" ({', '.join(_index_key(expression) for expression in index.expressions)})"
         for index in sorted(table.indexes, key=lambda index: str(index.name))
     ]
     body = ddl.removesuffix(")").rstrip() + "".join(f",\n\t{index}" for index in indexes)

@@ -8,7 +8,7 @@ index form, over which ``graphflow.runtime.frontier.Frontier`` schedules with in
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -211,7 +211,7 @@ class Plan:
     sinks: tuple[str, ...]
     output: JSON | None
     """The ``output=`` template, or ``None``: the outputs of completed sink nodes."""
-    digest: Callable[[], str]
+    digest: Callable[[], str] = field(compare=False)
     """Computes the sha256 of the structure (nodes, functions, edges, keys, inputs, for_each,
     on_error): a fifth of a large graph's compile, so it is done when first needed (a run's
     start), not when the graph is declared."""

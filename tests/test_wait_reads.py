@@ -58,14 +58,15 @@ async def test_run_of_a_pending_run_this_worker_claims_reads_it_twice(tmp_path: 
 
     @gf.workflow(registry=registry)
     async def slow(wf: gf.Workflow, data: int) -> int:
-        await wf.do("nap", lambda: anyio.sleep(0.01))
+        await wf.do("nap", lambda: anyio.sleep(0.2))
         return data
 
     store = CountingStore(f"sqlite:///{tmp_path / 'r.db'}")
     async with gf.Engine(store, registry=registry, max_runs=1, poll_interval=30) as engine:
         first = await engine.start("slow", 0)
         before = store.run_reads
-        # Pending behind ``first``: one look, then in memory once claimed, one read at its end.
+        # Pending behind ``first``: one look, then in memory once claimed, one read at its end
+        # (just that read if the claim came first). It used to read it again when claimed.
         assert await engine.run("slow", 1, timeout=60) == 1
-        assert store.run_reads - before == 2
+        assert store.run_reads - before <= 2
         assert (await engine.wait(first, timeout=60)).output == 0

@@ -230,19 +230,27 @@ def conditional_row(table: Table, where: ColumnElement[bool], *, typed: bool) ->
 
 
 def first_rows(
-    table: str, columns: Sequence[str], parts: Sequence[str], order_by: str, limit: str
+    table: str,
+    columns: Sequence[str],
+    parts: Sequence[str],
+    order_by: str,
+    limit: str,
+    *,
+    lock: str = "",
 ) -> str:
     """``SELECT columns FROM table WHERE (part OR part ...) ORDER BY order_by LIMIT :limit``.
 
     Written as the first ``:limit`` rows of each part, ordered together: with disjoint parts
     that an index each serves in ``order_by`` order, the database reads a few rows per part
-    instead of sorting every row that any part matches.
+    instead of sorting every row that any part matches. ``lock`` (``FOR UPDATE SKIP LOCKED``)
+    locks each part's first rows, skipping those other transactions hold; the few that are
+    locked but not taken stay locked until this transaction ends.
     """
     ordered = [term.split()[0] for term in order_by.split(",")]
     selected = ", ".join(dict.fromkeys([*columns, *ordered]))
     firsts = " UNION ALL ".join(
         f"SELECT * FROM (SELECT {selected} FROM {table} WHERE {part}"
-        f" ORDER BY {order_by} LIMIT :{limit}) part_{i}"
+        f" ORDER BY {order_by} LIMIT :{limit}{lock}) part_{i}"
         for i, part in enumerate(parts)
     )
     return f"SELECT {', '.join(columns)} FROM ({firsts}) firsts ORDER BY {order_by} LIMIT :{limit}"
@@ -251,11 +259,13 @@ def first_rows(
 def claim_returning(tx: Tx, claim: Claim, params: dict[str, Any], skip_locked: str) -> list[Any]:
     """A claim as one ``UPDATE ... WHERE key IN (SELECT ... LIMIT) RETURNING`` statement.
 
-    Without row locks to skip (SQLite: writers are serialised), the candidates are the first
-    ``:limit`` rows of each of ``claim.parts``, ordered together.
+    With ``claim.parts``, the candidates are the first ``:limit`` rows of each part (each locked
+    with ``skip_locked`` where rows are locked: PostgreSQL), ordered together.
     """
-    if claim.parts and not skip_locked:
-        candidates = first_rows(claim.table, [claim.key], claim.parts, claim.order_by, "limit")
+    if claim.parts:
+        candidates = first_rows(
+            claim.table, [claim.key], claim.parts, claim.order_by, "limit", lock=skip_locked
+        )
     else:
         candidates = (
             f"SELECT {claim.key} FROM {claim.table} WHERE {claim.where}"

@@ -1,11 +1,11 @@
 """Claim cost as a store fills: µs per claim with many finished runs and a backlog of new ones.
 
 Run ``python benchmarks/bench_claim.py`` (``--finished N``, ``--pending N``, ``--repeat N``;
-``--pg URL`` adds PostgreSQL, on fresh databases of that server). A store gets ``finished``
-completed runs and ``pending`` new ones (inserted raw, in one transaction); then one claim at a
-time takes a run (``limit`` 1, as a worker whose slot just freed does) until ``claims`` were
-made. SQLite's figures are printed beside one WAL commit (``floor.py``), measured in the same run:
-a claim is one write transaction, so a commit is what it cannot cost less than.
+``--pg URL`` and ``--mariadb URL`` add those servers, on fresh databases of theirs). A store gets
+``finished`` completed runs and ``pending`` new ones (inserted raw, in one transaction); then one
+claim at a time takes a run (``limit`` 1, as a worker whose slot just freed does) until
+``claims`` were made. SQLite's figures are printed beside one WAL commit (``floor.py``), measured
+in the same run: a claim is one write transaction, so a commit is what it cannot cost less than.
 """
 
 from __future__ import annotations
@@ -47,6 +47,19 @@ def fill(url: str, finished: int, pending: int) -> None:
         with sqlite3.connect(url.removeprefix("sqlite:///")) as lite:
             lite.executemany(_INSERT.format(p="?", false="0"), rows)
         return
+    if url.startswith(("mariadb", "mysql")):
+        from servers import Mariadb
+        from sqlalchemy.engine import make_url
+
+        maria = Mariadb(url)._connect(make_url(url).database)
+        try:
+            with maria.cursor() as cursor:
+                cursor.executemany(_INSERT.format(p="%s", false="0"), rows)
+                cursor.execute("ANALYZE TABLE gf_runs")
+            maria.commit()
+        finally:
+            maria.close()
+        return
     import psycopg
 
     with psycopg.connect(url) as pg, pg.cursor() as cursor:
@@ -81,6 +94,7 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=200, help="claims timed per size (200)")
     parser.add_argument("--repeat", type=int, default=3, help="repetitions (median)")
     parser.add_argument("--pg", metavar="URL", help="also PostgreSQL (an admin URL of the server)")
+    parser.add_argument("--mariadb", metavar="URL", help="also MariaDB (an admin URL)")
     args = parser.parse_args()
     sizes = [(0, args.pending), (args.finished, args.pending)]
     print(f"{'store holds':<44}{'µs/claim':>10}{'x commit':>10}")
@@ -97,15 +111,20 @@ def main() -> None:
                 ratios.append(seconds / commit)
             what = f"SQLite, {finished:,} finished + {pending:,} pending runs"
             print(f"{what:<44}{statistics.median(values):>10.1f}{statistics.median(ratios):>9.1f}x")
-    if args.pg:
-        from servers import Postgres
+    from servers import Mariadb, Postgres, Server
 
+    servers: list[Server] = []
+    if args.pg:
+        servers.append(Postgres(args.pg))
+    if args.mariadb:
+        servers.append(Mariadb(args.mariadb))
+    for server in servers:
         for finished, pending in sizes:
             values = []
             for _ in range(args.repeat):
-                with Postgres(args.pg).fresh_database() as url:
+                with server.fresh_database() as url:
                     values.append(asyncio.run(claim_seconds(url, finished, pending, args.claims)))
-            what = f"PostgreSQL, {finished:,} finished + {pending:,} pending"
+            what = f"{server.name}, {finished:,} finished + {pending:,} pending"
             print(f"{what:<44}{statistics.median(values) * 1e6:>10.1f}")
 
 

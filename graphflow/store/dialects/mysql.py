@@ -46,7 +46,7 @@ from sqlalchemy.sql import operators, sqltypes
 from ...errors import StoreError, StoreUnavailableError
 from ...errors._store import hide_password
 from .._tx import Tx
-from .base import Claim, conditional_row
+from .base import Claim, conditional_row, first_rows
 
 __all__ = ("MysqlDialect",)
 
@@ -172,12 +172,19 @@ class MysqlDialect:
         )
 
     def claim(self, tx: Tx, claim: Claim, params: dict[str, Any]) -> list[Any]:
-        """Lock the candidates (skipping rows others hold), update them, read them back."""
-        taken = tx.query(
-            f"SELECT {claim.key} FROM {claim.table} WHERE {claim.where}"
-            f" ORDER BY {claim.order_by} LIMIT :limit{self.skip_locked}",
-            params,
+        """Lock the candidates (skipping rows others hold), update them, read them back.
+
+        The candidates are the first rows of each of ``claim.parts``, each part locked.
+        """
+        candidates = first_rows(
+            claim.table,
+            [claim.key],
+            claim.parts or [claim.where],
+            claim.order_by,
+            "limit",
+            lock=self.skip_locked,
         )
+        taken = tx.query(candidates, params)
         if not taken:
             return []
         keys = {f"claimed_{i}": row[0] for i, row in enumerate(taken)}

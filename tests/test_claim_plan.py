@@ -66,3 +66,34 @@ async def test_a_claim_reads_ready_runs_through_indexes_not_every_run(
     assert all(
         step.startswith("SEARCH") and ("state=" in step or "(run_id=?)" in step) for step in runs
     ), plan
+
+
+async def test_a_job_claim_reads_each_functions_queue_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    store = SqlStore(f"sqlite:///{path}")
+    await store.open()
+    try:
+        statements: list[str] = []
+        writer: sqlite3.Connection = store._db._writer  # to see the claim's own SQL
+        writer.set_trace_callback(statements.append)
+        assert await store.claim_jobs("o", ["f", "g"], 1, 30) == []
+        writer.set_trace_callback(None)
+    finally:
+        await store.aclose()
+    (claim,) = [s for s in statements if s.lstrip().upper().startswith("UPDATE GF_JOBS")]
+    with sqlite3.connect(path) as conn:
+        plan = list(conn.execute(f"EXPLAIN QUERY PLAN {claim}"))
+    details = {row[0]: row[3] for row in plan}
+    children: dict[int, list[str]] = {}
+    for node, parent, _, detail in plan:
+        children.setdefault(parent, []).append(detail)
+    parts = [node for node, detail in details.items() if detail.startswith("CO-ROUTINE part_")]
+    # Each function's queue is its own part, read in created_at order through gf_jobs_claim:
+    # the first rows, not a sort of every queued job however long the queue.
+    queues = [
+        part
+        for part in parts
+        if any("gf_jobs_claim (state=? AND function=?)" in c for c in children.get(part, []))
+        and not any("TEMP B-TREE" in c for c in children.get(part, []))
+    ]
+    assert len(queues) >= 2, plan

@@ -68,9 +68,11 @@ class SqlJobs:
         dialect = self.db.dialect
         params: dict[str, Any] = {"owner": owner_id, "lease": lease, "limit": limit}
         params |= dialect.clock_params()
-        names = ", ".join(f":f{i}" for i in range(len(functions)))
+        binds = [f":f{i}" for i in range(len(functions))]
         params |= {f"f{i}": name for i, name in enumerate(functions)}
+        names = ", ".join(binds)
         clock = dialect.clock_sql
+        abandoned = f"state = 'running' AND lease_expires_at < {clock} AND function IN ({names})"
         claim = Claim(
             table="gf_jobs",
             key="job_id",
@@ -79,6 +81,8 @@ class SqlJobs:
             order_by="created_at",
             assign=f"state = 'running', owner_id = :owner, lease_expires_at = {clock} + :lease",
             columns=_JOB_COLUMNS,
+            # Each function's queue through gf_jobs_claim, in order; then abandoned jobs.
+            parts=[*(f"state = 'queued' AND function = {bind}" for bind in binds), abandoned],
         )
         rows = await self.db.write(lambda tx: dialect.claim(tx, claim, params))
         return [_job(row) for row in rows]

@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import TypeAlias
 
 from sqlalchemy import Index, Insert, MetaData, Select, Table, Update, bindparam, select, update
-from sqlalchemy.schema import CreateColumn, CreateIndex
+from sqlalchemy.schema import CreateColumn, CreateIndex, DropIndex
 
 from ..errors import SchemaVersionError
 from ._sql_db import SqlDatabase
@@ -19,6 +19,7 @@ from .dialects import Dialect
 from .tables import (
     EVENTS,
     GRAPHS,
+    JOBS,
     MESSAGES,
     META,
     METADATA,
@@ -37,7 +38,8 @@ SCHEMA_VERSION = 6
 2: ``gf_runs.trace_context``. 3: ``gf_runs.forked_from``, prune indexes. 4: messages, events and
 declared graphs (``gf_messages``, ``gf_events``, ``gf_graphs``). 5: schedules and flow control
 (``gf_schedules``, ``gf_slots``, ``gf_rate_starts``; the runs' priority, concurrency and dedup keys
-and live steps). 6: the claim order index ``gf_runs_ready``.
+and live steps). 6: the claim order indexes (``gf_runs_ready``; ``gf_jobs_claim`` gains
+``created_at``).
 """
 
 Migration: TypeAlias = "str | Callable[[Tx, Dialect], None]"
@@ -51,7 +53,10 @@ _MIGRATIONS: dict[int, tuple[Migration, ...]] = {
     ),
     3: (lambda tx, dialect: _create(tx, dialect, MESSAGES, EVENTS, GRAPHS),),  # messages, events
     4: (lambda tx, dialect: _flow_control(tx, dialect),),  # schedules and flow control
-    5: (lambda tx, dialect: _create_index(tx, dialect, READY_INDEX),),  # claims in claim order
+    5: (  # claims read runs and jobs in claim order
+        lambda tx, dialect: _create_index(tx, dialect, READY_INDEX),
+        lambda tx, dialect: _rebuild_index(tx, dialect, _index(JOBS, "gf_jobs_claim")),
+    ),
 }
 """The statements that bring a schema of version ``v`` to ``v + 1``, in one transaction."""
 
@@ -80,6 +85,16 @@ def _create(tx: Tx, dialect: Dialect, *tables: Table) -> None:
 
 def _create_index(tx: Tx, dialect: Dialect, index: Index) -> None:
     tx.cursor.execute(str(CreateIndex(index).compile(dialect=dialect.sql_dialect)))
+
+
+def _rebuild_index(tx: Tx, dialect: Dialect, index: Index) -> None:
+    """Drop an index of an older schema's shape and create it as ``tables`` declares it now."""
+    tx.cursor.execute(str(DropIndex(index).compile(dialect=dialect.sql_dialect)))
+    _create_index(tx, dialect, index)
+
+
+def _index(table: Table, name: str) -> Index:
+    return next(index for index in table.indexes if index.name == name)
 
 
 def _flow_control(tx: Tx, dialect: Dialect) -> None:

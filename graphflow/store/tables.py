@@ -166,7 +166,8 @@ class JobRow(_Base, table=True):
 
     __tablename__ = "gf_jobs"
     __table_args__ = (
-        Index("gf_jobs_claim", "state", "function"),
+        # Queued jobs of one function in claim order (created_at): a claim reads the first few.
+        Index("gf_jobs_claim", "state", "function", "created_at"),
         Index("gf_jobs_run", "run_id"),
     )
     job_id: str = Field(primary_key=True)

@@ -16,8 +16,12 @@ def undone(version: int, url: str) -> tuple[str, ...]:
             f"DROP INDEX {index} ON {table}" if url.startswith("mariadb") else f"DROP INDEX {index}"
         )
 
-    if version == 6:  # the claim order index
-        return (drop_index("gf_runs_ready", "gf_runs"),)
+    if version == 6:  # the claim order indexes
+        return (
+            drop_index("gf_runs_ready", "gf_runs"),
+            drop_index("gf_jobs_claim", "gf_jobs"),
+            "CREATE INDEX gf_jobs_claim ON gf_jobs (state, function)",
+        )
     if version == 5:  # schedules and flow control
         return (
             drop_index("gf_runs_limit", "gf_runs"),

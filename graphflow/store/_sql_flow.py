@@ -89,7 +89,6 @@ class FlowQueries:
         if query.run_id is not None:
             params["run_id"] = query.run_id
             ready = tuple(f"run_id = :run_id AND {part}" for part in ready)
-        runnable = " OR ".join(f"({part})" for part in ready)
         free = [w for w in query.workflows if w not in query.limits]
         limited = sorted(w for w in query.workflows if w in query.limits)
         free_params = dict(params)
@@ -97,11 +96,10 @@ class FlowQueries:
         claim = Claim(
             table="gf_runs",
             key="run_id",
-            where=f"{served} AND ({runnable})",
+            parts=tuple(f"{served} AND {part}" for part in ready),
             order_by="priority DESC, created_at",
             assign=claim_assign(self._clock),
             columns=columns,
-            parts=tuple(f"{served} AND {part}" for part in ready),
         )
 
         def op(tx: Tx) -> list[Any]:

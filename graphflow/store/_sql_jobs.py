@@ -70,19 +70,18 @@ class SqlJobs:
         params |= dialect.clock_params()
         binds = [f":f{i}" for i in range(len(functions))]
         params |= {f"f{i}": name for i, name in enumerate(functions)}
-        names = ", ".join(binds)
         clock = dialect.clock_sql
-        abandoned = f"state = 'running' AND lease_expires_at < {clock} AND function IN ({names})"
+        abandoned = (
+            f"state = 'running' AND lease_expires_at < {clock} AND function IN ({', '.join(binds)})"
+        )
         claim = Claim(
             table="gf_jobs",
             key="job_id",
-            where=f"function IN ({names}) AND (state = 'queued'"
-            f" OR (state = 'running' AND lease_expires_at < {clock}))",
+            # Each function's queue through gf_jobs_claim, in order; then abandoned jobs.
+            parts=[*(f"state = 'queued' AND function = {bind}" for bind in binds), abandoned],
             order_by="created_at",
             assign=f"state = 'running', owner_id = :owner, lease_expires_at = {clock} + :lease",
             columns=_JOB_COLUMNS,
-            # Each function's queue through gf_jobs_claim, in order; then abandoned jobs.
-            parts=[*(f"state = 'queued' AND function = {bind}" for bind in binds), abandoned],
         )
         rows = await self.db.write(lambda tx: dialect.claim(tx, claim, params))
         return [_job(row) for row in rows]

@@ -39,20 +39,19 @@ __all__ = (
 class Claim:
     """An update that takes up to ``:limit`` rows no other transaction is taking, and returns them.
 
-    ``where`` picks the candidate rows, ``order_by`` the first ones; ``assign`` is the ``SET``
+    ``parts`` pick the candidate rows, ``order_by`` the first ones; ``assign`` is the ``SET``
     list (reading columns before it assigns them); ``columns`` are returned for each taken row.
     """
 
     table: str
     key: str
-    where: str
+    parts: Sequence[str]
+    """Disjoint conditions whose union is the candidates, each of which an index serves in
+    ``order_by`` order: a claim takes the first rows of each and orders those few, where one
+    condition with ``OR`` in it makes the database sort every candidate (or scan the table)."""
     order_by: str
     assign: str
     columns: Sequence[str]
-    parts: Sequence[str] = ()
-    """Disjoint conditions whose union is ``where``, each of which an index serves in ``order_by``
-    order: a claim may take the first rows of each and order those few, where one ``where`` with
-    ``OR`` in it makes the database sort every candidate (or scan the table) for each claim."""
 
 
 class Dialect(Protocol):
@@ -259,18 +258,12 @@ def first_rows(
 def claim_returning(tx: Tx, claim: Claim, params: dict[str, Any], skip_locked: str) -> list[Any]:
     """A claim as one ``UPDATE ... WHERE key IN (SELECT ... LIMIT) RETURNING`` statement.
 
-    With ``claim.parts``, the candidates are the first ``:limit`` rows of each part (each locked
-    with ``skip_locked`` where rows are locked: PostgreSQL), ordered together.
+    The candidates are the first ``:limit`` rows of each of ``claim.parts`` (each locked with
+    ``skip_locked`` where rows are locked: PostgreSQL), ordered together.
     """
-    if claim.parts:
-        candidates = first_rows(
-            claim.table, [claim.key], claim.parts, claim.order_by, "limit", lock=skip_locked
-        )
-    else:
-        candidates = (
-            f"SELECT {claim.key} FROM {claim.table} WHERE {claim.where}"
-            f" ORDER BY {claim.order_by} LIMIT :limit{skip_locked}"
-        )
+    candidates = first_rows(
+        claim.table, [claim.key], claim.parts, claim.order_by, "limit", lock=skip_locked
+    )
     sql = (
         f"UPDATE {claim.table} SET {claim.assign} WHERE {claim.key} IN ({candidates})"
         f" RETURNING {', '.join(claim.columns)}"

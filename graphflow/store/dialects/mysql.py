@@ -179,7 +179,7 @@ class MysqlDialect:
         candidates = first_rows(
             claim.table,
             [claim.key],
-            claim.parts or [claim.where],
+            claim.parts,
             claim.order_by,
             "limit",
             lock=self.skip_locked,

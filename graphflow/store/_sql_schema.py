@@ -103,9 +103,8 @@ def _flow_control(tx: Tx, dialect: Dialect) -> None:
     for name in ("priority", "concurrency_key", "dedup_key", "live_steps"):
         column = CreateColumn(RUNS.c[name]).compile(dialect=sql)
         tx.cursor.execute(f"ALTER TABLE gf_runs ADD COLUMN {column}")
-    for index in sorted(RUNS.indexes, key=lambda index: str(index.name)):
-        if index.name in ("gf_runs_limit", "gf_runs_dedup"):
-            tx.cursor.execute(str(CreateIndex(index).compile(dialect=sql)))
+    for name in ("gf_runs_dedup", "gf_runs_limit"):
+        _create_index(tx, dialect, _index(RUNS, name))
     _create(tx, dialect, SCHEDULES, SLOTS, RATE_STARTS)
 
 

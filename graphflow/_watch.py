@@ -129,6 +129,24 @@ async def _changed_within(change: asyncio.Future[None], timeout: float) -> None:
         timer.cancel()
 
 
+async def _next_look(
+    run_id: str,
+    change: asyncio.Future[None],
+    seen: _Stated,
+    events: RunEvents,
+    *,
+    steps: bool,
+    polls: int,
+    poll: float,
+) -> None:
+    """Until the run changes, or its fallback poll is due (``seen``: the run as last looked at)."""
+    claimable = not steps and seen.state == "pending" and events.claims(seen.workflow)
+    timeout = events.fallback(
+        run_id, steps=steps, polls=polls, poll_interval=poll, claimable=claimable
+    )
+    await _changed_within(change, timeout)
+
+
 class _Stated(Protocol):
     @property
     def state(self) -> str: ...
@@ -165,11 +183,9 @@ async def changes(
                 yield current
             if current.state in TERMINAL:
                 return
-            claimable = not steps and current.state == "pending" and events.claims(current.workflow)
-            timeout = events.fallback(
-                run_id, steps=steps, polls=polls, poll_interval=poll_interval, claimable=claimable
+            await _next_look(
+                run_id, change, current, events, steps=steps, polls=polls, poll=poll_interval
             )
-            await _changed_within(change, timeout)
         finally:
             events.forget(run_id, change, steps=steps)
         polls += 1
@@ -233,11 +249,9 @@ async def _terminal(
                 return await final(run_id)
             if run_id in events.local:
                 continue  # claimed here since: wait for it in memory
-            claimable = record.state == "pending" and events.claims(record.workflow)
-            timeout = events.fallback(
-                run_id, steps=False, polls=polls, poll_interval=poll_interval, claimable=claimable
+            await _next_look(
+                run_id, change, record, events, steps=False, polls=polls, poll=poll_interval
             )
-            await _changed_within(change, timeout)
         finally:
             events.forget(run_id, change, steps=False)
         polls += 1

@@ -413,7 +413,7 @@ class Worker:
             leased_since = self.clock.time()
             self._starting += batch
             try:
-                claimed = await self.store.claim_runs(query, self.clock.time())
+                claimed = await self.store.claim_runs(query, leased_since)
             finally:
                 self._starting -= batch
             self._taking.update(run.run_id for run in claimed)

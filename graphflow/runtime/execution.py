@@ -33,7 +33,7 @@ from .tracing import RunTrace
 __all__ = ("STEPS_PER_TURN", "LiveStep", "Parking", "RunExecution", "Wait")
 
 STEPS_PER_TURN = 16
-"""Completed steps after which a workflow yields to the event loop once (see ``completed``):
+"""Completed steps after which a workflow yields to the event loop once (see ``turn_due``):
 about a millisecond of fast steps, for a loop turn of a few microseconds."""
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import pytest
 from pydantic import BaseModel
 
@@ -115,6 +116,36 @@ async def test_receive_returns_none_after_its_timeout_and_replay_agrees(
     assert calls == [None, None]  # first pass, then the replay after the parked sleep
     receive = status.steps[0]
     assert (receive.name, receive.state, receive.output) == ("receive:reply", "completed", None)
+
+
+@pytest.mark.parametrize("wait", ["receive", "suspend"])
+async def test_a_wait_parks_though_messages_on_other_topics_arrive_as_it_decides(
+    registry: gf.Registry, wait: str
+) -> None:
+    """A message on another topic wakes the wait, which looks again: it must still park.
+
+    Regression: a wake landing while the wait checked that the run stayed idle made it wait for a
+    next change that never came, holding the run in memory, ``running`` for good.
+    """
+
+    @gf.workflow(registry=registry)
+    async def waiter(wf: gf.Workflow, data: None) -> Any:
+        return await (wf.receive("go") if wait == "receive" else wf.suspend("go"))
+
+    async with engine("memory://", registry) as e:
+        for noise in range(24):  # the last noise lands at a different point of the wait each time
+            run_id = await e.start("waiter")
+            for number in range(noise):
+                await e.send(run_id, "noise", number)
+                await anyio.lowlevel.checkpoint()
+            with anyio.fail_after(10):
+                await until_state(e, run_id, "suspended")
+            assert e.stats().held_runs == 0
+            if wait == "receive":
+                await e.send(run_id, "go", noise)
+            else:
+                await e.resume(run_id, noise)
+            assert (await e.wait(run_id, timeout=30)).output == noise
 
 
 async def test_a_message_arriving_before_the_timeout_is_received(registry: gf.Registry) -> None:

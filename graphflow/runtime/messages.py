@@ -18,8 +18,6 @@ import json
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import anyio
-import anyio.lowlevel
 from pydantic import TypeAdapter, ValidationError
 
 from ..durations import Duration, to_seconds
@@ -28,7 +26,7 @@ from ..store.base import StepRecord, receive_input
 from .execution import RunExecution, Wait
 from .waiting import (
     ended_record,
-    quiet,
+    park_when_idle,
     record_waiting,
     until_changed,
     wait_detail,
@@ -111,9 +109,8 @@ async def _wait(execution: RunExecution, recorded: StepRecord, topic: str) -> St
                 await execution.record_step(done)
                 execution.host.step_changed(execution.run_id)
                 return done
-            if not execution.is_working and await quiet(execution):
-                execution.park()
-                await anyio.lowlevel.checkpoint()  # the cancellation lands here
+            if await park_when_idle(execution):
+                continue
             await until_changed(execution, deadline, _message_waiting(execution, topic))
     finally:
         execution.remove_wait(name)

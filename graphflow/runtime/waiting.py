@@ -30,7 +30,7 @@ __all__ = (
     "PARK_THRESHOLD",
     "STORE_POLL",
     "ended_record",
-    "quiet",
+    "park_when_idle",
     "record_end",
     "record_waiting",
     "sleep",
@@ -220,21 +220,30 @@ async def _wait(
                 return delivered
             if deadline is not None and clock.time() >= deadline:
                 return None
-            if not execution.is_working and await quiet(execution):
-                execution.park()
-                await anyio.lowlevel.checkpoint()  # the cancellation lands here
+            if await park_when_idle(execution):
+                continue
             look = _resumed_elsewhere(execution, name) if kind == "suspend" else None
             await until_changed(execution, deadline, look)
     finally:
         execution.remove_wait(name)
 
 
-async def quiet(execution: RunExecution) -> bool:
-    """Whether the run stays idle (nothing executes, nothing changes) for a few loop turns."""
+async def park_when_idle(execution: RunExecution) -> bool:
+    """Park the run if it stays idle (nothing executes, nothing changes) for a few loop turns.
+
+    Returns whether the run moved while it looked, with nothing executing: the waiter must look
+    again before it waits for a change, since the change it would wait for has come already.
+    """
     progress = execution.progress
     for _ in range(3):
         await anyio.lowlevel.checkpoint()
-    return not execution.is_working and progress == execution.progress
+        if execution.is_working:
+            return False  # what executes wakes the waiter when it ends
+        if progress != execution.progress:
+            return True
+    execution.park()
+    await anyio.lowlevel.checkpoint()  # the cancellation lands here
+    return False
 
 
 async def until_changed(

@@ -189,7 +189,7 @@ async def test_executing_steps_show_in_status_from_another_process(sqlite_url: s
         return results
 
     async with (
-        gf.Engine(sqlite_url, registry=registry, lease="0.3s", poll_interval=0.05) as worker,
+        gf.Engine(sqlite_url, registry=registry, lease="2s", poll_interval=0.05) as worker,
         gf.Engine(sqlite_url, registry=gf.Registry(), worker=False) as client,
     ):
         run_id = await worker.start("pair", None)
@@ -226,7 +226,7 @@ async def test_function_concurrency_holds_across_two_processes_on_sqlite(
     workers.spawn()
     workers.spawn()
     async with gf.Engine(workers.url, worker=False) as client:
-        run_ids = [await client.start("limited_flow", {"i": i, "pause": 0.05}) for i in range(12)]
+        run_ids = [await client.start("limited_flow", {"i": i, "pause": 0.2}) for i in range(12)]
         statuses = [await client.wait(run_id, timeout=60) for run_id in run_ids]
     assert [s.output for s in statuses] == list(range(12))
     assert len(pids(workers)) == 2  # each worker holds at most 3 runs: both executed calls

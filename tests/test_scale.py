@@ -68,7 +68,7 @@ async def test_dead_worker_share_is_taken_over(server_workers: WorkerPool) -> No
     by_victim = {(r, s) for r, s, pid in executions(workers) if pid == victim.pid}
     assert all(key in by_victim for key in twice)  # only its in-flight steps ran again
     assert len(twice) <= 4  # at most one in flight per run it held (max_runs=4)
-    assert took < 2 + 15 * 0.05 * 12  # lease + the remaining work, with margin
+    assert took < 30  # taken over after the lease (2 s), not left for good; work: 15 * 0.05 s a run
 
 
 async def test_stalled_worker_commits_nothing_after_takeover(server_workers: WorkerPool) -> None:

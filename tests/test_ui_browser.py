@@ -22,6 +22,10 @@ import graphflow as gf
 from graphflow.http import create_app
 from tests.flows.ui_flows import REGISTRY, XSS, gate, open_all_gates
 
+# Assertions wait as long as actions do (Playwright's own default for them is 5 s, short on a
+# loaded 2-core machine that runs the server, the runs and Chromium at once).
+expect.set_options(timeout=20_000)
+
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_FLAGS = [
     "--headless",

@@ -26,9 +26,10 @@ def writer_of(store: Any) -> sqlite3.Connection:
     return connection
 
 
-def thread_checkpoints(store: Any) -> int:
-    checkpoints: int = store._db.dialect._checkpointer.checkpoints
-    return checkpoints
+def checkpointer_of(store: Any) -> Any:
+    """The store's checkpoint thread (its ``checkpoints`` count is read after the store closes:
+    closing waits for a checkpoint still running)."""
+    return store._db.dialect._checkpointer
 
 
 @pytest.mark.parametrize(("durability", "auto"), [("normal", BACKSTOP_FRAMES), ("full", 1000)])
@@ -66,7 +67,8 @@ async def test_a_long_run_keeps_the_wal_bounded_and_its_data(
         # Every step's frames would stay in the WAL without checkpoints: 6,000 pages and more,
         # or 25 pages a step of 100 kB. The backstop bounds it, plus one commit's frames.
         assert os.path.getsize(wal) // PAGE < BACKSTOP_FRAMES + 100
-        assert thread_checkpoints(engine.store) > 0  # the thread did its share
+        checkpointer = checkpointer_of(engine.store)
+    assert checkpointer.checkpoints > 0  # the thread did its share (closing waited for it)
     assert not wal.exists()  # the last connection checkpointed it and removed it
     with sqlite3.connect(path) as conn:
         (count,) = conn.execute("SELECT COUNT(*) FROM gf_steps").fetchone()

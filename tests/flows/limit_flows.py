@@ -61,7 +61,7 @@ def peak_concurrency(log: Path) -> int:
 
 
 async def _worker(url: str) -> None:
-    async with gf.Engine(url, max_runs=3, lease="1s", poll_interval=0.05) as engine:
+    async with gf.Engine(url, max_runs=3, lease="3s", poll_interval=0.05) as engine:
         print("ready", flush=True)
         with anyio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
             async for _ in signals:

@@ -71,5 +71,7 @@ async def main(url: str, run_id: str, max_recoveries: int, workflow: str | None)
 
 
 if __name__ == "__main__":
+    # A shell's background job inherits SIGINT ignored: the Ctrl-C step must reach the worker.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     workflow = sys.argv[4] if len(sys.argv) > 4 else None
     anyio.run(main, sys.argv[1], sys.argv[2], int(sys.argv[3]), workflow)

@@ -21,8 +21,9 @@ one in flight runs again (at least once, like every step).
 
 Step names are pydantic-ai's journal names (``JournalOperationNamer``): ``{agent}__model.request``,
 ``{agent}__function_toolset__{toolset}.call_tool:{tool}``, ... Repeated names get ``#2``, ``#3`` in
-issue order, and a run inside a step (a graph node's function) prefixes them with that step's name
-and ``/``. Tool calls run one after another inside a run, so the numbering never depends on timing.
+issue order, and a run inside a step (a graph node's function, an inline step) prefixes them with
+that step's name and ``/``. Tool calls run one after another inside a run, so the numbering never
+depends on timing.
 
 Tools declared with ``requires_approval=True`` suspend the run (``wf.suspend``, the tool call as the
 payload) until ``engine.resume(run_id, {"approved": true})`` or ``{"approved": false, "message":
@@ -42,8 +43,7 @@ from typing import Any, Literal, TypedDict, cast
 from pydantic import BaseModel
 
 from .durations import Duration
-from .runtime.context import find_step
-from .runtime.workflow import Workflow, find_current_workflow, numbered
+from .runtime.workflow import Workflow, find_current_workflow, numbered, scoped
 
 try:
     from pydantic_ai.agent import EventStreamHandler
@@ -104,12 +104,6 @@ def _current_workflow() -> Workflow | None:
     return None if _IN_STEP.get() else find_current_workflow()
 
 
-def _step_name(handle: Workflow, name: str) -> str:
-    """``name`` numbered in issue order, under the step this code runs in (a graph node), if any."""
-    step = find_step()
-    return numbered(handle, name if step is None else f"{step.step_name}/{name}")
-
-
 class _StepBackend(JournalCallableOperationBackend[StepSettings]):
     """Runs each pydantic-ai operation as an inline step of the current graphflow run."""
 
@@ -133,7 +127,7 @@ class _StepBackend(JournalCallableOperationBackend[StepSettings]):
             finally:
                 _IN_STEP.reset(token)
 
-        return await handle.do(_step_name(handle, name), step, **config)
+        return await handle.do(numbered(handle, name), step, **config)
 
 
 class GraphflowDurability(BaseDurabilityCapability[AgentDepsT]):
@@ -201,7 +195,7 @@ class GraphflowDurability(BaseDurabilityCapability[AgentDepsT]):
         handle = _current_workflow()
         if handle is None:
             return None
-        return f"{handle.run_id}:{_step_name(handle, f'{self.name}__run')}"
+        return f"{handle.run_id}:{scoped(handle, numbered(handle, f'{self.name}__run'))}"
 
     def get_default_conversation_id(self, run_id: str) -> str | None:
         """A conversation id derived from the (replay-stable) run id."""
@@ -253,7 +247,7 @@ class GraphflowDurability(BaseDurabilityCapability[AgentDepsT]):
             return None
         decisions: dict[str, bool | ToolDenied] = {}
         for call in requests.approvals:
-            reason = _step_name(handle, f"{self.name}__approve:{call.tool_name}")
+            reason = numbered(handle, f"{self.name}__approve:{call.tool_name}")
             payload = {
                 "tool_name": call.tool_name,
                 "args": call.args_as_dict(),

@@ -8,12 +8,25 @@ import signal
 import subprocess
 import sys
 from collections import Counter
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 
 import anyio
 import pytest
+from pydantic_ai import Agent, RunContext
+from pydantic_ai.messages import (
+    AgentStreamEvent,
+    ModelMessage,
+    PartDeltaEvent,
+    PartStartEvent,
+    TextPart,
+    TextPartDelta,
+)
+from pydantic_ai.models.function import AgentInfo, FunctionModel
 
 import graphflow as gf
+from graphflow.ai import GraphflowDurability
+from graphflow.testing import VirtualClock
 from tests.flows import ai_flows
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -186,3 +199,55 @@ async def test_denied_tool_call_never_runs_and_the_model_gets_the_message(
         status = await engine.wait(run_id, timeout=30)
     assert status.output == "outcome: not today"
     assert calls(log) == Counter({"mailer model 1": 1, "mailer model 2": 1})
+
+
+async def test_stream_events_published_with_set_event_survive_the_run_s_replay(
+    registry: gf.Registry,
+) -> None:
+    requests: list[int] = []
+
+    async def words(messages: list[ModelMessage], info: AgentInfo) -> AsyncIterator[str]:
+        requests.append(len(messages))
+        for word in ["Hello", " there", " friend"]:
+            yield word
+
+    async def publish(
+        ctx: RunContext[gf.Workflow], events: AsyncIterable[AgentStreamEvent]
+    ) -> None:
+        text = ""
+        async for event in events:
+            if isinstance(event, PartStartEvent) and isinstance(event.part, TextPart):
+                text += event.part.content
+            elif isinstance(event, PartDeltaEvent) and isinstance(event.delta, TextPartDelta):
+                text += event.delta.content_delta
+                await ctx.deps.set_event("answer", text)
+
+    talker = Agent(
+        FunctionModel(stream_function=words),
+        name="talker",
+        deps_type=gf.Workflow,
+        capabilities=[GraphflowDurability(event_stream_handler=publish)],
+    )
+
+    @gf.workflow(registry=registry)
+    async def chat(wf: gf.Workflow, data: None) -> str:
+        result = await talker.run("hi", deps=wf)
+        await wf.sleep("nap", "1h")  # parks: the run replays the model request when it wakes
+        await wf.set_event("answer", f"{result.output}!")
+        return result.output
+
+    clock = VirtualClock()
+    async with gf.Engine("memory://", registry=registry, clock=clock) as engine, clock.running():
+        run_id = await engine.start("chat")
+        status = await engine.wait(run_id, timeout=30)
+        answer = await engine.get_event(run_id, "answer")
+    assert status.state == "completed", status.error
+    assert (status.output, answer, requests) == ("Hello there friend", "Hello there friend!", [1])
+    request = "talker__model.request_stream"
+    assert [step.name for step in status.steps] == [
+        request,
+        f"{request}/event:answer",
+        f"{request}/event:answer#2",
+        "nap",
+        "event:answer",
+    ]

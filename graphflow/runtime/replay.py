@@ -143,13 +143,29 @@ class Replay:
         """Settled recorded steps this execution never issued again, in their recorded order.
 
         Steps in flight when the history was read (running, sleeping, suspended) are left out:
-        an execution may legitimately stop short of them (a race it lost).
+        an execution may legitimately stop short of them (a race it lost), and so are the steps
+        a replayed step's body issued.
         """
         return [
             step.name
             for step in sorted(self._history.values(), key=lambda step: step.seq)
-            if step.name not in self._issued and step.state in _SETTLED
+            if step.name not in self._issued
+            and step.state in _SETTLED
+            and not self._under_replayed_step(step.name)
         ]
+
+    def _under_replayed_step(self, name: str) -> bool:
+        """Whether ``name`` was issued by the body of a step this execution replayed settled.
+
+        Such a body did not run again (``step/name``, see ``workflow.scoped``).
+        """
+        scope, _, _ = name.rpartition("/")
+        while scope:
+            step = self._history.get(scope)
+            if scope in self._issued and step is not None and step.state in _SETTLED:
+                return True
+            scope, _, _ = scope.rpartition("/")
+        return False
 
     def issued(self, name: str) -> bool:
         """Whether step ``name`` was issued in this execution."""

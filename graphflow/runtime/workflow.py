@@ -37,6 +37,7 @@ from ..functions import (
 )
 from ..limits import Concurrency, concurrency_option
 from .attempts import StepCall, run_step
+from .context import find_step
 from .execution import RunExecution
 from .steps import NO_OPTIONS, child_step, inline_step, remote_step, rpc_step
 from .waiting import sleep, suspend
@@ -175,14 +176,30 @@ def running_workflow(handle: Workflow) -> Iterator[Workflow]:
         _CURRENT.reset(token)
 
 
+def scoped(handle: Workflow, name: str) -> str:
+    """``name`` as issued here: under the step of the run this code runs in, ``step/name``.
+
+    A step's body (an inline step's callable, a graph node's function) may issue steps of its
+    own. A replay returns the step's recorded result without running its body, so those are not
+    issued again: their names say whose they are, so the replay knows it need not issue them,
+    and a numbered name (``event:key#2``) counts the workflow's own calls apart from theirs.
+    """
+    step = find_step()
+    if step is not None and step.run_id == handle.run_id:
+        return f"{step.step_name}/{name}"
+    return name
+
+
 def numbered(handle: Workflow, name: str) -> str:
     """``name`` the first time in this execution, then ``name#2``, ``name#3``... in call order.
 
     Replays call in the same order, so they number alike: repeated operations (every model turn
-    of an agent) get stable, unique step names.
+    of an agent) get stable, unique step names. Counted apart under each step (``scoped``), which
+    ``wf.do`` and ``wf.suspend`` then put the name under.
     """
-    count = handle._numbers.get(name, 0) + 1
-    handle._numbers[name] = count
+    key = scoped(handle, name)
+    count = handle._numbers.get(key, 0) + 1
+    handle._numbers[key] = count
     return name if count == 1 else f"{name}#{count}"
 
 
@@ -249,7 +266,7 @@ class Workflow:
             DurationError: ``duration`` is not a valid duration.
         """
         check_name(self._execution, name)
-        await sleep(self._execution, name, duration)
+        await sleep(self._execution, scoped(self, name), duration)
 
     @overload
     async def suspend(
@@ -286,7 +303,7 @@ class Workflow:
         resumes needs to see (the tool call to approve, the document to review).
         """
         check_name(self._execution, reason, "suspend reason")
-        return await suspend(self._execution, reason, schema, timeout, payload)
+        return await suspend(self._execution, scoped(self, reason), schema, timeout, payload)
 
     @overload
     async def receive(self, topic: str, timeout: None = None, *, schema: type[M]) -> M: ...
@@ -313,7 +330,7 @@ class Workflow:
         from .messages import receive
 
         check_name(self._execution, topic, "topic")
-        name = numbered(self, f"receive:{topic}")
+        name = scoped(self, numbered(self, f"receive:{topic}"))
         return await receive(self._execution, name, topic, timeout, schema)
 
     async def set_event(self, key: str, value: JSON) -> None:
@@ -325,7 +342,7 @@ class Workflow:
         from .messages import set_event
 
         check_name(self._execution, key, "event key")
-        await set_event(self._execution, numbered(self, f"event:{key}"), key, value)
+        await set_event(self._execution, scoped(self, numbered(self, f"event:{key}")), key, value)
 
     @overload
     async def do(
@@ -417,6 +434,7 @@ class Workflow:
         """
         execution = self._execution
         check_name(execution, name)
+        name = scoped(self, name)
         options = (
             NO_OPTIONS
             if retries is None and retry_delay is None and backoff is None and timeout is None

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import anyio
+
 import graphflow as gf
 from graphflow.testing import VirtualClock
 
@@ -71,3 +73,137 @@ async def test_an_event_set_after_a_replayed_body_set_one_is_published(
     assert stage == "finished"
     events = [step.name for step in status.steps if step.kind == "event"]
     assert events == ["work/event:stage", "event:stage"]
+
+
+async def test_graphflow_check_finds_a_parked_run_with_steps_inside_a_step_unchanged(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
+    @gf.workflow(registry=registry)
+    async def approval(wf: gf.Workflow, data: None) -> str:
+        async def prepare() -> str:
+            return str(await wf.do("draft", lambda: "a draft"))
+
+        await wf.do("prepare", prepare)
+        await wf.suspend("approve")
+        return "approved"
+
+    async with gf.Engine(sqlite_url, registry=registry, poll_interval=0.05) as engine:
+        run_id = await engine.start("approval")
+        async for status in engine.watch(run_id):
+            if status.state == "suspended":
+                break
+        (result,) = await engine.check()
+    assert result.ok, result
+
+
+async def test_a_retried_step_issues_its_body_s_steps_again(registry: gf.Registry) -> None:
+    attempts: list[int] = []
+
+    @gf.workflow(registry=registry)
+    async def flaky(wf: gf.Workflow, data: None) -> str:
+        async def outer() -> str:
+            fetched = await wf.do("fetch", lambda: "fetched")
+            attempts.append(len(attempts) + 1)
+            if len(attempts) == 1:
+                raise RuntimeError("transient")
+            return str(fetched)
+
+        return await wf.do("outer", outer, retries=2, retry_delay=0)
+
+    async with gf.Engine("memory://", registry=registry) as engine:
+        status = await engine.wait(await engine.start("flaky"), timeout=30)
+    assert (status.state, status.output, attempts) == ("completed", "fetched", [1, 2])
+    assert [(step.name, step.attempts) for step in status.steps] == [
+        ("outer", 2),
+        ("outer/fetch", 1),
+    ]
+
+
+async def test_a_body_run_again_after_a_lost_engine_may_issue_other_steps(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
+    """Like a model's stream: the body that runs again publishes other events, and those win."""
+    bodies: list[int] = []
+    blocked = anyio.Event()
+
+    @gf.workflow(registry=registry)
+    async def stream(wf: gf.Workflow, data: None) -> str:
+        async def request() -> str:
+            bodies.append(len(bodies) + 1)
+            words = ["a", "b", "c"] if len(bodies) == 1 else ["x"]
+            text = ""
+            for word in words:
+                text += word
+                await wf.set_event("answer", text)
+            if len(bodies) == 1:
+                blocked.set()
+                await anyio.sleep(60)  # the engine is closed under it: never finishes
+            return text
+
+        return await wf.do("request", request)
+
+    first = gf.Engine(sqlite_url, registry=registry, poll_interval=0.05)
+    async with first:
+        run_id = await first.start("stream")
+        with anyio.fail_after(10):
+            await blocked.wait()
+        await first.aclose(grace=0)
+    async with gf.Engine(sqlite_url, registry=registry, poll_interval=0.05) as second:
+        status = await second.wait(run_id, timeout=30)
+        answer = await second.get_event(run_id, "answer")
+    assert (status.state, status.output, answer, bodies) == ("completed", "x", "x", [1, 2])
+
+
+async def test_a_wait_beside_a_short_sleep_parks_once_the_sleep_ends(
+    registry: gf.Registry,
+) -> None:
+    @gf.workflow(registry=registry)
+    async def both(wf: gf.Workflow, data: None) -> Any:
+        received: list[Any] = []
+
+        async def receive() -> None:
+            received.append(await wf.receive("go"))
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(receive)
+            tg.start_soon(wf.sleep, "short", 0.2)  # held in memory: the run works meanwhile
+        return received[0]
+
+    async with gf.Engine("memory://", registry=registry, poll_interval=0.05) as engine:
+        run_id = await engine.start("both")
+        with anyio.fail_after(10):
+            async for status in engine.watch(run_id):
+                if status.state == "suspended":
+                    break
+        assert engine.stats().held_runs == 0
+        await engine.send(run_id, "go", 42)
+        assert (await engine.wait(run_id, timeout=30)).output == 42
+
+
+async def test_patched_is_true_past_a_replayed_step_whose_body_issued_steps(
+    registry: gf.Registry,
+) -> None:
+    deployed: list[str] = []
+
+    @gf.workflow(registry=registry)
+    async def patched(wf: gf.Workflow, data: None) -> str:
+        async def outer() -> str:
+            return str(await wf.do("inner", lambda: "inner"))
+
+        await wf.do("outer", outer)
+        await wf.sleep("nap", "1h")
+        if deployed:  # the new code path, deployed while the run slept
+            return "new path" if wf.patched("p") else "old path"
+        return "first deploy"
+
+    clock = VirtualClock()
+    async with gf.Engine("memory://", registry=registry, clock=clock) as engine:
+        run_id = await engine.start("patched")
+        with anyio.fail_after(10):
+            async for status in engine.watch(run_id):
+                if status.state == "sleeping":
+                    break
+        deployed.append("v2")
+        async with clock.running():
+            status = await engine.wait(run_id, timeout=30)
+    assert (status.state, status.output) == ("completed", "new path")

@@ -131,6 +131,8 @@ async def _attempts(
             if execution.lease_doubtful():  # no attempt starts on a lease that may have lapsed
                 await execution.leased()
             live.attempt += 1
+            if live.attempt > 1:
+                execution.replay.forget_under(spec.name)  # its body runs again: its steps too
             started = clock.time()
             if live.started_at is None:
                 live.started_at = started

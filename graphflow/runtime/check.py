@@ -249,7 +249,7 @@ def _verdict(
         return _diverged(run, fatal.step, fatal.recorded, f"calls {fatal.new}")
     if isinstance(fatal, DuplicateStepError):
         return _diverged(run, fatal.step, "one step of that name", "issues two steps of that name")
-    left = [step for step in steps if not execution.replay.issued(step.name)]
+    left = [step for step in steps if not execution.replay.accounted(step.name)]
     if left:
         first = min(left, key=lambda step: step.seq)
         return _diverged(

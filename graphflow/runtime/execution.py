@@ -315,6 +315,8 @@ class RunExecution:
             yield
         finally:
             self._working -= 1
+            if self._waits:
+                self.signal()  # a wait that found the run working looks again
 
     @property
     def is_working(self) -> bool:

@@ -149,11 +149,17 @@ def _load(
         ) from exc
 
 
-async def set_event(execution: RunExecution, name: str, key: str, value: Any) -> None:
-    """Publish ``value`` as the run's event ``key`` (once: a replay publishes nothing again)."""
+async def set_event(
+    execution: RunExecution, name: str, key: str, value: Any, *, in_body: bool = False
+) -> None:
+    """Publish ``value`` as the run's event ``key`` (once: a replay publishes nothing again).
+
+    ``in_body``: called by a step's body, which runs again only when it had not finished (its
+    events then are this run's, not the lost ones): published again, over its record.
+    """
     seq, parents = execution.issue(name, "event", None)
     recorded = execution.replay.recorded(name)
-    if recorded is not None and recorded.state == "completed":
+    if recorded is not None and recorded.state == "completed" and not in_body:
         execution.completed(name, parents, recorded.finished_at)
         return
     if execution.dry:

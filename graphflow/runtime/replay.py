@@ -74,6 +74,7 @@ class Replay:
         "_history",
         "_issued",
         "_marked",
+        "_nested",
         "_next_seq",
         "_patches",
         "_pending",
@@ -104,6 +105,14 @@ class Replay:
         # New steps are numbered after every recorded one: a replayed gather issues its steps
         # in another interleaving than the first run did.
         self._next_seq = max((step.seq for step in history), default=-1) + 1
+        # Recorded steps a step's body issued, counted under each step they are under (a
+        # replayed settled step's body does not run: they count as replayed with it).
+        self._nested: dict[str, int] = {}
+        for step in history:
+            scope, _, _ = step.name.rpartition("/")
+            while scope:
+                self._nested[scope] = self._nested.get(scope, 0) + 1
+                scope, _, _ = scope.rpartition("/")
         # Patch markers ride on the step records written after ``wf.patched`` said True.
         self._marked: dict[str, tuple[str, ...]] = {}
         for step in history:
@@ -134,6 +143,8 @@ class Replay:
         recorded = self._history.get(name)
         if recorded is not None:
             self._replayed += 1
+            if recorded.state in _SETTLED and self._nested:
+                self._replayed += self._nested.get(name, 0)
             self._check_same_call(recorded, kind, function)
             return recorded.seq, recorded.parents
         seq, self._next_seq = self._next_seq, self._next_seq + 1
@@ -144,32 +155,35 @@ class Replay:
 
         Steps in flight when the history was read (running, sleeping, suspended) are left out:
         an execution may legitimately stop short of them (a race it lost), and so are the steps
-        a replayed step's body issued.
+        of a step's body (``accounted``).
         """
         return [
             step.name
             for step in sorted(self._history.values(), key=lambda step: step.seq)
-            if step.name not in self._issued
-            and step.state in _SETTLED
-            and not self._under_replayed_step(step.name)
+            if step.state in _SETTLED and not self.accounted(step.name)
         ]
 
-    def _under_replayed_step(self, name: str) -> bool:
-        """Whether ``name`` was issued by the body of a step this execution replayed settled.
+    def accounted(self, name: str) -> bool:
+        """Whether recorded step ``name`` was issued again, or need not be.
 
-        Such a body did not run again (``step/name``, see ``workflow.scoped``).
+        A step's body issues steps of its own (``step/name``, see ``workflow.scoped``). Replayed
+        settled, the body does not run; run again (it had not finished), it is step code, run at
+        least once and free to issue other steps than the first time (a model's stream of events
+        never repeats). Either way its steps are its own business, not the workflow's.
         """
+        if name in self._issued:
+            return True
         scope, _, _ = name.rpartition("/")
         while scope:
-            step = self._history.get(scope)
-            if scope in self._issued and step is not None and step.state in _SETTLED:
+            if scope in self._issued:
                 return True
             scope, _, _ = scope.rpartition("/")
         return False
 
-    def issued(self, name: str) -> bool:
-        """Whether step ``name`` was issued in this execution."""
-        return name in self._issued
+    def forget_under(self, scope: str) -> None:
+        """A step's body runs again (its next attempt): it may issue its steps' names again."""
+        prefix = f"{scope}/"
+        self._issued = {name for name in self._issued if not name.startswith(prefix)}
 
     # --- patches ------------------------------------------------------------------------------
 
@@ -182,7 +196,7 @@ class Replay:
         """
         answer = self._answers.get(patch_id)
         if answer is None:
-            answer = patch_id in self._patches or self._replayed == len(self._history)
+            answer = patch_id in self._patches or self._replayed >= len(self._history)
             if answer and patch_id not in self._patches:
                 self._patches.add(patch_id)
                 self._pending.append(patch_id)

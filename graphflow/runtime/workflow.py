@@ -342,7 +342,9 @@ class Workflow:
         from .messages import set_event
 
         check_name(self._execution, key, "event key")
-        await set_event(self._execution, scoped(self, numbered(self, f"event:{key}")), key, value)
+        name = numbered(self, f"event:{key}")
+        issued = scoped(self, name)
+        await set_event(self._execution, issued, key, value, in_body=issued != name)
 
     @overload
     async def do(

@@ -108,8 +108,8 @@ class Replay:
         # Recorded steps a step's body issued, counted under each step they are under (a
         # replayed settled step's body does not run: they count as replayed with it).
         self._nested: dict[str, int] = {}
-        for step in history:
-            scope, _, _ = step.name.rpartition("/")
+        for name in [name for name in self._history if "/" in name]:
+            scope, _, _ = name.rpartition("/")
             while scope:
                 self._nested[scope] = self._nested.get(scope, 0) + 1
                 scope, _, _ = scope.rpartition("/")
@@ -143,7 +143,7 @@ class Replay:
         recorded = self._history.get(name)
         if recorded is not None:
             self._replayed += 1
-            if recorded.state in _SETTLED and self._nested:
+            if self._nested and recorded.state in _SETTLED:
                 self._replayed += self._nested.get(name, 0)
             self._check_same_call(recorded, kind, function)
             return recorded.seq, recorded.parents

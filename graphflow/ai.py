@@ -95,13 +95,17 @@ class ToolApproval(BaseModel):
     message: str | None = None
 
 
-_IN_STEP: contextvars.ContextVar[bool] = contextvars.ContextVar("graphflow_ai_step", default=False)
-"""Set while a model request or tool call executes as a step: anything it calls runs directly."""
+_IN_STEP: contextvars.ContextVar[str | None] = contextvars.ContextVar(
+    "graphflow_ai_step", default=None
+)
+"""The run whose model request or tool call executes here as a step: what that calls for the same
+run runs directly (a child run it starts is another run, with durable agents of its own)."""
 
 
 def _current_workflow() -> Workflow | None:
     """The run an agent operation here belongs to, or ``None`` to run as a plain agent."""
-    return None if _IN_STEP.get() else find_current_workflow()
+    handle = find_current_workflow()
+    return None if handle is None or _IN_STEP.get() == handle.run_id else handle
 
 
 class _StepBackend(JournalCallableOperationBackend[StepSettings]):
@@ -121,7 +125,7 @@ class _StepBackend(JournalCallableOperationBackend[StepSettings]):
             return await body()
 
         async def step() -> object:
-            token = _IN_STEP.set(True)
+            token = _IN_STEP.set(handle.run_id)
             try:
                 return await body()
             finally:

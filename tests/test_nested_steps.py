@@ -207,3 +207,27 @@ async def test_patched_is_true_past_a_replayed_step_whose_body_issued_steps(
         async with clock.running():
             status = await engine.wait(run_id, timeout=30)
     assert (status.state, status.output) == ("completed", "new path")
+
+
+async def test_a_child_run_started_by_a_step_runs_outside_its_parent_s_step(
+    registry: gf.Registry,
+) -> None:
+    @gf.workflow(registry=registry)
+    async def child(wf: gf.Workflow, data: None) -> dict[str, Any]:
+        try:
+            seen: str | None = gf.current_step().step_name
+        except gf.OutsideStepError:
+            seen = None
+        inside = await wf.do("own step", lambda: gf.current_step().step_name)
+        return {"body sees": seen, "its step sees": inside}
+
+    @gf.workflow(registry=registry)
+    async def parent(wf: gf.Workflow, data: None) -> Any:
+        return await wf.do("spawn", child)
+
+    async with gf.Engine("memory://", registry=registry, poll_interval=0.05) as engine:
+        output = await engine.run("parent", timeout=30)
+        (child_run,) = await engine.list_runs(workflow="child")
+        steps = (await engine.status(child_run.run_id)).steps
+    assert output == {"body sees": None, "its step sees": "own step"}
+    assert [step.name for step in steps] == ["own step"]

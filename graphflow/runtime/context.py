@@ -68,8 +68,8 @@ def branch(key: str) -> None:
     info.selected_branch = key
 
 
-def enter_step(info: StepInfo) -> contextvars.Token[StepInfo | None]:
-    """Make ``info`` the current step."""
+def enter_step(info: StepInfo | None) -> contextvars.Token[StepInfo | None]:
+    """Make ``info`` the current step (``None``: no step, for a run started inside one)."""
     return _CURRENT.set(info)
 
 

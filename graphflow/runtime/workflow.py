@@ -37,7 +37,7 @@ from ..functions import (
 )
 from ..limits import Concurrency, concurrency_option
 from .attempts import StepCall, run_step
-from .context import find_step
+from .context import enter_step, exit_step, find_step
 from .execution import RunExecution
 from .steps import NO_OPTIONS, child_step, inline_step, remote_step, rpc_step
 from .waiting import sleep, suspend
@@ -168,11 +168,17 @@ def find_current_workflow() -> Workflow | None:
 
 @contextmanager
 def running_workflow(handle: Workflow) -> Iterator[Workflow]:
-    """Make ``handle`` the current workflow for the code inside (one run's execution)."""
+    """Make ``handle`` the current workflow for the code inside (one run's execution).
+
+    Outside any step: a child run held here may have been started from inside a step of its
+    parent, whose context its task inherited.
+    """
     token = _CURRENT.set(handle)
+    step = enter_step(None)
     try:
         yield handle
     finally:
+        exit_step(step)
         _CURRENT.reset(token)
 
 

@@ -140,7 +140,8 @@ async def test_a_body_run_again_after_a_lost_engine_may_issue_other_steps(
                 await anyio.sleep(60)  # the engine is closed under it: never finishes
             return text
 
-        return await wf.do("request", request)
+        text = await wf.do("request", request)
+        return f"{text} {wf.patched('p')}"  # nothing recorded past here: the new code's path
 
     first = gf.Engine(sqlite_url, registry=registry, poll_interval=0.05)
     async with first:
@@ -151,7 +152,45 @@ async def test_a_body_run_again_after_a_lost_engine_may_issue_other_steps(
     async with gf.Engine(sqlite_url, registry=registry, poll_interval=0.05) as second:
         status = await second.wait(run_id, timeout=30)
         answer = await second.get_event(run_id, "answer")
-    assert (status.state, status.output, answer, bodies) == ("completed", "x", "x", [1, 2])
+    assert (status.state, status.output, answer, bodies) == ("completed", "x True", "x", [1, 2])
+
+
+async def test_a_retried_body_s_steps_after_a_lost_engine_are_its_last_attempt_s(
+    sqlite_url: str, registry: gf.Registry
+) -> None:
+    """Each attempt's steps start afresh; a new execution replays the last attempt's records."""
+    seen: list[str] = []
+    blocked = anyio.Event()
+
+    @gf.workflow(registry=registry)
+    async def inbox(wf: gf.Workflow, data: None) -> str:
+        async def handle() -> str:
+            message = str(await wf.receive("mail"))
+            seen.append(message)
+            if len(seen) == 1:
+                raise RuntimeError("refused the first message")
+            if len(seen) == 2:
+                blocked.set()
+                await anyio.sleep(60)  # the engine is closed under it
+            return message
+
+        return await wf.do("handle", handle, retries=2, retry_delay=0)
+
+    first = gf.Engine(sqlite_url, registry=registry, poll_interval=0.05)
+    async with first:
+        run_id = await first.start("inbox")
+        for message in ("m1", "m2", "m3"):
+            await first.send(run_id, "mail", message)
+        with anyio.fail_after(10):
+            await blocked.wait()
+        await first.aclose(grace=0)
+    async with gf.Engine(sqlite_url, registry=registry, poll_interval=0.05) as second:
+        status = await second.wait(run_id, timeout=30)
+    assert (status.state, status.output, seen) == ("completed", "m2", ["m1", "m2", "m2"])
+    assert [(step.name, step.output) for step in status.steps] == [
+        ("handle", "m2"),
+        ("handle/receive:mail", "m2"),
+    ]
 
 
 async def test_a_wait_beside_a_short_sleep_parks_once_the_sleep_ends(

@@ -125,14 +125,16 @@ async def _attempts(
     """
     clock = execution.host.clock
     retries = spec.options.retries or 0
+    tried_here = False
     execution.step_began()
     try:
         while True:
             if execution.lease_doubtful():  # no attempt starts on a lease that may have lapsed
                 await execution.leased()
+            if tried_here:  # its body runs again: its steps too (a new execution replays them)
+                execution.replay.forget_under(spec.name)
+            tried_here = True
             live.attempt += 1
-            if live.attempt > 1:
-                execution.replay.forget_under(spec.name)  # its body runs again: its steps too
             started = clock.time()
             if live.started_at is None:
                 live.started_at = started

@@ -73,12 +73,13 @@ class Replay:
         "_frontier",
         "_history",
         "_issued",
+        "_issued_under",
         "_marked",
-        "_nested",
         "_next_seq",
+        "_numbers",
         "_patches",
         "_pending",
-        "_replayed",
+        "_recorded_under",
         "_run_id",
         "_start",
         "_workflow",
@@ -93,6 +94,9 @@ class Replay:
         self._history: dict[str, StepRecord] = {}
         self._next_seq = 0
         self._issued: set[str] = set()
+        self._issued_under: set[str] = set()
+        """Issued names of steps inside a step (holding a ``/``)."""
+        self._numbers: dict[str, int] = {}
         self._frontier: dict[str, None] = {}
         self._answers: dict[str, bool] = {}
         self._pending: list[str] = []
@@ -101,17 +105,16 @@ class Replay:
     def load(self, history: list[StepRecord]) -> None:
         """Take the run's recorded steps, replayed instead of executed."""
         self._history = {step.name: step for step in history}
-        self._replayed = 0
         # New steps are numbered after every recorded one: a replayed gather issues its steps
         # in another interleaving than the first run did.
         self._next_seq = max((step.seq for step in history), default=-1) + 1
-        # Recorded steps a step's body issued, counted under each step they are under (a
-        # replayed settled step's body does not run: they count as replayed with it).
-        self._nested: dict[str, int] = {}
+        # Recorded steps a step's body issued, under each step they are under (set aside when
+        # that step's body runs again, as a retry).
+        self._recorded_under: dict[str, list[str]] = {}
         for name in [name for name in self._history if "/" in name]:
             scope, _, _ = name.rpartition("/")
             while scope:
-                self._nested[scope] = self._nested.get(scope, 0) + 1
+                self._recorded_under.setdefault(scope, []).append(name)
                 scope, _, _ = scope.rpartition("/")
         # Patch markers ride on the step records written after ``wf.patched`` said True.
         self._marked: dict[str, tuple[str, ...]] = {}
@@ -140,11 +143,10 @@ class Replay:
         if name in self._issued:
             raise DuplicateStepError(workflow=self._workflow, run_id=self._run_id, step=name)
         self._issued.add(name)
+        if "/" in name:
+            self._issued_under.add(name)
         recorded = self._history.get(name)
         if recorded is not None:
-            self._replayed += 1
-            if self._nested and recorded.state in _SETTLED:
-                self._replayed += self._nested.get(name, 0)
             self._check_same_call(recorded, kind, function)
             return recorded.seq, recorded.parents
         seq, self._next_seq = self._next_seq, self._next_seq + 1
@@ -181,9 +183,25 @@ class Replay:
         return False
 
     def forget_under(self, scope: str) -> None:
-        """A step's body runs again (its next attempt): it may issue its steps' names again."""
+        """Step ``scope``'s body runs again (its next attempt): its steps run again, as new.
+
+        Their names are free again, numbered from 1, and their records (of an attempt before a
+        crash) are set aside, so the attempt does not mix its steps with an earlier one's.
+        """
         prefix = f"{scope}/"
-        self._issued = {name for name in self._issued if not name.startswith(prefix)}
+        gone = {name for name in self._issued_under if name.startswith(prefix)}
+        self._issued -= gone
+        self._issued_under -= gone
+        for name in self._recorded_under.pop(scope, ()):
+            self._history.pop(name, None)
+        for key in [key for key in self._numbers if key.startswith(prefix)]:
+            del self._numbers[key]
+
+    def number(self, key: str) -> int:
+        """How many times ``key`` was numbered in this execution, this call included."""
+        count = self._numbers.get(key, 0) + 1
+        self._numbers[key] = count
+        return count
 
     # --- patches ------------------------------------------------------------------------------
 
@@ -196,7 +214,7 @@ class Replay:
         """
         answer = self._answers.get(patch_id)
         if answer is None:
-            answer = patch_id in self._patches or self._replayed >= len(self._history)
+            answer = patch_id in self._patches or all(map(self.accounted, self._history))
             if answer and patch_id not in self._patches:
                 self._patches.add(patch_id)
                 self._pending.append(patch_id)

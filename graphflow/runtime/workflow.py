@@ -203,9 +203,7 @@ def numbered(handle: Workflow, name: str) -> str:
     of an agent) get stable, unique step names. Counted apart under each step (``scoped``), which
     ``wf.do`` and ``wf.suspend`` then put the name under.
     """
-    key = scoped(handle, name)
-    count = handle._numbers.get(key, 0) + 1
-    handle._numbers[key] = count
+    count = handle._execution.replay.number(scoped(handle, name))
     return name if count == 1 else f"{name}#{count}"
 
 
@@ -224,11 +222,10 @@ def check_name(execution: RunExecution, name: object, what: str = "step name") -
 class Workflow:
     """The handle a workflow function receives: issues durable steps."""
 
-    __slots__ = ("_execution", "_numbers")
+    __slots__ = ("_execution",)
 
     def __init__(self, execution: RunExecution) -> None:
         self._execution = execution
-        self._numbers: dict[str, int] = {}
 
     @property
     def run_id(self) -> str:

@@ -11,7 +11,7 @@ import asyncio
 import contextvars
 import json
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 
@@ -65,6 +65,14 @@ def _current_task() -> object:
         return anyio.get_current_task().id
 
 
+def _scopes(name: str) -> Iterator[str]:
+    """The steps ``name`` is inside of, innermost first: ``a/b/c`` is inside ``a/b`` and ``a``."""
+    scope, _, _ = name.rpartition("/")
+    while scope:
+        yield scope
+        scope, _, _ = scope.rpartition("/")
+
+
 class Replay:
     """The recorded history of a run and the progress of this execution through it."""
 
@@ -112,10 +120,8 @@ class Replay:
         # that step's body runs again, as a retry).
         self._recorded_under: dict[str, list[str]] = {}
         for name in [name for name in self._history if "/" in name]:
-            scope, _, _ = name.rpartition("/")
-            while scope:
+            for scope in _scopes(name):
                 self._recorded_under.setdefault(scope, []).append(name)
-                scope, _, _ = scope.rpartition("/")
         # Patch markers ride on the step records written after ``wf.patched`` said True.
         self._marked: dict[str, tuple[str, ...]] = {}
         for step in history:
@@ -173,14 +179,7 @@ class Replay:
         least once and free to issue other steps than the first time (a model's stream of events
         never repeats). Either way its steps are its own business, not the workflow's.
         """
-        if name in self._issued:
-            return True
-        scope, _, _ = name.rpartition("/")
-        while scope:
-            if scope in self._issued:
-                return True
-            scope, _, _ = scope.rpartition("/")
-        return False
+        return name in self._issued or any(scope in self._issued for scope in _scopes(name))
 
     def forget_under(self, scope: str) -> None:
         """Step ``scope``'s body runs again (its next attempt): its steps run again, as new.

@@ -12,6 +12,14 @@ import anyio
 
 import graphflow as gf
 from graphflow.testing import VirtualClock
+from tests.test_waiting import until_state
+
+
+async def close_mid_step(engine: gf.Engine, blocked: anyio.Event) -> None:
+    """Close ``engine`` at once when its step is ``blocked``: the step never finishes there."""
+    with anyio.fail_after(10):
+        await blocked.wait()
+    await engine.aclose(grace=0)
 
 
 async def test_a_body_s_steps_are_named_under_its_step_and_the_run_replays_without_them(
@@ -89,9 +97,7 @@ async def test_graphflow_check_finds_a_parked_run_with_steps_inside_a_step_uncha
 
     async with gf.Engine(sqlite_url, registry=registry, poll_interval=0.05) as engine:
         run_id = await engine.start("approval")
-        async for status in engine.watch(run_id):
-            if status.state == "suspended":
-                break
+        await until_state(engine, run_id, "suspended")
         (result,) = await engine.check()
     assert result.ok, result
 
@@ -146,9 +152,7 @@ async def test_a_body_run_again_after_a_lost_engine_may_issue_other_steps(
     first = gf.Engine(sqlite_url, registry=registry, poll_interval=0.05)
     async with first:
         run_id = await first.start("stream")
-        with anyio.fail_after(10):
-            await blocked.wait()
-        await first.aclose(grace=0)
+        await close_mid_step(first, blocked)
     async with gf.Engine(sqlite_url, registry=registry, poll_interval=0.05) as second:
         status = await second.wait(run_id, timeout=30)
         answer = await second.get_event(run_id, "answer")
@@ -181,9 +185,7 @@ async def test_a_retried_body_s_steps_after_a_lost_engine_are_its_last_attempt_s
         run_id = await first.start("inbox")
         for message in ("m1", "m2", "m3"):
             await first.send(run_id, "mail", message)
-        with anyio.fail_after(10):
-            await blocked.wait()
-        await first.aclose(grace=0)
+        await close_mid_step(first, blocked)
     async with gf.Engine(sqlite_url, registry=registry, poll_interval=0.05) as second:
         status = await second.wait(run_id, timeout=30)
     assert (status.state, status.output, seen) == ("completed", "m2", ["m1", "m2", "m2"])
@@ -210,10 +212,7 @@ async def test_a_wait_beside_a_short_sleep_parks_once_the_sleep_ends(
 
     async with gf.Engine("memory://", registry=registry, poll_interval=0.05) as engine:
         run_id = await engine.start("both")
-        with anyio.fail_after(10):
-            async for status in engine.watch(run_id):
-                if status.state == "suspended":
-                    break
+        await until_state(engine, run_id, "suspended")
         assert engine.stats().held_runs == 0
         await engine.send(run_id, "go", 42)
         assert (await engine.wait(run_id, timeout=30)).output == 42
@@ -238,10 +237,7 @@ async def test_patched_is_true_past_a_replayed_step_whose_body_issued_steps(
     clock = VirtualClock()
     async with gf.Engine("memory://", registry=registry, clock=clock) as engine:
         run_id = await engine.start("patched")
-        with anyio.fail_after(10):
-            async for status in engine.watch(run_id):
-                if status.state == "sleeping":
-                    break
+        await until_state(engine, run_id, "sleeping")
         deployed.append("v2")
         async with clock.running():
             status = await engine.wait(run_id, timeout=30)
